@@ -1,0 +1,1 @@
+"""stemhook: receives, keeps and normalizes the completion callbacks of cloud audio jobs."""

@@ -1,0 +1,1 @@
+"""Provider payload families: pure parsers from callback bytes to normalized jobs."""

@@ -1,0 +1,158 @@
+"""The normalized job every provider family is turned into.
+
+Plain frozen dataclasses: parsing sits on the hot path of every callback, and these cost a
+fraction of a validating model. Validation happens while they are built, in the parsers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Provider(StrEnum):
+    TENCENT_CI = "tencent-ci"
+    MEDIA_LAB = "tencent-media-lab"
+    SUNO = "suno"
+
+
+class State(StrEnum):
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELED})
+
+
+class Role(StrEnum):
+    VOCALS = "vocals"
+    ACCOMPANIMENT = "accompaniment"
+    DRUMS = "drums"
+    BASS = "bass"
+    PIANO = "piano"
+    OTHER = "other"
+    BACKING_VOCALS = "backing_vocals"
+    GUITAR = "guitar"
+    KEYBOARD = "keyboard"
+    PERCUSSION = "percussion"
+    STRINGS = "strings"
+    SYNTH = "synth"
+    FX = "fx"
+    BRASS = "brass"
+    WOODWINDS = "woodwinds"
+    ORIGINAL = "original"
+    SPEECH = "speech"
+    OUTPUT = "output"
+
+
+class ParseError(ValueError):
+    """The payload cannot be turned into jobs; the message says what was wrong with it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputRef:
+    bucket: str | None = None
+    region: str | None = None
+    object: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputFile:
+    role: Role
+    url: str | None = None
+    bucket: str | None = None
+    region: str | None = None
+    object: str | None = None
+    content_id: str | None = None
+    destination: str | None = None
+    file_name: str | None = None
+    md5: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioStream:
+    codec: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    bitrate_kbps: float | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaInfo:
+    format_name: str | None = None
+    duration_s: float | None = None
+    bitrate_kbps: float | None = None
+    size_bytes: int | None = None
+    audio_streams: tuple[AudioStream, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tts:
+    input: str | None = None
+    input_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workflow:
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    run_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowTask:
+    """One node of a CI workflow run, as listed by its WorkflowFinish callback."""
+
+    type: str | None = None
+    name: str | None = None
+    job_id: str | None = None
+    state: State | None = None
+    provider_state: str | None = None
+    template_id: str | None = None
+    template_name: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One provider job as one callback describes it; all times are aware UTC datetimes."""
+
+    provider: Provider
+    job_id: str
+    kind: str
+    state: State
+    provider_state: str
+    error: JobError | None = None
+    custom_id: str | None = None
+    user_data: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    input: InputRef = field(default_factory=InputRef)
+    outputs: tuple[OutputFile, ...] = ()
+    media_info: MediaInfo | None = None
+    tts: Tts | None = None
+    workflow: Workflow | None = None
+    tasks: tuple[WorkflowTask, ...] | None = None
+    template_id: str | None = None
+    template_name: str | None = None
+    queue_id: str | None = None

@@ -1,0 +1,62 @@
+"""Settings, read once at start-up from STEMHOOK_* variables and `.env`, and validated there."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_TOKEN_LENGTH = 16
+DEFAULT_DATABASE_URL = "sqlite:///./stemhook.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STEMHOOK_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    callback_token: SecretStr | None = None
+    suno_hmac_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # A body trickling in slower than this is cut off: it would hold a worker indefinitely.
+    body_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Providers give up after 15 s; past this a write is answered 503 so that they retry.
+    write_timeout_s: float = Field(default=5.0, gt=0, le=10)
+    # FULL fsyncs every commit: an acknowledged callback survives a power cut, not only a crash.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    write_batch_max: int = Field(default=256, ge=1, le=10_000)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_are_long(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(token.get_secret_value()) < MIN_TOKEN_LENGTH for token in tokens):
+            raise ValueError(f"every API token needs at least {MIN_TOKEN_LENGTH} characters")
+        return tokens
+
+    @field_validator("callback_token", "suno_hmac_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("callback_token")
+    @classmethod
+    def _callback_token_is_long(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"the callback token needs at least {MIN_TOKEN_LENGTH} characters")
+        return token
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

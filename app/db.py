@@ -1,0 +1,150 @@
+"""Database plumbing: the declarative base, column types, URLs and engines.
+
+Two engines share one database: a synchronous one for the ingest writer, which owns every
+write transaction from one thread, and an asyncio one for the read API. A plain
+`postgresql://` URL drives both through psycopg 3 (sync and async); SQLite uses the stdlib
+driver for writes and aiosqlite for reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from app.config import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database, the same on both backends."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def sync_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite")
+    raise ValueError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+    )
+
+
+def async_url(url: str) -> URL:
+    parsed = sync_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    return parsed
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    if url.get_backend_name() == "postgresql":
+        # Fail fast instead of hanging toward the providers' 15 s limit when PostgreSQL is gone.
+        timeout_ms = int(settings.write_timeout_s * 1000)
+        options["connect_args"] = {
+            "connect_timeout": max(1, int(settings.write_timeout_s)),
+            "options": f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms}",
+        }
+        options["pool_pre_ping"] = True
+    return options
+
+
+def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+    busy_ms = int(settings.write_timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def _begin_immediate(engine: Engine) -> None:
+    """Writers take SQLite's write lock when they begin, not halfway through.
+
+    A deferred transaction that reads first and writes later cannot wait for the lock: when
+    another process writes meanwhile it fails at once with "database is locked", whatever
+    busy_timeout says. Taking the lock in BEGIN makes the wait honour busy_timeout.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _driver_stays_out(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sync_engine(settings: Settings, **overrides: Any) -> Engine:
+    url = sync_url(settings.database_url)
+    engine = create_engine(url, **(_engine_options(url, settings) | overrides))
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, settings)
+        _begin_immediate(engine)
+    return engine
+
+
+def create_read_engine(settings: Settings) -> AsyncEngine:
+    url = async_url(settings.database_url)
+    engine = create_async_engine(url, **_engine_options(url, settings))
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine.sync_engine, settings)
+    return engine
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDatabase:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]
+
+
+def open_read_database(settings: Settings) -> ReadDatabase:
+    engine = create_read_engine(settings)
+    return ReadDatabase(engine, async_sessionmaker(engine, expire_on_commit=False))

@@ -1,0 +1,58 @@
+"""Errors the service answers with, each mapped to one HTTP status by app/api/errors.py.
+
+StemhookError
+├── Unauthorized          401  missing or wrong API token, callback token or signature
+├── NotFound              404  no such job or delivery
+├── RequestTimeout        408  the body did not arrive within STEMHOOK_BODY_TIMEOUT_S
+├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
+├── BadPayload            400  body stored as a rejected delivery; says what was wrong
+└── StorageUnavailable    503  the database could not take the write in time; retry later
+
+Parsers raise app.providers.model.ParseError, which the receive pipeline turns into BadPayload
+once the body is stored. Anything else is a bug and answers 500.
+"""
+
+from __future__ import annotations
+
+
+class StemhookError(Exception):
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthorized(StemhookError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(StemhookError):
+    status_code = 404
+    code = "not_found"
+
+
+class RequestTimeout(StemhookError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class PayloadTooLarge(StemhookError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class BadPayload(StemhookError):
+    status_code = 400
+    code = "bad_payload"
+
+    def __init__(self, message: str, *, delivery_id: int) -> None:
+        super().__init__(message)
+        self.delivery_id = delivery_id
+
+
+class StorageUnavailable(StemhookError):
+    status_code = 503
+    code = "storage_unavailable"

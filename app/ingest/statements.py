@@ -1,0 +1,193 @@
+"""The SQL of the write path, built once per dialect.
+
+A delivery is merged into its job by a single INSERT ... ON CONFLICT DO UPDATE: the database
+decides, under its own row lock, whether the delivery creates the job, moves it forward or
+only fills gaps. Concurrent duplicates, in one process or many, can therefore neither create
+a second job nor move one backwards; no Python read-then-write takes part.
+
+The merge rule ("does the incoming delivery win?"):
+- a later stage wins: submitted < running = paused < succeeded = failed = canceled;
+- running and paused may follow each other: the newer delivery wins;
+- between two different final states the provider's end time decides; without two distinct
+  end times, succeeded beats failed beats canceled (a retried failure may arrive after the
+  success it was superseded by);
+- the same state never wins: the delivery is a duplicate, and it only fills fields the job
+  still lacks.
+RETURNING tells the caller what happened: `state_delivery_id` equal to this delivery means the
+state changed (or the job was created, when `previous_state` is null).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Insert,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app import models
+from app.providers.model import State
+
+_STAGE = {
+    State.SUBMITTED: 1,
+    State.RUNNING: 2,
+    State.PAUSED: 2,
+    State.SUCCEEDED: 3,
+    State.FAILED: 3,
+    State.CANCELED: 3,
+}
+_FINAL_STAGE = 3
+_FINAL_PRECEDENCE = {State.SUCCEEDED: 3, State.FAILED: 2, State.CANCELED: 1}
+
+# Columns a delivery that does not win may still fill when the job lacks them.
+FILLABLE = (
+    "custom_id",
+    "user_data",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "input_bucket",
+    "input_region",
+    "input_object",
+    "input_url",
+    "media_info",
+    "tts_input",
+    "tts_input_type",
+    "workflow_id",
+    "workflow_name",
+    "workflow_run_id",
+    "workflow_node",
+    "tasks",
+    "template_id",
+    "template_name",
+    "queue_id",
+)
+# Columns that always follow the winning delivery, even to null (an error only while failed).
+FOLLOW_WINNER = ("kind", "state", "provider_state", "error_code", "error_message")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStatements:
+    insert_delivery: Insert
+    mark_duplicate: Update
+    upsert_job: Insert
+    delete_outputs: Delete
+    insert_outputs: Insert
+    insert_event: Insert
+    insert_link: Insert
+
+
+def build_statements(dialect_name: str) -> WriteStatements:
+    return WriteStatements(
+        insert_delivery=insert(models.Delivery).returning(models.Delivery.id),
+        mark_duplicate=update(models.Delivery)
+        .where(models.Delivery.id == bindparam("delivery_id"))
+        .values(outcome="duplicate"),
+        upsert_job=_upsert_job(dialect_name),
+        delete_outputs=delete(models.JobOutput).where(
+            models.JobOutput.job_pk == bindparam("job_pk")
+        ),
+        insert_outputs=insert(models.JobOutput),
+        insert_event=insert(models.JobEvent),
+        insert_link=insert(models.DeliveryJob),
+    )
+
+
+def _upsert_job(dialect_name: str) -> Insert:
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect_name == "postgresql":
+        statement = postgresql.insert(models.Job)
+    else:
+        statement = sqlite.insert(models.Job)
+    new = statement.excluded
+    old = models.Job.__table__.c
+    wins = _incoming_wins(old, new)
+    set_: dict[str, Any] = {
+        name: case((wins, new[name]), else_=old[name]) for name in FOLLOW_WINNER
+    }
+    for name in FILLABLE:
+        set_[name] = case(
+            (wins, func.coalesce(new[name], old[name])), else_=func.coalesce(old[name], new[name])
+        )
+    set_ |= {
+        "previous_state": case((wins, old.state), else_=old.previous_state),
+        "state_delivery_id": case((wins, new.state_delivery_id), else_=old.state_delivery_id),
+        "outputs_delivery_id": case(
+            (
+                and_(
+                    new.outputs_delivery_id.is_not(None),
+                    or_(wins, old.outputs_delivery_id.is_(None)),
+                ),
+                new.outputs_delivery_id,
+            ),
+            else_=old.outputs_delivery_id,
+        ),
+        # One delivery listing the same job twice still counts once.
+        "deliveries": old.deliveries
+        + case((old.last_delivery_id == new.last_delivery_id, _const(0)), else_=_const(1)),
+        "last_delivery_id": new.last_delivery_id,
+        "last_received_at": case(
+            (new.last_received_at > old.last_received_at, new.last_received_at),
+            else_=old.last_received_at,
+        ),
+    }
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=[models.Job.provider, models.Job.job_id], set_=set_
+    )
+    return upsert.returning(
+        models.Job.id,
+        models.Job.state,
+        models.Job.previous_state,
+        models.Job.state_delivery_id,
+        models.Job.outputs_delivery_id,
+    )
+
+
+def _const(value: str | int) -> ColumnElement[Any]:
+    """A constant written into the SQL text, so that the statement is prepared once with it
+    instead of carrying hundreds of bound parameters into every execution."""
+    return literal_column(f"'{value}'" if isinstance(value, str) else str(value))
+
+
+def _lookup(table: dict[State, int], state: ColumnElement[Any]) -> ColumnElement[int]:
+    return case(
+        {_const(key.value): _const(rank) for key, rank in table.items()},
+        value=state,
+        else_=_const(0),
+    )
+
+
+def _incoming_wins(old: Any, new: Any) -> ColumnElement[bool]:
+    new_stage, old_stage = _lookup(_STAGE, new.state), _lookup(_STAGE, old.state)
+    both_ended_apart = and_(
+        old.finished_at.is_not(None),
+        new.finished_at.is_not(None),
+        old.finished_at != new.finished_at,
+    )
+    sideways = or_(
+        new_stage < _const(_FINAL_STAGE),
+        and_(both_ended_apart, new.finished_at > old.finished_at),
+        and_(
+            not_(both_ended_apart),
+            _lookup(_FINAL_PRECEDENCE, new.state) > _lookup(_FINAL_PRECEDENCE, old.state),
+        ),
+    )
+    return or_(
+        new_stage > old_stage,
+        and_(new_stage == old_stage, new.state != old.state, sideways),
+    )

@@ -1,0 +1,128 @@
+"""Tables: the raw inbox of deliveries, and the normalized jobs they describe.
+
+delivery      every callback as it arrived (body, headers, outcome), kept even when rejected
+job           one row per (provider, provider's job id): the merged, current view of the job
+job_output    the files a job produced, from the delivery that last supplied them
+job_event     every state change of a job, with the delivery that caused it
+delivery_job  which deliveries touched which jobs, and whether each was a duplicate
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, Id, Json, UtcDateTime
+
+SHORT = 32
+NAME = 255
+
+
+class Delivery(Base):
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    endpoint: Mapped[str] = mapped_column(String(SHORT))
+    provider: Mapped[str | None] = mapped_column(String(SHORT))
+    outcome: Mapped[str] = mapped_column(String(SHORT))
+    error: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    client_addr: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(Json)
+    body_size: Mapped[int]
+    # Nullable so that retention can drop old bodies while the delivery's record stays.
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index(None, "received_at"),)
+
+
+class Job(Base):
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(SHORT))
+    job_id: Mapped[str] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(SHORT))
+    provider_state: Mapped[str] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    custom_id: Mapped[str | None] = mapped_column(String(NAME))
+    user_data: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    input_bucket: Mapped[str | None] = mapped_column(Text)
+    input_region: Mapped[str | None] = mapped_column(Text)
+    input_object: Mapped[str | None] = mapped_column(Text)
+    input_url: Mapped[str | None] = mapped_column(Text)
+    media_info: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    tts_input: Mapped[str | None] = mapped_column(Text)
+    tts_input_type: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str | None] = mapped_column(Text)
+    workflow_name: Mapped[str | None] = mapped_column(Text)
+    workflow_run_id: Mapped[str | None] = mapped_column(Text)
+    workflow_node: Mapped[str | None] = mapped_column(Text)
+    tasks: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    template_id: Mapped[str | None] = mapped_column(Text)
+    template_name: Mapped[str | None] = mapped_column(Text)
+    queue_id: Mapped[str | None] = mapped_column(Text)
+    deliveries: Mapped[int]
+    first_received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Bookkeeping of the merge (see app/ingest/statements.py): which delivery last touched the
+    # job, set its current state, and supplied its outputs; and the state before the last change.
+    last_delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"))
+    state_delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"))
+    outputs_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
+    previous_state: Mapped[str | None] = mapped_column(String(SHORT))
+
+    outputs: Mapped[list[JobOutput]] = relationship(
+        order_by="JobOutput.position", lazy="raise", passive_deletes=True
+    )
+
+    __table_args__ = (UniqueConstraint("provider", "job_id"),)
+
+
+class JobOutput(Base):
+    __tablename__ = "job_output"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    role: Mapped[str] = mapped_column(String(SHORT))
+    url: Mapped[str | None] = mapped_column(Text)
+    bucket: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    object: Mapped[str | None] = mapped_column(Text)
+    content_id: Mapped[str | None] = mapped_column(Text)
+    destination: Mapped[str | None] = mapped_column(Text)
+    file_name: Mapped[str | None] = mapped_column(Text)
+    md5: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("job_pk", "position"),)
+
+
+class JobEvent(Base):
+    __tablename__ = "job_event"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(SHORT))
+    to_state: Mapped[str] = mapped_column(String(SHORT))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeliveryJob(Base):
+    __tablename__ = "delivery_job"
+
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    duplicate: Mapped[bool]

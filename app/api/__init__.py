@@ -1,0 +1,1 @@
+"""Thin HTTP routers over the receive pipeline and the read queries."""

@@ -1,0 +1,150 @@
+"""POST /callbacks[/{provider}]: authenticate, read, parse, store, answer.
+
+Only what is committed is acknowledged. A body that cannot be parsed is stored as a rejected
+delivery before the 400 goes out, so it can be inspected and replayed once the parser learns it.
+Unauthenticated and oversized requests are refused before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import SettingsDep, WriterDep
+from app.api.schemas import ErrorOut, ReceiptOut
+from app.config import Settings
+from app.errors import BadPayload, PayloadTooLarge, RequestTimeout, Unauthorized
+from app.ingest.intake import Arrival, Intake, Outcome
+from app.ingest.writer import Writer
+from app.providers import suno
+from app.providers.model import ParseError, Provider
+from app.providers.registry import ParsedCallback, parse_callback
+
+router = APIRouter(tags=["callbacks"])
+
+_NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+_MAX_KEPT_HEADERS = 64
+_MAX_HEADER_VALUE = 1024
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in {
+        400: "Malformed or unrecognized payload; stored as a rejected delivery.",
+        401: "Wrong or missing ?token= (or Suno signature).",
+        408: "The body did not arrive in time.",
+        413: "Body above STEMHOOK_MAX_BODY_BYTES.",
+        503: "The database could not take the write in time; retry.",
+    }.items()
+}
+
+
+@router.post("/callbacks", responses=_ERRORS, summary="Receive a callback, family detected")
+async def receive_any(request: Request, settings: SettingsDep, writer: WriterDep) -> ReceiptOut:
+    return await receive(request, settings, writer, expected=None)
+
+
+@router.post("/callbacks/{provider}", responses=_ERRORS, summary="Receive a provider's callback")
+async def receive_from(
+    provider: Provider, request: Request, settings: SettingsDep, writer: WriterDep
+) -> ReceiptOut:
+    return await receive(request, settings, writer, expected=provider)
+
+
+async def receive(
+    request: Request, settings: Settings, writer: Writer, *, expected: Provider | None
+) -> ReceiptOut:
+    authenticate_sender(request, settings)
+    arrival = await read_arrival(request, settings, endpoint=expected or "auto")
+    try:
+        parsed = parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
+    except ParseError as exc:
+        await reject(arrival, expected, exc, settings, writer)
+    verify_signature(parsed, request, settings)
+    intake = Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs)
+    receipt = await writer.write(intake, timeout=settings.write_timeout_s)
+    return ReceiptOut.of(receipt)
+
+
+def authenticate_sender(request: Request, settings: Settings) -> None:
+    if settings.callback_token is None:
+        return
+    given = request.query_params.get("token", "").encode()
+    if not hmac.compare_digest(given, settings.callback_token.get_secret_value().encode()):
+        raise Unauthorized("the callback URL's ?token= is missing or wrong")
+
+
+async def read_arrival(request: Request, settings: Settings, *, endpoint: str) -> Arrival:
+    received_at = datetime.now(UTC)
+    body = await read_body(request, settings)
+    return Arrival(
+        received_at=received_at,
+        endpoint=endpoint,
+        content_type=request.headers.get("content-type"),
+        client_addr=request.client.host if request.client else None,
+        headers=kept_headers(request),
+        body=body,
+    )
+
+
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The body, refused as soon as it is known to be too big or too slow to arrive."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(settings.body_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {settings.body_timeout_s:g} s"
+        ) from None
+    return bytes(body)
+
+
+def kept_headers(request: Request) -> dict[str, str]:
+    kept = {}
+    for name, value in request.headers.items():
+        if name in _NOT_KEPT_HEADERS:
+            continue
+        kept[name] = value[:_MAX_HEADER_VALUE]
+        if len(kept) == _MAX_KEPT_HEADERS:
+            break
+    return kept
+
+
+async def reject(
+    arrival: Arrival,
+    expected: Provider | None,
+    error: ParseError,
+    settings: Settings,
+    writer: Writer,
+) -> NoReturn:
+    intake = Intake(arrival=arrival, provider=expected, error=str(error))
+    receipt = await writer.write(intake, timeout=settings.write_timeout_s)
+    assert receipt.outcome is Outcome.REJECTED
+    raise BadPayload(str(error), delivery_id=receipt.delivery_id)
+
+
+def verify_signature(parsed: ParsedCallback, request: Request, settings: Settings) -> None:
+    """The opt-in HMAC some Suno-style vendors send; enforced only when a key is configured."""
+    if parsed.provider is not Provider.SUNO or settings.suno_hmac_key is None:
+        return
+    key = settings.suno_hmac_key.get_secret_value()
+    for job in parsed.jobs:
+        if not suno.verify_signature(
+            key=key,
+            task_id=job.job_id,
+            timestamp=request.headers.get("x-webhook-timestamp"),
+            signature=request.headers.get("x-webhook-signature"),
+            now=time.time(),
+        ):
+            raise Unauthorized("X-Webhook-Signature is missing, stale or wrong")

@@ -1,0 +1,50 @@
+"""Request dependencies: settings, writer, read sessions and the API token check."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import Unauthorized
+from app.ingest.writer import Writer
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _writer(request: Request) -> Writer:
+    writer: Writer = request.app.state.writer
+    return writer
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.read_db.sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+WriterDep = Annotated[Writer, Depends(_writer)]
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="One of STEMHOOK_API_TOKENS.")
+
+
+def require_api_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    given = credentials.credentials.encode() if credentials else b""
+    # Compare with every token, so the time taken does not reveal which one nearly matched.
+    matched = False
+    for token in settings.api_tokens:
+        matched |= hmac.compare_digest(given, token.get_secret_value().encode())
+    if not matched:
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")

@@ -1,0 +1,56 @@
+"""Every error leaves as {"error": {"code", "message"}} with its status (see app/errors.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.api.schemas import ErrorBody, ErrorOut
+from app.errors import BadPayload, StemhookError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _answer(status: int, body: ErrorBody, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    content = ErrorOut(error=body).model_dump(exclude_none=True)
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StemhookError)
+    delivery_id = exc.delivery_id if isinstance(exc, BadPayload) else None
+    # Providers that honour Retry-After come back once the database had a moment.
+    headers = {"Retry-After": "5"} if isinstance(exc, StorageUnavailable) else None
+    body = ErrorBody(code=exc.code, message=exc.message, delivery_id=delivery_id)
+    return _answer(exc.status_code, body, headers)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    ]
+    return _answer(422, ErrorBody(code="invalid_request", message="; ".join(problems)))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+    return _answer(exc.status_code, ErrorBody(code=code, message=str(exc.detail)), exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return _answer(500, ErrorBody(code="internal", message="internal error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StemhookError, _service_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,213 @@
+"""The JSON the API answers with: the normalized job contract and the callback receipt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from app import models
+from app.ingest.intake import Outcome, Receipt
+from app.providers.model import Provider, Role, State
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class JobReceiptOut(_Out):
+    provider: Provider
+    job_id: str
+    state: State
+    duplicate: bool
+
+
+class ReceiptOut(_Out):
+    status: Literal["received"] = "received"
+    delivery_id: int
+    outcome: Outcome
+    duplicate: bool
+    jobs: list[JobReceiptOut]
+
+    @classmethod
+    def of(cls, receipt: Receipt) -> ReceiptOut:
+        return cls(
+            delivery_id=receipt.delivery_id,
+            outcome=receipt.outcome,
+            duplicate=receipt.outcome is Outcome.DUPLICATE,
+            jobs=[
+                JobReceiptOut(
+                    provider=job.provider,
+                    job_id=job.job_id,
+                    state=job.state,
+                    duplicate=job.duplicate,
+                )
+                for job in receipt.jobs
+            ],
+        )
+
+
+class ErrorBody(_Out):
+    code: str
+    message: str
+    delivery_id: int | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorBody
+
+
+class JobErrorOut(_Out):
+    code: str
+    message: str
+
+
+class InputOut(_Out):
+    bucket: str | None
+    region: str | None
+    object: str | None
+    url: str | None
+
+
+class OutputOut(_Out):
+    role: Role
+    url: str | None
+    bucket: str | None
+    region: str | None
+    object: str | None
+    content_id: str | None
+    destination: str | None
+    file_name: str | None
+    md5: str | None
+
+
+class AudioStreamOut(_Out):
+    codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    bitrate_kbps: float | None
+    duration_s: float | None
+
+
+class MediaInfoOut(_Out):
+    format_name: str | None
+    duration_s: float | None
+    bitrate_kbps: float | None
+    size_bytes: int | None
+    audio_streams: list[AudioStreamOut]
+
+
+class TtsOut(_Out):
+    input: str | None
+    input_type: str | None
+
+
+class WorkflowOut(_Out):
+    workflow_id: str | None
+    workflow_name: str | None
+    run_id: str | None
+    name: str | None
+
+
+class WorkflowTaskOut(_Out):
+    type: str | None
+    name: str | None
+    job_id: str | None
+    state: State | None
+    provider_state: str | None
+    template_id: str | None
+    template_name: str | None
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobOut(_Out):
+    provider: Provider
+    job_id: str
+    kind: str
+    state: State
+    provider_state: str
+    error: JobErrorOut | None
+    custom_id: str | None
+    user_data: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    input: InputOut
+    outputs: list[OutputOut]
+    media_info: MediaInfoOut | None
+    tts: TtsOut | None
+    workflow: WorkflowOut | None
+    tasks: list[WorkflowTaskOut] | None
+    template_id: str | None
+    template_name: str | None
+    queue_id: str | None
+    deliveries: int
+    first_received_at: datetime
+    last_received_at: datetime
+
+    @classmethod
+    def of(cls, job: models.Job) -> JobOut:
+        return cls(
+            provider=Provider(job.provider),
+            job_id=job.job_id,
+            kind=job.kind,
+            state=State(job.state),
+            provider_state=job.provider_state,
+            error=_error(job),
+            custom_id=job.custom_id,
+            user_data=job.user_data,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            input=InputOut(
+                bucket=job.input_bucket,
+                region=job.input_region,
+                object=job.input_object,
+                url=job.input_url,
+            ),
+            outputs=[
+                OutputOut.model_validate(output, from_attributes=True) for output in job.outputs
+            ],
+            media_info=_optional(MediaInfoOut, job.media_info),
+            tts=_tts(job),
+            workflow=_workflow(job),
+            tasks=None if job.tasks is None else [WorkflowTaskOut(**task) for task in job.tasks],
+            template_id=job.template_id,
+            template_name=job.template_name,
+            queue_id=job.queue_id,
+            deliveries=job.deliveries,
+            first_received_at=job.first_received_at,
+            last_received_at=job.last_received_at,
+        )
+
+
+def _error(job: models.Job) -> JobErrorOut | None:
+    if job.error_code is None:
+        return None
+    return JobErrorOut(code=job.error_code, message=job.error_message or "")
+
+
+def _tts(job: models.Job) -> TtsOut | None:
+    if job.tts_input is None and job.tts_input_type is None:
+        return None
+    return TtsOut(input=job.tts_input, input_type=job.tts_input_type)
+
+
+def _workflow(job: models.Job) -> WorkflowOut | None:
+    values = (job.workflow_id, job.workflow_name, job.workflow_run_id, job.workflow_node)
+    if all(value is None for value in values):
+        return None
+    return WorkflowOut(
+        workflow_id=job.workflow_id,
+        workflow_name=job.workflow_name,
+        run_id=job.workflow_run_id,
+        name=job.workflow_node,
+    )
+
+
+def _optional(model: type[M], data: dict[str, Any] | None) -> M | None:
+    return None if data is None else model.model_validate(data)

@@ -1,0 +1,50 @@
+"""Small callback bodies built in code, for tests about ordering and merging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def ci_json(
+    job_id: str,
+    state: str,
+    *,
+    end: str | None = None,
+    user_data: str | None = None,
+    outputs: tuple[str, ...] = (),
+    code: str = "Success",
+    message: str = "",
+) -> bytes:
+    operation: dict[str, Any] = {"TemplateId": "t1"}
+    if user_data is not None:
+        operation["UserData"] = user_data
+    if outputs:
+        operation["Output"] = {
+            "Bucket": "b-1",
+            "Region": "ap-chongqing",
+            **dict(zip(("AuObject", "Object"), outputs, strict=False)),
+        }
+    detail: dict[str, Any] = {
+        "JobId": job_id,
+        "State": state,
+        "Tag": "VoiceSeparate",
+        "Code": code,
+        "Message": message,
+        "CreationTime": "2024-01-01T10:00:00+0800",
+        "EndTime": end or "-",
+        "Operation": operation,
+    }
+    return orjson.dumps({"EventName": "TaskFinish", "JobsDetail": detail})
+
+
+def suno_json(task_id: str, code: int = 200, msg: str = "ok") -> bytes:
+    info = (
+        {"instrumental_url": "https://f.example/i.mp3", "vocal_url": "https://f.example/v.mp3"}
+        if code == 200
+        else None
+    )
+    return orjson.dumps(
+        {"code": code, "msg": msg, "data": {"task_id": task_id, "vocal_removal_info": info}}
+    )

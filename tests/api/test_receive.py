@@ -1,0 +1,334 @@
+"""The receive pipeline over HTTP: answers, what is stored, and how deliveries merge.
+
+Every test runs on SQLite and on PostgreSQL and checks the database itself, not only the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.api.payloads import ci_json, suno_json
+from tests.conftest import API_TOKEN, Backend, open_client
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql), params)]
+
+
+async def job(client: httpx.AsyncClient, provider: str, job_id: str) -> dict[str, object]:
+    answer = await client.get(f"/v1/jobs/{provider}/{job_id}", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, object] = answer.json()
+    return body
+
+
+async def test_delivery_is_stored_raw_with_its_metadata(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    body = ci_json("j-raw", "Success")
+    answer = await client.post(
+        "/callbacks/tencent-ci",
+        content=body,
+        headers={"Content-Type": "text/plain", "Authorization": "Bearer secret", "X-Trace": "t1"},
+    )
+
+    assert answer.status_code == 200
+    delivery_id = answer.json()["delivery_id"]
+    [stored] = rows(
+        engine,
+        "SELECT body, content_type, client_addr, outcome, provider, endpoint, body_size "
+        "FROM delivery WHERE id = :id",
+        id=delivery_id,
+    )
+    assert bytes(stored[0]) == body  # type: ignore[arg-type]
+    assert stored[1:] == (
+        "text/plain",
+        "203.0.113.7",
+        "accepted",
+        "tencent-ci",
+        "tencent-ci",
+        len(body),
+    )
+    [(headers,)] = rows(engine, "SELECT headers FROM delivery WHERE id = :id", id=delivery_id)
+    assert "authorization" not in str(headers)
+    assert "x-trace" in str(headers)
+
+
+async def test_repeated_delivery_is_recorded_as_duplicate(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    body = ci_json("j-dup", "Success", outputs=("out/v.mp3", "out/a.mp3"))
+    first = (await client.post("/callbacks/tencent-ci", content=body)).json()
+    second = (await client.post("/callbacks/tencent-ci", content=body)).json()
+
+    assert (first["outcome"], first["duplicate"], first["jobs"][0]["duplicate"]) == (
+        "accepted",
+        False,
+        False,
+    )
+    assert (second["outcome"], second["duplicate"], second["jobs"][0]["duplicate"]) == (
+        "duplicate",
+        True,
+        True,
+    )
+    assert rows(engine, "SELECT count(*) FROM job") == [(1,)]
+    assert rows(engine, "SELECT outcome FROM delivery ORDER BY id") == [
+        ("accepted",),
+        ("duplicate",),
+    ]
+    assert rows(engine, "SELECT count(*) FROM job_output") == [(2,)]
+    served = await job(client, "tencent-ci", "j-dup")
+    assert served["deliveries"] == 2
+    assert served["first_received_at"] < served["last_received_at"]  # type: ignore[operator]
+
+
+async def test_job_never_moves_backwards_and_every_change_is_an_event(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    for state in ("Submitted", "Running", "Success", "Running", "Submitted"):
+        answer = await client.post("/callbacks/tencent-ci", content=ci_json("j-order", state))
+        assert answer.status_code == 200
+
+    assert (await job(client, "tencent-ci", "j-order"))["state"] == "succeeded"
+    events = rows(
+        engine,
+        "SELECT e.from_state, e.to_state FROM job_event e JOIN job j ON j.id = e.job_pk "
+        "ORDER BY e.id",
+    )
+    assert events == [(None, "submitted"), ("submitted", "running"), ("running", "succeeded")]
+    links = rows(engine, "SELECT duplicate FROM delivery_job ORDER BY delivery_id")
+    assert [bool(duplicate) for (duplicate,) in links] == [False, False, False, True, True]
+
+
+async def test_success_beats_a_retried_failure_without_end_times(client: httpx.AsyncClient) -> None:
+    await client.post("/callbacks/tencent-ci", content=ci_json("j-a", "Success"))
+    late_failure = ci_json("j-a", "Failed", code="InternalError", message="boom")
+    answer = (await client.post("/callbacks/tencent-ci", content=late_failure)).json()
+
+    assert answer["jobs"][0] == {
+        "provider": "tencent-ci",
+        "job_id": "j-a",
+        "state": "succeeded",
+        "duplicate": True,
+    }
+    served = await job(client, "tencent-ci", "j-a")
+    assert (served["state"], served["error"]) == ("succeeded", None)
+
+    await client.post("/callbacks/tencent-ci", content=ci_json("j-b", "Failed", code="E1"))
+    await client.post("/callbacks/tencent-ci", content=ci_json("j-b", "Success"))
+    served = await job(client, "tencent-ci", "j-b")
+    assert (served["state"], served["error"]) == ("succeeded", None)
+
+
+async def test_between_final_states_the_later_end_time_wins(client: httpx.AsyncClient) -> None:
+    success = ci_json("j-t", "Success", end="2024-01-01T10:00:05+0800")
+    later_failure = ci_json("j-t", "Failed", end="2024-01-01T10:09:00+0800", code="E", message="m")
+    earlier_cancel = ci_json("j-t", "Cancel", end="2024-01-01T10:00:01+0800")
+    for body in (success, later_failure, earlier_cancel):
+        assert (await client.post("/callbacks/tencent-ci", content=body)).status_code == 200
+
+    served = await job(client, "tencent-ci", "j-t")
+    assert (served["state"], served["error"]) == ("failed", {"code": "E", "message": "m"})
+    assert served["finished_at"] == "2024-01-01T02:09:00Z"
+
+
+async def test_a_later_delivery_fills_what_an_earlier_one_lacked(client: httpx.AsyncClient) -> None:
+    await client.post("/callbacks/tencent-ci", content=ci_json("j-f", "Success"))
+    fuller = ci_json("j-f", "Success", user_data="u-1", outputs=("o/v.mp3", "o/a.mp3"))
+    answer = (await client.post("/callbacks/tencent-ci", content=fuller)).json()
+
+    assert answer["duplicate"] is True
+    served = await job(client, "tencent-ci", "j-f")
+    assert served["user_data"] == "u-1"
+    assert [output["role"] for output in served["outputs"]] == ["vocals", "accompaniment"]  # type: ignore[attr-defined]
+
+
+async def test_winning_delivery_replaces_outputs(client: httpx.AsyncClient, engine: Engine) -> None:
+    await client.post(
+        "/callbacks/tencent-ci", content=ci_json("j-o", "Running", outputs=("tmp/v",))
+    )
+    await client.post(
+        "/callbacks/tencent-ci", content=ci_json("j-o", "Success", outputs=("o/v.mp3", "o/a.mp3"))
+    )
+    served = await job(client, "tencent-ci", "j-o")
+    assert [output["object"] for output in served["outputs"]] == ["o/v.mp3", "o/a.mp3"]  # type: ignore[attr-defined]
+    assert rows(engine, "SELECT count(*) FROM job_output") == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"<Response><JobsDetail>", "application/xml", "malformed XML"),
+        (b'{"JobsDetail": ', "application/json", "malformed JSON"),
+        (b'{"hello": "world"}', "application/json", "unrecognized payload"),
+        (b'{"EventName": "TaskFinish", "JobsDetail": {"State": "Success"}}', None, "JobId"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "x">]><Response>&a;</Response>',
+            "text/xml",
+            "DTD|entit",
+        ),
+    ],
+)
+async def test_bad_payload_is_refused_with_400_and_kept(
+    client: httpx.AsyncClient, engine: Engine, body: bytes, content_type: str | None, message: str
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = await client.post("/callbacks", content=body, headers=headers)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "bad_payload"
+    assert re.search(message, error["message"])
+    [(stored_body, outcome, stored_error)] = rows(
+        engine, "SELECT body, outcome, error FROM delivery WHERE id = :id", id=error["delivery_id"]
+    )
+    assert (bytes(stored_body), outcome, stored_error) == (body, "rejected", error["message"])  # type: ignore[arg-type]
+    assert rows(engine, "SELECT count(*) FROM job") == [(0,)]
+
+
+async def test_payload_of_another_family_is_refused_at_a_family_endpoint(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.post("/callbacks/tencent-media-lab", content=suno_json("t-1"))
+    assert answer.status_code == 400
+    assert "not a tencent-media-lab callback" in answer.json()["error"]["message"]
+
+
+async def test_family_is_detected_whatever_the_content_type(client: httpx.AsyncClient) -> None:
+    for content_type, body in [
+        ("text/xml", ci_json("j-ct1", "Success")),
+        (
+            "application/json",
+            b"<Response>" + b"<JobsDetail><JobId>j-ct2</JobId>"
+            b"<State>Success</State><Tag>Tts</Tag></JobsDetail></Response>",
+        ),
+        ("text/plain", suno_json("t-ct3")),
+    ]:
+        answer = await client.post(
+            "/callbacks", content=body, headers={"Content-Type": content_type}
+        )
+        assert answer.status_code == 200, answer.text
+    assert (await job(client, "tencent-ci", "j-ct2"))["kind"] == "tts"
+    assert (await job(client, "suno", "t-ct3"))["kind"] == "separate_vocal"
+
+
+async def test_body_above_the_limit_is_refused_with_413_and_not_stored(
+    backend: Backend, engine: Engine
+) -> None:
+    async for client in open_client(backend.settings(max_body_bytes=2048)):
+        declared = await client.post("/callbacks", content=b"{" + b" " * 4096 + b"}")
+        streamed = await client.post("/callbacks", content=_chunks(b"x" * 1024, 4))
+
+        assert (declared.status_code, streamed.status_code) == (413, 413)
+        assert streamed.json()["error"]["code"] == "payload_too_large"
+    assert rows(engine, "SELECT count(*) FROM delivery") == [(0,)]
+
+
+async def test_callback_token_is_required_when_configured(backend: Backend, engine: Engine) -> None:
+    token = "callback-token-0123456789"
+    async for client in open_client(backend.settings(callback_token=token)):
+        missing = await client.post("/callbacks/tencent-ci", content=ci_json("j-tok", "Success"))
+        wrong = await client.post(
+            "/callbacks/tencent-ci?token=nope", content=ci_json("j-tok", "Success")
+        )
+        right = await client.post(
+            f"/callbacks/tencent-ci?token={token}", content=ci_json("j-tok", "Success")
+        )
+
+        assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert rows(engine, "SELECT count(*) FROM delivery") == [(1,)]
+
+
+async def test_suno_signature_is_verified_when_a_key_is_set(
+    backend: Backend, engine: Engine
+) -> None:
+    key = "suno-hmac-key"
+
+    def signed(task_id: str, timestamp: int) -> dict[str, str]:
+        digest = hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+        return {
+            "X-Webhook-Timestamp": str(timestamp),
+            "X-Webhook-Signature": base64.b64encode(digest).decode(),
+        }
+
+    now = int(time.time())
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        body = suno_json("t-sig")
+        unsigned = await client.post("/callbacks/suno", content=body)
+        stale = await client.post(
+            "/callbacks/suno", content=body, headers=signed("t-sig", now - 301)
+        )
+        other_task = await client.post("/callbacks", content=body, headers=signed("t-other", now))
+        good = await client.post("/callbacks", content=body, headers=signed("t-sig", now))
+
+        assert [a.status_code for a in (unsigned, stale, other_task, good)] == [401, 401, 401, 200]
+        # Other families are not affected by the Suno key.
+        assert (
+            await client.post("/callbacks", content=ci_json("j-x", "Success"))
+        ).status_code == 200
+    assert rows(engine, "SELECT count(*) FROM delivery") == [(2,)]
+
+
+async def test_read_api_requires_a_known_token(client: httpx.AsyncClient) -> None:
+    await client.post("/callbacks/tencent-ci", content=ci_json("j-auth", "Success"))
+    path = "/v1/jobs/tencent-ci/j-auth"
+
+    anonymous = await client.get(path)
+    wrong = await client.get(path, headers={"Authorization": "Bearer not-the-token-at-all"})
+    unknown = await client.get("/v1/jobs/tencent-ci/nope", headers=AUTH)
+
+    assert (anonymous.status_code, wrong.status_code, unknown.status_code) == (401, 401, 404)
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_database_that_cannot_take_the_write_answers_503_quickly(
+    backend: Backend, engine: Engine
+) -> None:
+    settings = backend.settings(write_timeout_s=1)
+    with engine.connect() as blocker, blocker.begin():
+        # On SQLite the writer engine's BEGIN IMMEDIATE already holds the one write lock.
+        if backend.name == "postgresql":
+            blocker.execute(text("LOCK TABLE delivery"))
+        async for client in open_client(settings):
+            started = time.monotonic()
+            answer = await client.post("/callbacks/tencent-ci", content=ci_json("j-503", "Success"))
+            elapsed = time.monotonic() - started
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "storage_unavailable"
+            assert answer.headers["retry-after"]
+            assert elapsed < 3
+            assert (await client.get("/healthz")).status_code == 200
+    async for client in open_client(settings):
+        retried = await client.post("/callbacks/tencent-ci", content=ci_json("j-503", "Success"))
+        assert retried.status_code == 200
+
+
+async def _chunks(piece: bytes, count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield piece
+
+
+async def test_odd_request_metadata_is_stored_as_sent(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    content_type = "application/json; " + "x" * 600
+    answer = await client.post(
+        "/callbacks", content=ci_json("j-meta", "Success"), headers={"Content-Type": content_type}
+    )
+    assert answer.status_code == 200, answer.text
+    assert rows(engine, "SELECT content_type FROM delivery") == [(content_type,)]

@@ -1,0 +1,118 @@
+"""Real databases for the storage tests: SQLite and PostgreSQL, built by the migrations.
+
+Each test session gets its own SQLite file and its own PostgreSQL database (so concurrent runs
+on one server never meet); tables are emptied between tests. When PostgreSQL is unreachable
+its tests are skipped on a developer machine and fail in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import Engine, text
+
+from app.config import Settings
+from app.db import create_sync_engine
+from app.main import create_app
+from app.schema import upgrade_to_head
+
+API_TOKEN = "test-token-0123456789abcdef"
+PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+TABLES = ("job_event", "job_output", "delivery_job", "job", "delivery")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite configures the service itself; a developer's STEMHOOK_* must not leak in.
+    for name in [
+        name for name in os.environ if name.startswith("STEMHOOK_") and "TEST" not in name
+    ]:
+        del os.environ[name]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: str
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {"database_url": self.url, "api_tokens": API_TOKEN}
+        return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"stemhook_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "stemhook.db"
+        urls: Iterator[str] = iter([f"sqlite:///{path}"])
+    else:
+        urls = _postgres_database()
+    url = next(urls)
+    found = Backend(request.param, url)
+    upgrade_to_head(found.settings())
+    yield found
+    next(urls, None)
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[Engine]:
+    """A direct connection to the test database, for asserting what was really stored."""
+    engine = create_sync_engine(backend.settings())
+    yield engine
+    with engine.begin() as connection:
+        for table in TABLES:
+            connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(backend: Backend, engine: Engine) -> Settings:
+    return backend.settings()
+
+
+async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 4242))
+        async with httpx.AsyncClient(transport=transport, base_url="http://stemhook") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for opened in open_client(settings):
+        yield opened
+
+
+FIXTURES = Path(__file__).parent / "fixtures"

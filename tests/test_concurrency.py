@@ -1,0 +1,65 @@
+"""Many identical deliveries at once: one job, every delivery recorded, no 5xx.
+
+In one process the writer serializes them; across processes only the database's own
+INSERT ... ON CONFLICT keeps them apart, which is what the second test proves on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.api.payloads import ci_json
+from tests.conftest import API_TOKEN, Backend
+from tests.servers import running_server
+
+pytestmark = pytest.mark.anyio
+COPIES = 50
+
+
+def _assert_one_job_from_every_delivery(engine: Engine, answers: list[httpx.Response]) -> None:
+    assert [answer.status_code for answer in answers] == [200] * COPIES
+    fresh = [answer for answer in answers if not answer.json()["duplicate"]]
+    assert len(fresh) == 1
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM job")) == 1
+        assert connection.scalar(text("SELECT deliveries FROM job")) == COPIES
+        assert connection.scalar(text("SELECT count(*) FROM delivery")) == COPIES
+        assert connection.scalar(text("SELECT count(*) FROM delivery_job")) == COPIES
+        assert connection.scalar(text("SELECT count(*) FROM job_event")) == 1
+        outcomes = connection.execute(
+            text("SELECT outcome, count(*) FROM delivery GROUP BY outcome ORDER BY outcome")
+        ).all()
+    assert [tuple(row) for row in outcomes] == [("accepted", 1), ("duplicate", COPIES - 1)]
+
+
+async def test_concurrent_identical_deliveries_in_one_process(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    body = ci_json("j-storm", "Success", outputs=("o/v.mp3", "o/a.mp3"))
+    answers = await asyncio.gather(
+        *(client.post("/callbacks/tencent-ci", content=body) for _ in range(COPIES))
+    )
+    _assert_one_job_from_every_delivery(engine, list(answers))
+
+
+async def test_concurrent_identical_deliveries_across_two_server_processes(
+    backend: Backend, engine: Engine, tmp_path: Path
+) -> None:
+    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    body = ci_json("j-storm-2", "Success", outputs=("o/v.mp3", "o/a.mp3"))
+    with (
+        running_server(env, tmp_path) as first,
+        running_server(env, tmp_path) as second,
+    ):
+        async with httpx.AsyncClient(timeout=30) as http:
+            urls = itertools.islice(itertools.cycle([first, second]), COPIES)
+            answers = await asyncio.gather(
+                *(http.post(f"{url}/callbacks/tencent-ci", content=body) for url in urls)
+            )
+    _assert_one_job_from_every_delivery(engine, list(answers))

@@ -1,4 +1,8 @@
-"""Request dependencies: settings, writer, read sessions and the API token check."""
+"""Request dependencies: settings, writer, read sessions and the API token check.
+
+All are `async def` although none awaits: FastAPI runs plain `def` dependencies in its thread
+pool, which cost the callback path two thread hops per request.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,12 @@ from app.errors import Unauthorized
 from app.ingest.writer import Writer
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _writer(request: Request) -> Writer:
+async def _writer(request: Request) -> Writer:
     writer: Writer = request.app.state.writer
     return writer
 
@@ -37,7 +41,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 _bearer = HTTPBearer(auto_error=False, description="One of STEMHOOK_API_TOKENS.")
 
 
-def require_api_token(
+async def require_api_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -63,6 +63,7 @@ _OUTPUT_ROLES: dict[str, tuple[tuple[str, Role], ...]] = {
 }
 _DEFAULT_OUTPUT_ROLES = (("Object", Role.OUTPUT),)
 _ENVELOPE_KEYS = ("JobsDetail", "WorkflowExecution")
+_TEMPLATE = "${"
 
 
 def recognizes(document: Document) -> bool:
@@ -160,7 +161,9 @@ def _outputs(kind: str, operation: Mapping[str, Any]) -> Iterator[OutputFile]:
         output = mapping(declared, "Operation.Output")
         for element, role in _OUTPUT_ROLES.get(kind, _DEFAULT_OUTPUT_ROLES):
             name = object_key(output.get(element), f"Output.{element}")
-            if name is None:
+            # "output/audio.${ext}" names files still to be made (Submitted jobs, Snapshot):
+            # a pattern, not a produced file; the real names come in MediaResult.
+            if name is None or _TEMPLATE in name:
                 continue
             seen.add(name)
             yield OutputFile(

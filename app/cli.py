@@ -13,6 +13,7 @@ from app.config import get_settings
 from app.schema import upgrade_to_head
 
 TOKEN_VARIABLE = "STEMHOOK_API_TOKENS"
+ENV_FILE = ".env"  # where Settings reads it: the working directory
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     init_env = commands.add_parser(
         "init-env", help=f"put a random {TOKEN_VARIABLE} into .env unless one is configured"
     )
-    init_env.add_argument("--path", type=Path, default=Path(".env"))
-    init_env.set_defaults(run=lambda args: _init_env(args.path))
+    init_env.set_defaults(run=lambda _args: _init_env(Path(ENV_FILE)))
 
     args = parser.parse_args(argv)
     args.run(args)

@@ -72,9 +72,13 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
+_INT64 = 2**63
+
+
 def integer(value: Any) -> int | None:
+    """A whole number a database column can hold (64 bits); anything else is unknown."""
     result = number(value)
-    if result is None or not result.is_integer():
+    if result is None or not result.is_integer() or not -_INT64 <= result < _INT64:
         return None
     return int(result)
 

@@ -22,6 +22,7 @@ _FAMILIES: dict[Provider, ModuleType] = {
 
 
 MAX_IDENTIFIER = 255
+MAX_KIND = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +41,26 @@ def parse_callback(
     if provider is not None and not module.recognizes(document):
         raise ParseError(f"payload is not a {family} callback")
     jobs: tuple[Job, ...] = module.parse(document)
-    for job in jobs:
-        _check_storable(job)
+    _check_storable(jobs)
     return ParsedCallback(family, jobs)
 
 
-def _check_storable(job: Job) -> None:
-    """Identifiers are indexed columns of bounded width; longer ones are refused, not cut."""
-    for what, value in (("job id", job.job_id), ("customId", job.custom_id)):
-        if value is not None and len(value) > MAX_IDENTIFIER:
-            raise ParseError(f"{what} is longer than {MAX_IDENTIFIER} characters")
+def _check_storable(jobs: tuple[Job, ...]) -> None:
+    """Limits every family shares: indexed identifiers have a bounded width (longer ones are
+    refused, not cut), and a delivery states each job once — two different states of one job
+    in one body leave no order to merge them in."""
+    seen: set[str] = set()
+    for job in jobs:
+        if job.job_id in seen:
+            raise ParseError(f"job {job.job_id[:80]!r} appears more than once in the delivery")
+        seen.add(job.job_id)
+        for what, value, limit in (
+            ("job id", job.job_id, MAX_IDENTIFIER),
+            ("customId", job.custom_id, MAX_IDENTIFIER),
+            ("kind", job.kind, MAX_KIND),
+        ):
+            if value is not None and len(value) > limit:
+                raise ParseError(f"{what} is longer than {limit} characters")
 
 
 def detect(document: Document) -> Provider:

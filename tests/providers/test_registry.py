@@ -30,3 +30,10 @@ def test_longer_identifiers_are_refused_not_cut() -> None:
 def test_endpoint_family_must_match_the_payload() -> None:
     with pytest.raises(ParseError, match="not a tencent-ci callback"):
         parse_callback(_suno("t1"), provider=Provider.TENCENT_CI)
+
+
+def test_a_job_listed_twice_in_one_delivery_is_refused() -> None:
+    detail = {"JobId": "j1", "State": "Running", "Tag": "Tts"}
+    body = orjson.dumps({"JobsDetail": [detail, detail | {"State": "Success"}]})
+    with pytest.raises(ParseError, match="'j1' appears more than once"):
+        parse_callback(body)

@@ -8,6 +8,10 @@ driver for writes and aiosqlite for reads.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +20,7 @@ import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -79,16 +84,27 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
+def _engine_options(url: URL, settings: Settings, *, bounded: bool) -> dict[str, Any]:
     options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.get_backend_name() == "postgresql":
-        # Fail fast instead of hanging toward the providers' 15 s limit when PostgreSQL is gone.
-        timeout_ms = int(settings.write_timeout_s * 1000)
-        options["connect_args"] = {
-            "connect_timeout": max(1, int(settings.write_timeout_s)),
-            "options": f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms}",
+        timeout_s = max(1, int(settings.write_timeout_s))
+        # Fail fast instead of hanging toward the providers' 15 s limit when PostgreSQL is gone:
+        # refused or unreachable (connect_timeout), partitioned (unacknowledged sends), or dead
+        # without a word (keepalive probes unanswered).
+        connect_args: dict[str, Any] = {
+            "connect_timeout": timeout_s,
+            "tcp_user_timeout": timeout_s * 1000,
+            "keepalives": 1,
+            "keepalives_idle": timeout_s,
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
         }
-        options["pool_pre_ping"] = True
+        if bounded:
+            timeout_ms = int(settings.write_timeout_s * 1000)
+            connect_args["options"] = (
+                f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms}"
+            )
+        options["connect_args"] = connect_args
     return options
 
 
@@ -122,9 +138,10 @@ def _begin_immediate(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_sync_engine(settings: Settings, **overrides: Any) -> Engine:
+def create_sync_engine(settings: Settings, *, bounded: bool = True) -> Engine:
+    """`bounded=False` is for migrations, whose statements may rightly take long."""
     url = sync_url(settings.database_url)
-    engine = create_engine(url, **(_engine_options(url, settings) | overrides))
+    engine = create_engine(url, **_engine_options(url, settings, bounded=bounded))
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, settings)
         _begin_immediate(engine)
@@ -133,7 +150,11 @@ def create_sync_engine(settings: Settings, **overrides: Any) -> Engine:
 
 def create_read_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
-    engine = create_async_engine(url, **_engine_options(url, settings))
+    # Reads check a pooled connection before use. The writer does not: its transactions run
+    # under a watchdog that a ping during checkout would escape, and a dead connection there
+    # fails one batch as unavailable (503, retried by the provider) before it is replaced.
+    options = _engine_options(url, settings, bounded=True) | {"pool_pre_ping": True}
+    engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine.sync_engine, settings)
     return engine
@@ -148,3 +169,55 @@ class ReadDatabase:
 def open_read_database(settings: Settings) -> ReadDatabase:
     engine = create_read_engine(settings)
     return ReadDatabase(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+
+# SQLSTATE classes and codes meaning "the database cannot take this now; retry later":
+# connection exceptions, transaction rollbacks (deadlock, serialization), insufficient
+# resources, operator intervention (shutdown, statement timeout), lock not available, and
+# read-only transactions (a standby after failover).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+_UNAVAILABLE_SQLSTATES = frozenset({"55P03", "25006"})
+_UNAVAILABLE_SQLITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_READONLY,
+    }
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "not now" (answer 503) rather than "not this data"."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    original = exc.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+    if isinstance(original, sqlite3.Error):
+        return original.sqlite_errorcode & 0xFF in _UNAVAILABLE_SQLITE_CODES
+    # psycopg raises OperationalError without a SQLSTATE when the server cannot be reached.
+    return original is not None and type(original).__name__ == "OperationalError"
+
+
+def interrupt(dbapi_connection: Any) -> None:
+    """Make a call blocked on this connection in another thread fail now.
+
+    SQLite has an interrupt for that. A PostgreSQL server that stopped answering (a hung pooler
+    or proxy that still acknowledges TCP) is only noticed by shutting the socket down under the
+    blocked read; the driver then raises and the connection is discarded.
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.interrupt()
+        return
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None or pgconn.socket < 0:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)

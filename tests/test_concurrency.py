@@ -11,6 +11,7 @@ import itertools
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import Engine, text
 
@@ -63,3 +64,34 @@ async def test_concurrent_identical_deliveries_across_two_server_processes(
                 *(http.post(f"{url}/callbacks/tencent-ci", content=body) for url in urls)
             )
     _assert_one_job_from_every_delivery(engine, list(answers))
+
+
+async def test_deliveries_touching_the_same_jobs_in_opposite_orders_across_processes(
+    backend: Backend, engine: Engine, tmp_path: Path
+) -> None:
+    """Row locks taken in different orders by two processes must not deadlock into 503s."""
+    job_ids = [f"j-cross-{n}" for n in range(8)]
+
+    def delivery(ids: list[str], state: str) -> bytes:
+        details = [{"JobId": job_id, "State": state, "Tag": "Tts"} for job_id in ids]
+        return orjson.dumps({"EventName": "TaskFinish", "JobsDetail": details})
+
+    forwards = [delivery(job_ids, state) for state in ("Running", "Success")]
+    backwards = [delivery(job_ids[::-1], state) for state in ("Running", "Success")]
+    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    with running_server(env, tmp_path) as first, running_server(env, tmp_path) as second:
+        async with httpx.AsyncClient(timeout=30) as http:
+            posts = [
+                http.post(f"{url}/callbacks/tencent-ci", content=body)
+                for _ in range(COPIES)
+                for url, bodies in ((first, forwards), (second, backwards))
+                for body in bodies
+            ]
+            answers = await asyncio.gather(*posts)
+
+    assert {answer.status_code for answer in answers} == {200}
+    with engine.connect() as connection:
+        states = connection.execute(text("SELECT DISTINCT state FROM job")).scalars().all()
+        assert connection.scalar(text("SELECT count(*) FROM job")) == len(job_ids)
+        assert connection.scalar(text("SELECT count(*) FROM delivery")) == len(answers)
+    assert states == ["succeeded"]

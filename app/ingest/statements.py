@@ -12,9 +12,15 @@ The merge rule ("does the incoming delivery win?"):
   end times, succeeded beats failed beats canceled (a retried failure may arrive after the
   success it was superseded by);
 - the same state never wins: the delivery is a duplicate, and it only fills fields the job
-  still lacks.
+  still lacks (the end time only from a delivery of the same state: another state's end time
+  would decide the next comparison between final states).
 RETURNING tells the caller what happened: `state_delivery_id` equal to this delivery means the
 state changed (or the job was created, when `previous_state` is null).
+
+On PostgreSQL every write transaction first takes one advisory lock, so that writers in several
+processes take turns: no deadlocks between batches that touch the same jobs in other orders, and
+delivery ids become visible in the order they were assigned (the query API's paging snapshot
+relies on it). SQLite's BEGIN IMMEDIATE already gives both.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Insert,
+    TextClause,
     Update,
     and_,
     bindparam,
@@ -36,6 +43,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     or_,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -60,7 +68,6 @@ FILLABLE = (
     "user_data",
     "created_at",
     "started_at",
-    "finished_at",
     "input_bucket",
     "input_region",
     "input_object",
@@ -81,8 +88,12 @@ FILLABLE = (
 FOLLOW_WINNER = ("kind", "state", "provider_state", "error_code", "error_message")
 
 
+WRITERS_LOCK = 0x53544D48  # any fixed number, shared by every stemhook process
+
+
 @dataclass(frozen=True, slots=True)
 class WriteStatements:
+    lock_writers: TextClause | None
     insert_delivery: Insert
     mark_duplicate: Update
     upsert_job: Insert
@@ -94,6 +105,11 @@ class WriteStatements:
 
 def build_statements(dialect_name: str) -> WriteStatements:
     return WriteStatements(
+        lock_writers=(
+            text(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
+            if dialect_name == "postgresql"
+            else None
+        ),
         insert_delivery=insert(models.Delivery).returning(models.Delivery.id),
         mark_duplicate=update(models.Delivery)
         .where(models.Delivery.id == bindparam("delivery_id"))
@@ -125,6 +141,11 @@ def _upsert_job(dialect_name: str) -> Insert:
             (wins, func.coalesce(new[name], old[name])), else_=func.coalesce(old[name], new[name])
         )
     set_ |= {
+        "finished_at": case(
+            (wins, new.finished_at),
+            (new.state == old.state, func.coalesce(old.finished_at, new.finished_at)),
+            else_=old.finished_at,
+        ),
         "previous_state": case((wins, old.state), else_=old.previous_state),
         "state_delivery_id": case((wins, new.state_delivery_id), else_=old.state_delivery_id),
         "outputs_delivery_id": case(
@@ -137,10 +158,13 @@ def _upsert_job(dialect_name: str) -> Insert:
             ),
             else_=old.outputs_delivery_id,
         ),
-        # One delivery listing the same job twice still counts once.
-        "deliveries": old.deliveries
-        + case((old.last_delivery_id == new.last_delivery_id, _const(0)), else_=_const(1)),
+        "deliveries": old.deliveries + _const(1),
         "last_delivery_id": new.last_delivery_id,
+        # Arrival order and commit order differ by the time a body takes to upload.
+        "first_received_at": case(
+            (new.first_received_at < old.first_received_at, new.first_received_at),
+            else_=old.first_received_at,
+        ),
         "last_received_at": case(
             (new.last_received_at > old.last_received_at, new.last_received_at),
             else_=old.last_received_at,

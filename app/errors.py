@@ -6,6 +6,7 @@ StemhookError
 ├── RequestTimeout        408  the body did not arrive within STEMHOOK_BODY_TIMEOUT_S
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
+│   └── UnstorablePayload 400  parsed, but the database refused its jobs: kept as orphaned
 └── StorageUnavailable    503  the database could not take the write in time; retry later
 
 Parsers raise app.providers.model.ParseError, which the receive pipeline turns into BadPayload
@@ -51,6 +52,10 @@ class BadPayload(StemhookError):
     def __init__(self, message: str, *, delivery_id: int) -> None:
         super().__init__(message)
         self.delivery_id = delivery_id
+
+
+class UnstorablePayload(BadPayload):
+    code = "unstorable_payload"
 
 
 class StorageUnavailable(StemhookError):

@@ -20,7 +20,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = create_sync_engine(settings)
-        writer = Writer(write_engine, max_batch=settings.write_batch_max)
+        writer = Writer(
+            write_engine,
+            max_batch=settings.write_batch_max,
+            timeout_s=settings.write_timeout_s,
+        )
         read_db = open_read_database(settings)
         writer.start()
         app.state.writer = writer

@@ -42,6 +42,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def _postgres_only(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("postgres_only") is None:
+        return
+    if request.getfixturevalue("backend").name != "postgresql":
+        pytest.skip("PostgreSQL only")
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -83,6 +91,15 @@ def backend(
     upgrade_to_head(found.settings())
     yield found
     next(urls, None)
+
+
+@pytest.fixture
+def fresh_database_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the backend's kind, with no schema at all."""
+    if backend.name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        yield from _postgres_database()
 
 
 @pytest.fixture

@@ -18,7 +18,13 @@ from fastapi import APIRouter, Request
 from app.api.deps import SettingsDep, WriterDep
 from app.api.schemas import ErrorOut, ReceiptOut
 from app.config import Settings
-from app.errors import BadPayload, PayloadTooLarge, RequestTimeout, Unauthorized
+from app.errors import (
+    BadPayload,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnstorablePayload,
+)
 from app.ingest.intake import Arrival, Intake, Outcome
 from app.ingest.writer import Writer
 from app.providers import suno
@@ -33,7 +39,8 @@ _MAX_HEADER_VALUE = 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": description}
     for code, description in {
-        400: "Malformed or unrecognized payload; stored as a rejected delivery.",
+        400: "Malformed, unrecognized or unstorable payload; kept as a rejected or orphaned"
+        " delivery.",
         401: "Wrong or missing ?token= (or Suno signature).",
         408: "The body did not arrive in time.",
         413: "Body above STEMHOOK_MAX_BODY_BYTES.",
@@ -62,10 +69,13 @@ async def receive(
     try:
         parsed = parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
     except ParseError as exc:
-        await reject(arrival, expected, exc, settings, writer)
+        await reject(arrival, expected, exc, writer)
     verify_signature(parsed, request, settings)
-    intake = Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs)
-    receipt = await writer.write(intake, timeout=settings.write_timeout_s)
+    receipt = await writer.write(
+        Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs)
+    )
+    if receipt.outcome is Outcome.ORPHANED:
+        raise UnstorablePayload(receipt.error or "", delivery_id=receipt.delivery_id)
     return ReceiptOut.of(receipt)
 
 
@@ -111,26 +121,22 @@ async def read_body(request: Request, settings: Settings) -> bytes:
 
 
 def kept_headers(request: Request) -> dict[str, str]:
-    kept = {}
+    """The request's headers minus credentials; a repeated header's values joined by ", "."""
+    kept: dict[str, str] = {}
     for name, value in request.headers.items():
         if name in _NOT_KEPT_HEADERS:
             continue
-        kept[name] = value[:_MAX_HEADER_VALUE]
-        if len(kept) == _MAX_KEPT_HEADERS:
-            break
+        if name not in kept and len(kept) == _MAX_KEPT_HEADERS:
+            continue
+        joined = f"{kept[name]}, {value}" if name in kept else value
+        kept[name] = joined[:_MAX_HEADER_VALUE]
     return kept
 
 
 async def reject(
-    arrival: Arrival,
-    expected: Provider | None,
-    error: ParseError,
-    settings: Settings,
-    writer: Writer,
+    arrival: Arrival, expected: Provider | None, error: ParseError, writer: Writer
 ) -> NoReturn:
-    intake = Intake(arrival=arrival, provider=expected, error=str(error))
-    receipt = await writer.write(intake, timeout=settings.write_timeout_s)
-    assert receipt.outcome is Outcome.REJECTED
+    receipt = await writer.write(Intake(arrival=arrival, provider=expected, error=str(error)))
     raise BadPayload(str(error), delivery_id=receipt.delivery_id)
 
 

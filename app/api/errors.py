@@ -8,10 +8,13 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from app.api.schemas import ErrorBody, ErrorOut
+from app.db import is_unavailable
 from app.errors import BadPayload, StemhookError, StorageUnavailable
+from app.ingest.writer import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,13 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return _answer(exc.status_code, ErrorBody(code=code, message=str(exc.detail)), exc.headers)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        log.warning("database unavailable: %s", exc)
+        return await _service_error(request, StorageUnavailable(UNAVAILABLE))
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return _answer(500, ErrorBody(code="internal", message="internal error"))
@@ -53,4 +63,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StemhookError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    # Registered by class so that they answer without Starlette re-raising (Exception is not).
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
 
 from app import queries
 from app.api.deps import SessionDep, require_api_token
@@ -18,8 +20,11 @@ router = APIRouter(
 )
 
 
+JobIdPath = Annotated[str, Path(max_length=255, pattern=r"^[^\x00]+$")]
+
+
 @router.get("/jobs/{provider}/{job_id}", responses={404: {"model": ErrorOut}})
-async def get_job(provider: Provider, job_id: str, session: SessionDep) -> JobOut:
+async def get_job(provider: Provider, job_id: JobIdPath, session: SessionDep) -> JobOut:
     job = await queries.find_job(session, provider, job_id)
     if job is None:
         raise NotFound(f"no {provider} job {job_id!r}")

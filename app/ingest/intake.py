@@ -13,6 +13,7 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"  # at least one job was created or changed state
     DUPLICATE = "duplicate"  # every job was already known in this state (or a later one)
     REJECTED = "rejected"  # the payload could not be parsed; kept for inspection and replay
+    ORPHANED = "orphaned"  # parsed, but the database refused its jobs; kept for replay
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,3 +51,4 @@ class Receipt:
     delivery_id: int
     outcome: Outcome
     jobs: tuple[JobReceipt, ...] = ()
+    error: str | None = None

@@ -14,35 +14,55 @@ from app.providers.model import Job, State
 
 
 def store(connection: Connection, sql: WriteStatements, intake: Intake) -> Receipt:
-    delivery_id: int = connection.execute(sql.insert_delivery, _delivery_row(intake)).scalar_one()
     if intake.error is not None:
-        return Receipt(delivery_id=delivery_id, outcome=Outcome.REJECTED)
-    seen: set[str] = set()
-    receipts = []
-    for job in intake.jobs:
-        receipts.append(
-            _merge(connection, sql, job, delivery_id, intake, repeated=job.job_id in seen)
-        )
-        seen.add(job.job_id)
+        return keep_raw(connection, sql, intake, Outcome.REJECTED, intake.error)
+    delivery_id = _insert_delivery(connection, sql, intake, Outcome.ACCEPTED, None)
+    receipts = tuple(_merge(connection, sql, job, delivery_id, intake) for job in intake.jobs)
     if all(receipt.duplicate for receipt in receipts):
         connection.execute(sql.mark_duplicate, {"delivery_id": delivery_id})
-        return Receipt(delivery_id=delivery_id, outcome=Outcome.DUPLICATE, jobs=tuple(receipts))
-    return Receipt(delivery_id=delivery_id, outcome=Outcome.ACCEPTED, jobs=tuple(receipts))
+        return Receipt(delivery_id=delivery_id, outcome=Outcome.DUPLICATE, jobs=receipts)
+    return Receipt(delivery_id=delivery_id, outcome=Outcome.ACCEPTED, jobs=receipts)
+
+
+def keep_raw(
+    connection: Connection, sql: WriteStatements, intake: Intake, outcome: Outcome, error: str
+) -> Receipt:
+    """Store the delivery without jobs, with the reason why, for inspection and replay."""
+    delivery_id = _insert_delivery(connection, sql, intake, outcome, error)
+    return Receipt(delivery_id=delivery_id, outcome=outcome, error=error)
+
+
+def _insert_delivery(
+    connection: Connection,
+    sql: WriteStatements,
+    intake: Intake,
+    outcome: Outcome,
+    error: str | None,
+) -> int:
+    arrival = intake.arrival
+    row = {
+        "received_at": arrival.received_at,
+        "endpoint": arrival.endpoint,
+        "provider": intake.provider,
+        "outcome": outcome,
+        # PostgreSQL text cannot hold NUL, and a message may quote the payload.
+        "error": None if error is None else error.replace("\x00", "\\x00"),
+        "content_type": arrival.content_type,
+        "client_addr": arrival.client_addr,
+        "headers": arrival.headers,
+        "body_size": len(arrival.body),
+        "body": arrival.body,
+    }
+    delivery_id: int = connection.execute(sql.insert_delivery, row).scalar_one()
+    return delivery_id
 
 
 def _merge(
-    connection: Connection,
-    sql: WriteStatements,
-    job: Job,
-    delivery_id: int,
-    intake: Intake,
-    *,
-    repeated: bool,
+    connection: Connection, sql: WriteStatements, job: Job, delivery_id: int, intake: Intake
 ) -> JobReceipt:
     received_at = intake.arrival.received_at
     row = connection.execute(sql.upsert_job, _job_row(job, delivery_id, received_at)).one()
-    # A job listed twice in one delivery changes at most once.
-    changed = row.state_delivery_id == delivery_id and not repeated
+    changed = row.state_delivery_id == delivery_id
     created = changed and row.previous_state is None
     if changed:
         connection.execute(
@@ -58,38 +78,19 @@ def _merge(
     if row.outputs_delivery_id == delivery_id:
         if not created:
             connection.execute(sql.delete_outputs, {"job_pk": row.id})
-        if job.outputs:
-            connection.execute(
-                sql.insert_outputs,
-                [
-                    {"job_pk": row.id, "position": position, **dataclasses.asdict(output)}
-                    for position, output in enumerate(job.outputs)
-                ],
-            )
-    if not repeated:
         connection.execute(
-            sql.insert_link,
-            {"delivery_id": delivery_id, "job_pk": row.id, "duplicate": not changed},
+            sql.insert_outputs,
+            [
+                {"job_pk": row.id, "position": position, **dataclasses.asdict(output)}
+                for position, output in enumerate(job.outputs)
+            ],
         )
+    connection.execute(
+        sql.insert_link, {"delivery_id": delivery_id, "job_pk": row.id, "duplicate": not changed}
+    )
     return JobReceipt(
         provider=job.provider, job_id=job.job_id, state=State(row.state), duplicate=not changed
     )
-
-
-def _delivery_row(intake: Intake) -> dict[str, Any]:
-    arrival = intake.arrival
-    return {
-        "received_at": arrival.received_at,
-        "endpoint": arrival.endpoint,
-        "provider": intake.provider,
-        "outcome": Outcome.REJECTED if intake.error is not None else Outcome.ACCEPTED,
-        "error": intake.error,
-        "content_type": arrival.content_type,
-        "client_addr": arrival.client_addr,
-        "headers": arrival.headers,
-        "body_size": len(arrival.body),
-        "body": arrival.body,
-    }
 
 
 def _job_row(job: Job, delivery_id: int, received_at: datetime) -> dict[str, Any]:

@@ -6,9 +6,14 @@ answers each waiting handler. Under load many deliveries share one commit (and o
 SQLite), so durability does not cost a commit per request; when idle a batch is one delivery
 and nothing waits for a timer.
 
-A batch that fails on a data problem is retried one delivery per transaction, so one poisoned
-delivery cannot fail its neighbours; a database that is unreachable or locked fails the whole
-batch with StorageUnavailable (503) so that providers retry.
+Failures:
+- the database cannot take the write (unreachable, locked, read-only, shutting down): the whole
+  batch answers StorageUnavailable (503) so that providers retry;
+- a batch fails on its data: each delivery is retried in a transaction of its own, so one
+  poisoned delivery cannot fail its neighbours; the one the database still refuses is kept raw
+  as an *orphaned* delivery (400 with its id), replayable once the cause is fixed;
+- a transaction hangs on a server that stopped answering: a watchdog interrupts its connection
+  once it outlives the write timeout, and the writer carries on with a fresh one.
 """
 
 from __future__ import annotations
@@ -18,21 +23,25 @@ import contextlib
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Connection, Engine
 
+from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
-from app.ingest.intake import Intake, Receipt
+from app.ingest.intake import Intake, Outcome, Receipt
 from app.ingest.statements import WriteStatements, build_statements
-from app.ingest.store import store
+from app.ingest.store import keep_raw, store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction may simply be rerun.
-_RERUN_SQLSTATES = frozenset({"40P01", "40001"})
-_RERUNS = 3
+# One transaction holds its bodies in memory until it commits.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+UNAVAILABLE = "the database cannot take the write now; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,8 @@ class _Pending:
     intake: Intake
     future: asyncio.Future[Receipt]
     loop: asyncio.AbstractEventLoop
+    # Set by the handler that stopped waiting (it answered 503); read by the writer thread.
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     def settle(self, outcome: Receipt | BaseException) -> None:
         # A closed loop means the process is shutting down and nobody is waiting any more.
@@ -57,83 +68,145 @@ def _settle(future: asyncio.Future[Receipt], outcome: Receipt | BaseException) -
 
 
 class Writer:
-    def __init__(self, engine: Engine, *, max_batch: int) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int, timeout_s: float) -> None:
         self._engine = engine
         self._sql: WriteStatements = build_statements(engine.dialect.name)
         self._max_batch = max_batch
+        self._timeout_s = timeout_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="stemhook-writer", daemon=True)
+        self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     async def stop(self) -> None:
+        """Write what is queued, then stop; a writer stuck past the timeout is left behind."""
         self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._thread.join, self._timeout_s * 2)
+        self._watchdog.stop()
 
-    async def write(self, intake: Intake, *, timeout: float) -> Receipt:
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    async def write(self, intake: Intake) -> Receipt:
         """Store the intake; returns once it is committed, or raises StorageUnavailable."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Receipt] = loop.create_future()
-        self._queue.put(_Pending(intake, future, loop))
+        pending = _Pending(intake, loop.create_future(), loop)
+        self._queue.put(pending)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(pending.future, self._timeout_s)
         except TimeoutError:
-            # If the write still lands later, the provider's retry is answered as a duplicate.
-            raise StorageUnavailable(
-                f"the database did not take the write within {timeout:g} s"
-            ) from None
+            # Best effort: a write already under way may still land, and then the provider's
+            # retry is answered as a duplicate; nothing acknowledged is lost either way.
+            pending.abandoned.set()
+            raise StorageUnavailable(UNAVAILABLE) from None
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            # A handler that already answered 503 must not be written behind its back.
-            self._write_batch([pending for pending in batch if not pending.future.done()])
+            batch, stopping = self._take_batch()
+            self._write_batch([pending for pending in batch if not pending.abandoned.is_set()])
             if stopping:
                 return
+
+    def _take_batch(self) -> tuple[list[_Pending], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch, size = [first], len(first.intake.arrival.body)
+        while len(batch) < self._max_batch and size < MAX_BATCH_BYTES:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+            size += len(item.intake.arrival.body)
+        return batch, False
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         if not batch:
             return
         try:
-            receipts = self._transaction(batch)
-        except OperationalError as exc:
-            log.warning("database unavailable for %d deliveries: %s", len(batch), exc.orig)
-            for pending in batch:
-                pending.settle(StorageUnavailable(f"database unavailable: {exc.orig}"))
-            return
+            receipts = self._transaction(lambda c: [store(c, self._sql, p.intake) for p in batch])
         except Exception as exc:
-            if len(batch) > 1:
+            if is_unavailable(exc):
+                log.warning("database unavailable for %d deliveries: %s", len(batch), exc)
+                for pending in batch:
+                    pending.settle(StorageUnavailable(UNAVAILABLE))
+            elif len(batch) > 1:
                 for pending in batch:
                     self._write_batch([pending])
-                return
-            log.exception("delivery could not be stored")
-            batch[0].settle(exc)
+            else:
+                self._keep_orphaned(batch[0], exc)
             return
         for pending, receipt in zip(batch, receipts, strict=True):
             pending.settle(receipt)
 
-    def _transaction(self, batch: list[_Pending]) -> list[Receipt]:
-        attempt = 1
-        while True:
-            try:
-                with self._engine.begin() as connection:
-                    return [store(connection, self._sql, pending.intake) for pending in batch]
-            except DBAPIError as exc:
-                rerun = getattr(exc.orig, "sqlstate", None) in _RERUN_SQLSTATES
-                if not rerun or attempt == _RERUNS:
-                    raise
-                attempt += 1
+    def _keep_orphaned(self, pending: _Pending, cause: Exception) -> None:
+        log.error("the database refused a delivery's jobs; keeping it raw", exc_info=cause)
+        reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
+        try:
+            receipt = self._transaction(
+                lambda c: keep_raw(c, self._sql, pending.intake, Outcome.ORPHANED, reason)
+            )
+        except Exception as exc:
+            log.exception("delivery could not be stored at all")
+            pending.settle(StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else exc)
+            return
+        pending.settle(receipt)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self._engine.begin() as connection, self._watchdog.watching(connection):
+            if self._sql.lock_writers is not None:
+                connection.execute(self._sql.lock_writers)
+            return work(connection)
+
+
+class _Watchdog:
+    """Interrupts the connection of a transaction that outlives its deadline."""
+
+    def __init__(self, *, stall_after_s: float) -> None:
+        self._stall_after_s = stall_after_s
+        self._lock = threading.Lock()
+        self._watched: tuple[float, Any] | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stemhook-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @contextlib.contextmanager
+    def watching(self, connection: Connection) -> Iterator[None]:
+        with self._lock:
+            self._watched = (time.monotonic(), connection.connection.dbapi_connection)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watched = None
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._stall_after_s / 4):
+            stalled = self._take_stalled()
+            if stalled is not None:
+                log.error("write transaction stalled for %.1f s; interrupting", self._stall_after_s)
+                interrupt(stalled)
+
+    def _take_stalled(self) -> Any:
+        """The connection of a transaction past its deadline, once per stall period."""
+        with self._lock:
+            if self._watched is None:
+                return None
+            since, dbapi_connection = self._watched
+            now = time.monotonic()
+            if now - since <= self._stall_after_s:
+                return None
+            self._watched = (now, dbapi_connection)
+            return dbapi_connection

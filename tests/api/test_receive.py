@@ -5,14 +5,17 @@ Every test runs on SQLite and on PostgreSQL and checks the database itself, not 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import Engine, text
 
@@ -309,7 +312,10 @@ async def test_database_that_cannot_take_the_write_answers_503_quickly(
             answer = await client.post("/callbacks/tencent-ci", content=ci_json("j-503", "Success"))
             elapsed = time.monotonic() - started
             assert answer.status_code == 503
-            assert answer.json()["error"]["code"] == "storage_unavailable"
+            assert answer.json()["error"] == {
+                "code": "storage_unavailable",
+                "message": "the database cannot take the write now; retry later",
+            }
             assert answer.headers["retry-after"]
             assert elapsed < 3
             assert (await client.get("/healthz")).status_code == 200
@@ -332,3 +338,135 @@ async def test_odd_request_metadata_is_stored_as_sent(
     )
     assert answer.status_code == 200, answer.text
     assert rows(engine, "SELECT content_type FROM delivery") == [(content_type,)]
+
+
+async def test_values_beyond_the_columns_are_a_clear_400_or_unknown_not_a_500(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    long_tag = orjson.dumps(
+        {"JobsDetail": {"JobId": "j-tag", "State": "Success", "Tag": "aB" * 32}}
+    )
+    huge_size = orjson.dumps(
+        {
+            "JobsDetail": {
+                "JobId": "j-size",
+                "State": "Success",
+                "Tag": "Transcode",
+                "Operation": {"MediaInfo": {"Format": {"Size": "1e30", "FormatName": "mp3"}}},
+            }
+        }
+    )
+    nul_key = orjson.dumps(
+        {
+            "code": 200,
+            "msg": "",
+            "data": {"task_id": "t-nul", "vocal_removal_info": {"x\x00_url": 5}},
+        }
+    )
+
+    tag = await client.post("/callbacks", content=long_tag)
+    size = await client.post("/callbacks", content=huge_size)
+    nul = await client.post("/callbacks", content=nul_key)
+
+    assert (tag.status_code, size.status_code, nul.status_code) == (400, 200, 400)
+    assert "kind is longer than 64" in tag.json()["error"]["message"]
+    media_info = (await job(client, "tencent-ci", "j-size"))["media_info"]
+    assert media_info == {
+        "format_name": "mp3",
+        "duration_s": None,
+        "bitrate_kbps": None,
+        "size_bytes": None,
+        "audio_streams": [],
+    }
+    [(stored_error,)] = rows(
+        engine, "SELECT error FROM delivery WHERE id = :id", id=nul.json()["error"]["delivery_id"]
+    )
+    assert "\\x00" in str(stored_error)
+
+
+async def test_jobs_the_database_refuses_are_kept_as_an_orphaned_delivery(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend
+) -> None:
+    refuse = {
+        "sqlite": [
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON job WHEN NEW.job_id = 'j-poison' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+        ],
+        "postgresql": [
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.job_id = 'j-poison' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; "
+            "RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON job FOR EACH ROW "
+            "EXECUTE FUNCTION refuse_poison()",
+        ],
+    }[backend.name]
+    with engine.begin() as connection:
+        for statement in refuse:
+            connection.execute(text(statement))
+    try:
+        bodies = [ci_json(f"j-ok-{n}", "Success") for n in range(8)]
+        bodies.insert(4, ci_json("j-poison", "Success"))
+        answers = await asyncio.gather(
+            *(client.post("/callbacks/tencent-ci", content=body) for body in bodies)
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "DROP TRIGGER refuse_poison"
+                    + (" ON job" if backend.name == "postgresql" else "")
+                )
+            )
+            if backend.name == "postgresql":
+                connection.execute(text("DROP FUNCTION refuse_poison()"))
+
+    poisoned = answers.pop(4)
+    assert [answer.status_code for answer in answers] == [200] * 8
+    assert poisoned.status_code == 400
+    error = poisoned.json()["error"]
+    assert error["code"] == "unstorable_payload"
+    [(outcome, stored_body)] = rows(
+        engine, "SELECT outcome, body FROM delivery WHERE id = :id", id=error["delivery_id"]
+    )
+    assert (outcome, bytes(stored_body)) == ("orphaned", bodies[4])  # type: ignore[arg-type]
+    assert rows(engine, "SELECT count(*) FROM job") == [(8,)]
+    assert rows(engine, "SELECT count(*) FROM job WHERE job_id = 'j-poison'") == [(0,)]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+async def test_final_state_does_not_depend_on_arrival_order(
+    client: httpx.AsyncClient, order: tuple[int, ...]
+) -> None:
+    deliveries = [
+        ci_json("j-perm", "Success"),
+        ci_json("j-perm", "Failed", end="2024-01-01T10:05:00+0800", code="E"),
+        ci_json("j-perm", "Cancel", end="2024-01-01T10:09:00+0800"),
+    ]
+    for index in order:
+        assert (await client.post("/callbacks", content=deliveries[index])).status_code == 200
+
+    served = await job(client, "tencent-ci", "j-perm")
+    # No two distinct end times stand between the success and the others: success wins, and
+    # it keeps no end time borrowed from a state that lost.
+    assert (served["state"], served["finished_at"], served["error"]) == ("succeeded", None, None)
+
+
+async def test_repeated_request_headers_are_all_kept(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    answer = await client.post(
+        "/callbacks",
+        content=ci_json("j-hdr", "Success"),
+        headers=[("X-Sig", "one"), ("X-Sig", "two")],
+    )
+    [(headers,)] = rows(
+        engine, "SELECT headers FROM delivery WHERE id = :id", id=answer.json()["delivery_id"]
+    )
+    stored = headers if isinstance(headers, dict) else orjson.loads(str(headers))
+    assert stored["x-sig"] == "one, two"
+
+
+async def test_job_id_with_a_nul_character_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/v1/jobs/suno/a%00b", headers=AUTH)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"

@@ -1,0 +1,144 @@
+"""The database going away: answers stay 503 and quick, the process stays up, and it recovers.
+
+A callback receiver must never hang toward the providers' 15 s limit, whatever the database does:
+refuse connections, turn read-only (a standby after failover), or stop answering on a connection
+that stays open (a hung pooler or proxy).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.api.payloads import ci_json
+from tests.conftest import API_TOKEN, Backend, open_client
+from tests.servers import free_port
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+async def test_unreachable_database_answers_503_on_both_sides(backend: Backend) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    async for client in open_client(Backend("dead", dead).settings(write_timeout_s=1)):
+        started = time.monotonic()
+        posted = await client.post("/callbacks", content=ci_json("j-dead", "Success"))
+        read = await client.get("/v1/jobs/tencent-ci/j-dead", headers=AUTH)
+        elapsed = time.monotonic() - started
+        health = await client.get("/healthz")
+
+    assert (posted.status_code, read.status_code, health.status_code) == (503, 503, 200)
+    assert read.json()["error"]["code"] == "storage_unavailable"
+    assert elapsed < 5
+
+
+@pytest.mark.postgres_only
+async def test_read_only_postgresql_answers_503(backend: Backend, engine: Engine) -> None:
+    database = backend.url.rsplit("/", 1)[1]
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        )
+    try:
+        async for client in open_client(backend.settings(write_timeout_s=1)):
+            answer = await client.post("/callbacks", content=ci_json("j-ro", "Success"))
+    finally:
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+            )
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"]
+
+
+class MuteableProxy:
+    """Forwards TCP to PostgreSQL; once muted it keeps every connection open but silent, the
+    way a hung pooler does: the kernel still acknowledges, nothing ever answers."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._muted = threading.Event()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def mute(self) -> None:
+        self._muted.set()
+
+    def heal(self) -> None:
+        self._muted.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        for held in self._held:
+            held.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(client)
+            if self._muted.is_set():
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+            self._held.append(upstream)
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while (data := source.recv(65536)) and not self._muted.is_set():
+                target.sendall(data)
+        except OSError:
+            return
+
+
+@pytest.fixture
+def proxy(backend: Backend) -> Iterator[MuteableProxy]:
+    upstream_port = int(backend.url.split(":")[-1].split("/")[0])
+    opened = MuteableProxy(upstream_port)
+    yield opened
+    opened.close()
+
+
+@pytest.mark.postgres_only
+async def test_a_silent_database_connection_is_abandoned_and_writes_recover(
+    backend: Backend, engine: Engine, proxy: MuteableProxy
+) -> None:
+    url = backend.url.replace(":5432/", f":{proxy.port}/")
+    async for client in open_client(Backend("proxied", url).settings(write_timeout_s=1)):
+        assert (
+            await client.post("/callbacks", content=ci_json("j-m0", "Success"))
+        ).status_code == 200
+
+        proxy.mute()
+        muted = []
+        for n in range(3):
+            started = time.monotonic()
+            answer = await client.post("/callbacks", content=ci_json(f"j-m{n + 1}", "Success"))
+            muted.append((answer.status_code, time.monotonic() - started))
+
+        proxy.heal()
+        recovered = await _first_success(client, deadline_s=15)
+
+    assert all(status == 503 and elapsed < 3 for status, elapsed in muted), muted
+    assert recovered.status_code == 200
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM job WHERE job_id = 'j-back'")) == 1
+
+
+async def _first_success(client: httpx.AsyncClient, *, deadline_s: float) -> httpx.Response:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        answer = await client.post("/callbacks", content=ci_json("j-back", "Success"))
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
-from app.db import Base
+from app.db import Base, create_sync_engine
 from app.schema import alembic_config
 from tests.conftest import Backend
 
@@ -25,3 +30,23 @@ def test_migrations_go_down_and_up_again(backend: Backend, engine: Engine) -> No
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     test_migrated_database_matches_the_models(backend, engine)
+
+
+def test_replicas_starting_together_migrate_one_after_the_other(
+    backend: Backend, fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = os.environ | {"STEMHOOK_DATABASE_URL": fresh_database_url}
+    command_line = [sys.executable, "-m", "app", "migrate"]
+    runs = [
+        subprocess.Popen(command_line, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outcomes = [(run.communicate(timeout=60)[1], run.returncode) for run in runs]
+    failures = [stderr.decode() for stderr, code in outcomes if code != 0]
+
+    assert failures == []
+    engine = create_sync_engine(Backend(backend.name, fresh_database_url).settings())
+    try:
+        test_migrated_database_matches_the_models(backend, engine)
+    finally:
+        engine.dispose()

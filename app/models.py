@@ -36,8 +36,14 @@ class Delivery(Base):
     body_size: Mapped[int]
     # Nullable so that retention can drop old bodies while the delivery's record stays.
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A replay is a new delivery of the same body, pointing at the one it replays.
+    replay_of: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), index=True)
 
-    __table_args__ = (Index(None, "received_at"),)
+    __table_args__ = (
+        Index(None, "received_at"),
+        Index(None, "outcome", "id"),
+        Index(None, "provider", "id"),
+    )
 
 
 class Job(Base):
@@ -85,7 +91,19 @@ class Job(Base):
         order_by="JobOutput.position", lazy="raise", passive_deletes=True
     )
 
-    __table_args__ = (UniqueConstraint("provider", "job_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "job_id"),
+        # Listing: newest first by last receipt, optionally narrowed by state or provider/kind.
+        Index(None, "last_received_at", "id"),
+        Index(None, "state", "last_received_at", "id"),
+        Index(None, "provider", "kind", "last_received_at", "id"),
+        Index(None, "custom_id"),
+        Index(None, "created_at"),
+        # Equality only, and values may exceed a B-tree entry: a hash index where there is one.
+        Index(None, "user_data", postgresql_using="hash"),
+        # The paging snapshot finds the jobs touched after it began.
+        Index(None, "last_delivery_id"),
+    )
 
 
 class JobOutput(Base):

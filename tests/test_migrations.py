@@ -10,7 +10,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.db import Base, create_sync_engine
@@ -48,5 +48,27 @@ def test_replicas_starting_together_migrate_one_after_the_other(
     engine = create_sync_engine(Backend(backend.name, fresh_database_url).settings())
     try:
         test_migrated_database_matches_the_models(backend, engine)
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_keeps_existing_rows(backend: Backend, fresh_database_url: str) -> None:
+    settings = Backend(backend.name, fresh_database_url).settings()
+    config = alembic_config(settings)
+    command.upgrade(config, "0001")
+    engine = create_sync_engine(settings)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO delivery (received_at, endpoint, outcome, headers, body_size,"
+                    " body) VALUES ('2026-01-01 00:00:00', 'auto', 'accepted', '{}', 2, :body)"
+                ),
+                {"body": b"{}"},
+            )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT body, replay_of FROM delivery")).one()
+        assert (bytes(row.body), row.replay_of) == (b"{}", None)
     finally:
         engine.dispose()

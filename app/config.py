@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # FULL fsyncs every commit: an acknowledged callback survives a power cut, not only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     write_batch_max: int = Field(default=256, ge=1, le=10_000)
+    # Long polls (?wait=) notice deliveries other processes commit within this interval.
+    wait_poll_s: float = Field(default=0.25, gt=0, le=5)
+    # Longest ?wait= honoured; longer requests are cut to it.
+    max_wait_s: float = Field(default=60, ge=0, le=300)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

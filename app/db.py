@@ -21,7 +21,12 @@ from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, cr
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -163,7 +168,7 @@ def create_read_engine(settings: Settings) -> AsyncEngine:
 @dataclass(frozen=True, slots=True)
 class ReadDatabase:
     engine: AsyncEngine
-    sessions: async_sessionmaker[Any]
+    sessions: async_sessionmaker[AsyncSession]
 
 
 def open_read_database(settings: Settings) -> ReadDatabase:

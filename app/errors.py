@@ -3,6 +3,9 @@
 StemhookError
 ├── Unauthorized          401  missing or wrong API token, callback token or signature
 ├── NotFound              404  no such job or delivery
+├── Conflict              409  the request cannot be carried out on this resource as it is
+├── Gone                  410  what was asked for is no longer kept (retention)
+├── InvalidRequest        422  a query value is wrong (names the field)
 ├── RequestTimeout        408  the body did not arrive within STEMHOOK_BODY_TIMEOUT_S
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
@@ -33,6 +36,21 @@ class Unauthorized(StemhookError):
 class NotFound(StemhookError):
     status_code = 404
     code = "not_found"
+
+
+class Conflict(StemhookError):
+    status_code = 409
+    code = "conflict"
+
+
+class Gone(StemhookError):
+    status_code = 410
+    code = "gone"
+
+
+class InvalidRequest(StemhookError):
+    status_code = 422
+    code = "invalid_request"
 
 
 class RequestTimeout(StemhookError):

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import callbacks, health, jobs
+from app.api import callbacks, deliveries, health, jobs, stats
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.db import create_sync_engine, open_read_database
 from app.ingest.writer import Writer
+from app.watch import JobWatch
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,12 +27,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_s=settings.write_timeout_s,
         )
         read_db = open_read_database(settings)
+        watch = JobWatch(read_db.sessions, poll_s=settings.wait_poll_s)
         writer.start()
+        watch.start()
         app.state.writer = writer
         app.state.read_db = read_db
+        app.state.watch = watch
         try:
             yield
         finally:
+            await watch.stop()
             await writer.stop()
             write_engine.dispose()
             await read_db.engine.dispose()
@@ -46,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(callbacks.router)
     app.include_router(jobs.router)
+    app.include_router(deliveries.router)
+    app.include_router(stats.router)
     app.include_router(health.router)
     return app
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import SettingsDep, WriterDep
-from app.api.schemas import ErrorOut, ReceiptOut
+from app.api.deps import SettingsDep, WatchDep, WriterDep
+from app.api.schemas.common import ErrorOut
+from app.api.schemas.receipts import ReceiptOut
 from app.config import Settings
 from app.errors import (
     BadPayload,
@@ -25,11 +25,12 @@ from app.errors import (
     Unauthorized,
     UnstorablePayload,
 )
-from app.ingest.intake import Arrival, Intake, Outcome
+from app.ingest.admission import BadSignature, admit
+from app.ingest.intake import Arrival, Intake, Outcome, Receipt
 from app.ingest.writer import Writer
-from app.providers import suno
-from app.providers.model import ParseError, Provider
-from app.providers.registry import ParsedCallback, parse_callback
+from app.providers.model import Provider
+from app.replay import AUTO_ENDPOINT
+from app.watch import JobWatch
 
 router = APIRouter(tags=["callbacks"])
 
@@ -50,33 +51,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/callbacks", responses=_ERRORS, summary="Receive a callback, family detected")
-async def receive_any(request: Request, settings: SettingsDep, writer: WriterDep) -> ReceiptOut:
-    return await receive(request, settings, writer, expected=None)
+async def receive_any(
+    request: Request, settings: SettingsDep, writer: WriterDep, watch: WatchDep
+) -> ReceiptOut:
+    return await receive(request, settings, writer, watch, expected=None)
 
 
 @router.post("/callbacks/{provider}", responses=_ERRORS, summary="Receive a provider's callback")
 async def receive_from(
-    provider: Provider, request: Request, settings: SettingsDep, writer: WriterDep
+    provider: Provider,
+    request: Request,
+    settings: SettingsDep,
+    writer: WriterDep,
+    watch: WatchDep,
 ) -> ReceiptOut:
-    return await receive(request, settings, writer, expected=provider)
+    return await receive(request, settings, writer, watch, expected=provider)
 
 
 async def receive(
-    request: Request, settings: Settings, writer: Writer, *, expected: Provider | None
+    request: Request,
+    settings: Settings,
+    writer: Writer,
+    watch: JobWatch,
+    *,
+    expected: Provider | None,
 ) -> ReceiptOut:
     authenticate_sender(request, settings)
-    arrival = await read_arrival(request, settings, endpoint=expected or "auto")
-    try:
-        parsed = parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
-    except ParseError as exc:
-        await reject(arrival, expected, exc, writer)
-    verify_signature(parsed, request, settings)
-    receipt = await writer.write(
-        Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs)
-    )
-    if receipt.outcome is Outcome.ORPHANED:
-        raise UnstorablePayload(receipt.error or "", delivery_id=receipt.delivery_id)
-    return ReceiptOut.of(receipt)
+    arrival = await read_arrival(request, settings, endpoint=expected or AUTO_ENDPOINT)
+    intake = admit_arrival(arrival, expected, settings)
+    receipt = await writer.write(intake)
+    watch.notify()
+    return answer(receipt)
 
 
 def authenticate_sender(request: Request, settings: Settings) -> None:
@@ -133,24 +138,18 @@ def kept_headers(request: Request) -> dict[str, str]:
     return kept
 
 
-async def reject(
-    arrival: Arrival, expected: Provider | None, error: ParseError, writer: Writer
-) -> NoReturn:
-    receipt = await writer.write(Intake(arrival=arrival, provider=expected, error=str(error)))
-    raise BadPayload(str(error), delivery_id=receipt.delivery_id)
+def admit_arrival(arrival: Arrival, expected: Provider | None, settings: Settings) -> Intake:
+    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
+    try:
+        return admit(arrival, expected=expected, suno_key=key)
+    except BadSignature as exc:
+        raise Unauthorized(str(exc)) from None
 
 
-def verify_signature(parsed: ParsedCallback, request: Request, settings: Settings) -> None:
-    """The opt-in HMAC some Suno-style vendors send; enforced only when a key is configured."""
-    if parsed.provider is not Provider.SUNO or settings.suno_hmac_key is None:
-        return
-    key = settings.suno_hmac_key.get_secret_value()
-    for job in parsed.jobs:
-        if not suno.verify_signature(
-            key=key,
-            task_id=job.job_id,
-            timestamp=request.headers.get("x-webhook-timestamp"),
-            signature=request.headers.get("x-webhook-signature"),
-            now=time.time(),
-        ):
-            raise Unauthorized("X-Webhook-Signature is missing, stale or wrong")
+def answer(receipt: Receipt) -> ReceiptOut:
+    """Committed: 200, or 400 for a body kept as rejected or orphaned (it will not improve)."""
+    if receipt.outcome is Outcome.REJECTED:
+        raise BadPayload(receipt.error or "", delivery_id=receipt.delivery_id)
+    if receipt.outcome is Outcome.ORPHANED:
+        raise UnstorablePayload(receipt.error or "", delivery_id=receipt.delivery_id)
+    return ReceiptOut.of(receipt)

@@ -12,11 +12,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import Unauthorized
 from app.ingest.writer import Writer
+from app.watch import JobWatch
 
 
 async def _settings(request: Request) -> Settings:
@@ -29,6 +30,16 @@ async def _writer(request: Request) -> Writer:
     return writer
 
 
+async def _watch(request: Request) -> JobWatch:
+    watch: JobWatch = request.app.state.watch
+    return watch
+
+
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.read_db.sessions
+    return sessions
+
+
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.read_db.sessions() as session:
         yield session
@@ -37,6 +48,9 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 WriterDep = Annotated[Writer, Depends(_writer)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
+# For handlers that need several transactions (long polling looks again with fresh snapshots).
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+WatchDep = Annotated[JobWatch, Depends(_watch)]
 
 _bearer = HTTPBearer(auto_error=False, description="One of STEMHOOK_API_TOKENS.")
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from app.api.schemas import ErrorBody, ErrorOut
+from app.api.schemas.common import ErrorBody, ErrorOut
 from app.db import is_unavailable
 from app.errors import BadPayload, StemhookError, StorageUnavailable
 from app.ingest.writer import UNAVAILABLE

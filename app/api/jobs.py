@@ -1,31 +1,130 @@
-"""GET /v1/jobs/{provider}/{job_id}: the normalized job, for holders of an API token."""
+"""/v1/jobs: find, page through, inspect and wait for jobs."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import queries
-from app.api.deps import SessionDep, require_api_token
-from app.api.schemas import ErrorOut, JobOut
+from app import models
+from app.api.deps import SessionDep, SessionsDep, SettingsDep, WatchDep, require_api_token
+from app.api.pagination import (
+    decode_before_id,
+    decode_job_position,
+    encode_before_id,
+    encode_job_position,
+)
+from app.api.params import JobParams, PageParams
+from app.api.schemas.common import ErrorOut, Page
+from app.api.schemas.deliveries import DeliveryOut, JobDeliveryOut
+from app.api.schemas.jobs import EventOut, EventsOut, JobDetailOut, JobOut, RawOut
 from app.errors import NotFound
 from app.providers.model import Provider
+from app.queries import deliveries as delivery_queries
+from app.queries import jobs as job_queries
+from app.watch import final_or_timeout
 
 router = APIRouter(
-    prefix="/v1",
+    prefix="/v1/jobs",
     tags=["jobs"],
     dependencies=[Depends(require_api_token)],
-    responses={401: {"model": ErrorOut}},
+    responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-
-
 JobIdPath = Annotated[str, Path(max_length=255, pattern=r"^[^\x00]+$")]
+JOB_DELIVERIES = "job-deliveries"
 
 
-@router.get("/jobs/{provider}/{job_id}", responses={404: {"model": ErrorOut}})
-async def get_job(provider: Provider, job_id: JobIdPath, session: SessionDep) -> JobOut:
-    job = await queries.find_job(session, provider, job_id)
+@router.get("", summary="List jobs, newest first by last received delivery")
+async def list_jobs(params: Annotated[JobParams, Query()], session: SessionDep) -> Page[JobOut]:
+    page = await job_queries.list_jobs(
+        session,
+        params.filter(),
+        limit=params.limit,
+        after=decode_job_position(params.cursor),
+    )
+    return Page[JobOut](
+        items=[JobOut.of(job) for job in page.jobs],
+        next_cursor=encode_job_position(page.next),
+    )
+
+
+@router.get(
+    "/{provider}/{job_id}",
+    summary="One job; optionally its latest raw payload, or wait until it is final",
+    responses={404: {"model": ErrorOut}},
+)
+async def get_job(
+    provider: Provider,
+    job_id: JobIdPath,
+    sessions: SessionsDep,
+    watch: WatchDep,
+    settings: SettingsDep,
+    include: Annotated[
+        Literal["raw"] | None, Query(description="raw: add the latest delivery's payload")
+    ] = None,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=60,
+            description="seconds to wait for a final state (or for the job to arrive at all)",
+        ),
+    ] = 0,
+) -> JobDetailOut:
+    job = await final_or_timeout(
+        sessions, watch, provider, job_id, wait_s=min(wait, settings.max_wait_s)
+    )
     if job is None:
         raise NotFound(f"no {provider} job {job_id!r}")
-    return JobOut.of(job)
+    detail = JobDetailOut.of(job)
+    if include == "raw":
+        async with sessions() as session:
+            delivery = await session.get(models.Delivery, job.last_delivery_id)
+        detail = detail.model_copy(update={"raw": RawOut.of(delivery) if delivery else None})
+    return detail
+
+
+@router.get(
+    "/{provider}/{job_id}/events",
+    summary="The job's state history, oldest first",
+    responses={404: {"model": ErrorOut}},
+)
+async def job_events(provider: Provider, job_id: JobIdPath, session: SessionDep) -> EventsOut:
+    job = await _known_job(session, provider, job_id)
+    events = await job_queries.job_events(session, job.id)
+    return EventsOut(items=[EventOut.of(event) for event in events])
+
+
+@router.get(
+    "/{provider}/{job_id}/deliveries",
+    summary="Every delivery that touched the job, newest first",
+    responses={404: {"model": ErrorOut}},
+)
+async def job_deliveries(
+    provider: Provider,
+    job_id: JobIdPath,
+    params: Annotated[PageParams, Query()],
+    session: SessionDep,
+) -> Page[JobDeliveryOut]:
+    job = await _known_job(session, provider, job_id)
+    page = await delivery_queries.job_deliveries(
+        session,
+        job.id,
+        limit=params.limit,
+        before_id=decode_before_id(JOB_DELIVERIES, params.cursor),
+    )
+    return Page[JobDeliveryOut](
+        items=[
+            JobDeliveryOut(**DeliveryOut.of(delivery).model_dump(), duplicate=duplicate)
+            for delivery, duplicate in page.items
+        ],
+        next_cursor=encode_before_id(JOB_DELIVERIES, page.next_before_id),
+    )
+
+
+async def _known_job(session: AsyncSession, provider: Provider, job_id: str) -> models.Job:
+    job = await job_queries.find_job(session, provider, job_id)
+    if job is None:
+        raise NotFound(f"no {provider} job {job_id!r}")
+    return job

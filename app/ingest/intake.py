@@ -36,6 +36,7 @@ class Intake:
     provider: Provider | None
     jobs: tuple[Job, ...] = ()
     error: str | None = None
+    replay_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

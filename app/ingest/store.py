@@ -52,6 +52,7 @@ def _insert_delivery(
         "headers": arrival.headers,
         "body_size": len(arrival.body),
         "body": arrival.body,
+        "replay_of": intake.replay_of,
     }
     delivery_id: int = connection.execute(sql.insert_delivery, row).scalar_one()
     return delivery_id

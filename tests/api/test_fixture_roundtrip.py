@@ -16,7 +16,7 @@ from tests.conftest import API_TOKEN, FIXTURES
 
 pytestmark = pytest.mark.anyio
 
-SERVED_ONLY = ("deliveries", "first_received_at", "last_received_at")
+SERVED_ONLY = ("deliveries", "first_received_at", "last_received_at", "raw")
 
 
 def _accepted_fixtures() -> list[Path]:

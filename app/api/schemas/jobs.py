@@ -1,78 +1,32 @@
-"""The JSON the API answers with: the normalized job contract and the callback receipt."""
+"""The normalized job contract, its history, and the raw payload behind it."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, Field
 
 from app import models
-from app.ingest.intake import Outcome, Receipt
+from app.api.schemas.common import BodyOut, Out
 from app.providers.model import Provider, Role, State
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class JobReceiptOut(_Out):
-    provider: Provider
-    job_id: str
-    state: State
-    duplicate: bool
-
-
-class ReceiptOut(_Out):
-    status: Literal["received"] = "received"
-    delivery_id: int
-    outcome: Outcome
-    duplicate: bool
-    jobs: list[JobReceiptOut]
-
-    @classmethod
-    def of(cls, receipt: Receipt) -> ReceiptOut:
-        return cls(
-            delivery_id=receipt.delivery_id,
-            outcome=receipt.outcome,
-            duplicate=receipt.outcome is Outcome.DUPLICATE,
-            jobs=[
-                JobReceiptOut(
-                    provider=job.provider,
-                    job_id=job.job_id,
-                    state=job.state,
-                    duplicate=job.duplicate,
-                )
-                for job in receipt.jobs
-            ],
-        )
-
-
-class ErrorBody(_Out):
-    code: str
-    message: str
-    delivery_id: int | None = None
-
-
-class ErrorOut(_Out):
-    error: ErrorBody
-
-
-class JobErrorOut(_Out):
+class JobErrorOut(Out):
     code: str
     message: str
 
 
-class InputOut(_Out):
+class InputOut(Out):
     bucket: str | None
     region: str | None
     object: str | None
     url: str | None
 
 
-class OutputOut(_Out):
+class OutputOut(Out):
     role: Role
     url: str | None
     bucket: str | None
@@ -84,7 +38,7 @@ class OutputOut(_Out):
     md5: str | None
 
 
-class AudioStreamOut(_Out):
+class AudioStreamOut(Out):
     codec: str | None
     sample_rate: int | None
     channels: int | None
@@ -92,7 +46,7 @@ class AudioStreamOut(_Out):
     duration_s: float | None
 
 
-class MediaInfoOut(_Out):
+class MediaInfoOut(Out):
     format_name: str | None
     duration_s: float | None
     bitrate_kbps: float | None
@@ -100,19 +54,19 @@ class MediaInfoOut(_Out):
     audio_streams: list[AudioStreamOut]
 
 
-class TtsOut(_Out):
+class TtsOut(Out):
     input: str | None
     input_type: str | None
 
 
-class WorkflowOut(_Out):
+class WorkflowOut(Out):
     workflow_id: str | None
     workflow_name: str | None
     run_id: str | None
     name: str | None
 
 
-class WorkflowTaskOut(_Out):
+class WorkflowTaskOut(Out):
     type: str | None
     name: str | None
     job_id: str | None
@@ -124,7 +78,7 @@ class WorkflowTaskOut(_Out):
     finished_at: datetime | None
 
 
-class JobOut(_Out):
+class JobOut(Out):
     provider: Provider
     job_id: str
     kind: str
@@ -150,7 +104,7 @@ class JobOut(_Out):
     last_received_at: datetime
 
     @classmethod
-    def of(cls, job: models.Job) -> JobOut:
+    def of(cls, job: models.Job) -> Self:
         return cls(
             provider=Provider(job.provider),
             job_id=job.job_id,
@@ -183,6 +137,52 @@ class JobOut(_Out):
             first_received_at=job.first_received_at,
             last_received_at=job.last_received_at,
         )
+
+
+class RawOut(Out):
+    """The latest delivery that touched the job, as the provider sent it."""
+
+    delivery_id: int
+    received_at: datetime
+    content_type: str | None
+    body: BodyOut | None = Field(description="null once retention has dropped the body")
+
+    @classmethod
+    def of(cls, delivery: models.Delivery) -> RawOut:
+        return cls(
+            delivery_id=delivery.id,
+            received_at=delivery.received_at,
+            content_type=delivery.content_type,
+            body=BodyOut.of(delivery.body),
+        )
+
+
+class JobDetailOut(JobOut):
+    raw: RawOut | None = Field(
+        default=None, description="only with ?include=raw: the latest delivery's payload"
+    )
+
+
+class EventOut(Out):
+    """One state change: `from` is null when the delivery created the job."""
+
+    from_state: State | None = Field(serialization_alias="from")
+    to_state: State = Field(serialization_alias="to")
+    at: datetime
+    delivery_id: int
+
+    @classmethod
+    def of(cls, event: models.JobEvent) -> EventOut:
+        return cls(
+            from_state=None if event.from_state is None else State(event.from_state),
+            to_state=State(event.to_state),
+            at=event.at,
+            delivery_id=event.delivery_id,
+        )
+
+
+class EventsOut(Out):
+    items: list[EventOut]
 
 
 def _error(job: models.Job) -> JobErrorOut | None:

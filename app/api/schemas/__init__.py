@@ -1,0 +1,1 @@
+"""The JSON the API answers with, one module per concept."""

@@ -1,0 +1,112 @@
+"""Deliveries as stored: the inbox listing, one delivery whole, and what a replay produced."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Self
+
+from pydantic import Field
+
+from app import models
+from app.api.schemas.common import BodyOut, Out
+from app.api.schemas.receipts import JobReceiptOut
+from app.ingest.intake import Outcome, Receipt
+from app.providers.model import Provider
+from app.queries.deliveries import DeliveryDetail
+
+
+class DeliveryOut(Out):
+    id: int
+    received_at: datetime
+    endpoint: str = Field(description="the family endpoint it came to, or 'auto' for /callbacks")
+    provider: Provider | None
+    outcome: Outcome
+    error: str | None = Field(description="why it was rejected or orphaned")
+    content_type: str | None
+    client_addr: str | None
+    body_size: int
+    replay_of: int | None = Field(description="the delivery this one replays")
+
+    @classmethod
+    def of(cls, delivery: models.Delivery) -> Self:
+        return cls(
+            id=delivery.id,
+            received_at=delivery.received_at,
+            endpoint=delivery.endpoint,
+            provider=None if delivery.provider is None else Provider(delivery.provider),
+            outcome=Outcome(delivery.outcome),
+            error=delivery.error,
+            content_type=delivery.content_type,
+            client_addr=delivery.client_addr,
+            body_size=delivery.body_size,
+            replay_of=delivery.replay_of,
+        )
+
+
+class JobDeliveryOut(DeliveryOut):
+    duplicate: bool = Field(description="it left this job's state as it was")
+
+
+class LinkedJobOut(Out):
+    provider: Provider
+    job_id: str
+    duplicate: bool
+
+
+class ReplayRefOut(Out):
+    id: int
+    outcome: Outcome
+
+
+class DeliveryDetailOut(DeliveryOut):
+    headers: dict[str, str]
+    body: BodyOut | None = Field(description="null once retention has dropped the body")
+    jobs: list[LinkedJobOut]
+    replays: list[ReplayRefOut]
+
+    @classmethod
+    def of_detail(cls, detail: DeliveryDetail) -> DeliveryDetailOut:
+        delivery = detail.delivery
+        return cls(
+            **DeliveryOut.of(delivery).model_dump(),
+            headers=delivery.headers,
+            body=BodyOut.of(delivery.body),
+            jobs=[
+                LinkedJobOut(
+                    provider=Provider(job.provider), job_id=job.job_id, duplicate=job.duplicate
+                )
+                for job in detail.jobs
+            ],
+            replays=[
+                ReplayRefOut(id=replay.id, outcome=Outcome(replay.outcome))
+                for replay in detail.replays
+            ],
+        )
+
+
+class ReplayOut(Out):
+    """What the current parsers made of a stored delivery: a new delivery replaying it."""
+
+    delivery_id: int
+    replay_of: int
+    outcome: Outcome
+    error: str | None
+    jobs: list[JobReceiptOut]
+
+    @classmethod
+    def of(cls, receipt: Receipt, *, replay_of: int) -> ReplayOut:
+        return cls(
+            delivery_id=receipt.delivery_id,
+            replay_of=replay_of,
+            outcome=receipt.outcome,
+            error=receipt.error,
+            jobs=[
+                JobReceiptOut(
+                    provider=job.provider,
+                    job_id=job.job_id,
+                    state=job.state,
+                    duplicate=job.duplicate,
+                )
+                for job in receipt.jobs
+            ],
+        )

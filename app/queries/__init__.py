@@ -1,0 +1,1 @@
+"""Read-side queries; routers call these and never write SQL themselves."""

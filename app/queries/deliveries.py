@@ -1,0 +1,113 @@
+"""Finding deliveries: the raw inbox, newest first, and the deliveries behind one job.
+
+Delivery ids only grow, so keyset paging by id neither skips nor repeats while callbacks arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import models
+from app.ingest.intake import Outcome
+from app.providers.model import Provider
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryFilter:
+    outcomes: tuple[Outcome, ...] = ()
+    provider: Provider | None = None
+    received_after: datetime | None = None
+    received_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    deliveries: list[models.Delivery]
+    next_before_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDeliveryPage:
+    """A job's deliveries, each with whether it left the job's state as it was."""
+
+    items: list[tuple[models.Delivery, bool]]
+    next_before_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedJob:
+    provider: str
+    job_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDetail:
+    delivery: models.Delivery
+    jobs: list[LinkedJob]
+    replays: list[models.Delivery]
+
+
+async def list_deliveries(
+    session: AsyncSession, where: DeliveryFilter, *, limit: int, before_id: int | None
+) -> DeliveryPage:
+    delivery = models.Delivery
+    conditions: list[ColumnElement[bool]] = []
+    if where.outcomes:
+        conditions.append(delivery.outcome.in_(where.outcomes))
+    if where.provider is not None:
+        conditions.append(delivery.provider == where.provider)
+    if where.received_after is not None:
+        conditions.append(delivery.received_at >= where.received_after)
+    if where.received_before is not None:
+        conditions.append(delivery.received_at < where.received_before)
+
+    if before_id is not None:
+        conditions.append(delivery.id < before_id)
+    statement = select(delivery).where(*conditions).order_by(delivery.id.desc()).limit(limit + 1)
+    found = list((await session.scalars(statement)).all())
+    page = found[:limit]
+    return DeliveryPage(page, page[-1].id if len(found) > limit else None)
+
+
+async def job_deliveries(
+    session: AsyncSession, job_pk: int, *, limit: int, before_id: int | None
+) -> JobDeliveryPage:
+    link = models.DeliveryJob
+    statement = (
+        select(models.Delivery, link.duplicate)
+        .join(link, link.delivery_id == models.Delivery.id)
+        .where(link.job_pk == job_pk)
+    )
+    if before_id is not None:
+        statement = statement.where(models.Delivery.id < before_id)
+    statement = statement.order_by(models.Delivery.id.desc()).limit(limit + 1)
+    found = list((await session.execute(statement)).tuples().all())
+    page = found[:limit]
+    return JobDeliveryPage(page, page[-1][0].id if len(found) > limit else None)
+
+
+async def find_delivery(session: AsyncSession, delivery_id: int) -> DeliveryDetail | None:
+    delivery = await session.get(models.Delivery, delivery_id)
+    if delivery is None:
+        return None
+    linked = await session.execute(
+        select(models.Job.provider, models.Job.job_id, models.DeliveryJob.duplicate)
+        .join(models.DeliveryJob, models.DeliveryJob.job_pk == models.Job.id)
+        .where(models.DeliveryJob.delivery_id == delivery_id)
+        .order_by(models.Job.id)
+    )
+    replays = await session.scalars(
+        select(models.Delivery)
+        .where(models.Delivery.replay_of == delivery_id)
+        .order_by(models.Delivery.id)
+    )
+    return DeliveryDetail(
+        delivery,
+        [LinkedJob(provider, job_id, duplicate) for provider, job_id, duplicate in linked],
+        list(replays.all()),
+    )

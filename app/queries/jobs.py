@@ -1,0 +1,186 @@
+"""Finding jobs: one by its key, or a filtered page newest first, stable while being written to.
+
+Paging is keyset paging over (last received, id), with a snapshot: the first page notes the
+highest delivery id it could see (the watermark), and every later page shows the jobs as they
+were at that watermark. A job touched after it would otherwise jump to the top, behind the
+reader, and be skipped; instead it keeps its place, keyed by its newest delivery at or below
+the watermark. Jobs first seen after the watermark are left to the next listing. This is exact
+because deliveries become visible in id order (see app/ingest/statements.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app import models
+from app.db import Id, UtcDateTime
+from app.providers.model import Provider, State
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFilter:
+    """Every given condition must hold; `after` bounds are inclusive, `before` exclusive."""
+
+    provider: Provider | None = None
+    kind: str | None = None
+    states: tuple[State, ...] = ()
+    custom_id: str | None = None
+    user_data: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    received_after: datetime | None = None
+    received_before: datetime | None = None
+    has_error: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPosition:
+    """Where a page ended: the snapshot's watermark and the last job's (key, id)."""
+
+    watermark: int
+    received_at: datetime
+    job_pk: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[models.Job]
+    next: JobPosition | None
+
+
+async def find_job(session: AsyncSession, provider: Provider, job_id: str) -> models.Job | None:
+    statement = (
+        select(models.Job)
+        .where(models.Job.provider == provider, models.Job.job_id == job_id)
+        .options(selectinload(models.Job.outputs))
+    )
+    job: models.Job | None = await session.scalar(statement)
+    return job
+
+
+async def job_events(session: AsyncSession, job_pk: int) -> list[models.JobEvent]:
+    statement = (
+        select(models.JobEvent).where(models.JobEvent.job_pk == job_pk).order_by(models.JobEvent.id)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def list_jobs(
+    session: AsyncSession, where: JobFilter, *, limit: int, after: JobPosition | None
+) -> JobPage:
+    watermark = after.watermark if after else await _current_watermark(session)
+    if watermark is None:
+        return JobPage([], None)
+    # Two reads, each able to see commits the other missed: a job may show up in both, keyed
+    # alike, and is kept once.
+    keyed: dict[int, tuple[datetime, models.Job]] = {}
+    for key, job in await _settled(session, where, watermark, after, limit + 1):
+        keyed[job.id] = (key, job)
+    for key, job in await _touched_since(session, where, watermark, after, limit + 1):
+        keyed[job.id] = (key, job)
+    ordered = sorted(keyed.values(), key=lambda item: (item[0], item[1].id), reverse=True)
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    last_key, last_job = page[-1] if page else (None, None)
+    next_position = (
+        JobPosition(watermark, last_key, last_job.id) if more and last_job and last_key else None
+    )
+    return JobPage([job for _key, job in page], next_position)
+
+
+async def _current_watermark(session: AsyncSession) -> int | None:
+    watermark: int | None = await session.scalar(select(func.max(models.Delivery.id)))
+    return watermark
+
+
+async def _settled(
+    session: AsyncSession,
+    where: JobFilter,
+    watermark: int,
+    after: JobPosition | None,
+    limit: int,
+) -> list[tuple[datetime, models.Job]]:
+    """Jobs untouched since the snapshot: their last receipt is their key (index order)."""
+    key = models.Job.last_received_at.expression
+    statement = (
+        select(models.Job)
+        .where(models.Job.last_delivery_id <= watermark, *_conditions(where, key, after))
+        .order_by(key.desc(), models.Job.id.desc())
+        .limit(limit)
+        .options(selectinload(models.Job.outputs))
+    )
+    jobs = (await session.scalars(statement)).all()
+    return [(job.last_received_at, job) for job in jobs]
+
+
+async def _touched_since(
+    session: AsyncSession,
+    where: JobFilter,
+    watermark: int,
+    after: JobPosition | None,
+    limit: int,
+) -> list[tuple[datetime, models.Job]]:
+    """Jobs touched after the snapshot, keyed by their newest delivery at or below it."""
+    key = (
+        select(func.max(models.Delivery.received_at))
+        .join(models.DeliveryJob, models.DeliveryJob.delivery_id == models.Delivery.id)
+        .where(
+            models.DeliveryJob.job_pk == models.Job.id,
+            models.DeliveryJob.delivery_id <= watermark,
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        select(models.Job, key)
+        .where(
+            models.Job.last_delivery_id > watermark,
+            key.is_not(None),
+            *_conditions(where, key, after),
+        )
+        .order_by(key.desc(), models.Job.id.desc())
+        .limit(limit)
+        .options(selectinload(models.Job.outputs))
+    )
+    rows = (await session.execute(statement)).tuples().all()
+    return [(received, job) for job, received in rows]
+
+
+def _conditions(
+    where: JobFilter, received: ColumnElement[datetime], after: JobPosition | None
+) -> list[ColumnElement[bool]]:
+    job = models.Job
+    conditions: list[ColumnElement[bool]] = []
+    if where.provider is not None:
+        conditions.append(job.provider == where.provider)
+    if where.kind is not None:
+        conditions.append(job.kind == where.kind)
+    if where.states:
+        conditions.append(job.state.in_(where.states))
+    if where.custom_id is not None:
+        conditions.append(job.custom_id == where.custom_id)
+    if where.user_data is not None:
+        conditions.append(job.user_data == where.user_data)
+    if where.created_after is not None:
+        conditions.append(job.created_at >= where.created_after)
+    if where.created_before is not None:
+        conditions.append(job.created_at < where.created_before)
+    if where.received_after is not None:
+        conditions.append(received >= literal(where.received_after, UtcDateTime()))
+    if where.received_before is not None:
+        conditions.append(received < literal(where.received_before, UtcDateTime()))
+    if where.has_error is not None:
+        conditions.append(
+            job.error_code.is_not(None) if where.has_error else job.error_code.is_(None)
+        )
+    if after is not None:
+        # A row comparison, so that both databases can start the index scan at the cursor.
+        conditions.append(
+            tuple_(received, job.id)
+            < tuple_(literal(after.received_at, UtcDateTime()), literal(after.job_pk, Id))
+        )
+    return conditions

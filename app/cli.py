@@ -1,15 +1,19 @@
-"""The `stemhook` command: serve, migrate, init-env."""
+"""The `stemhook` command: serve, migrate, replay, init-env."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 
 from app.config import get_settings
+from app.ingest.intake import Outcome
+from app.replay import replay_stored
 from app.schema import upgrade_to_head
 
 TOKEN_VARIABLE = "STEMHOOK_API_TOKENS"
@@ -28,6 +32,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(run=lambda _args: upgrade_to_head(get_settings()))
+
+    replay = commands.add_parser(
+        "replay", help="run today's parsers again on stored deliveries (e.g. the rejected ones)"
+    )
+    replay.add_argument(
+        "--outcome",
+        action="append",
+        choices=[Outcome.REJECTED, Outcome.ORPHANED, Outcome.ACCEPTED, Outcome.DUPLICATE],
+        required=True,
+        help="which stored deliveries to replay; repeat for several",
+    )
+    replay.add_argument(
+        "--since", type=_aware_time, help="only deliveries received at or after this ISO time"
+    )
+    replay.add_argument(
+        "--again", action="store_true", help="also those a replay already turned into jobs"
+    )
+    replay.set_defaults(run=_replay)
 
     init_env = commands.add_parser(
         "init-env", help=f"put a random {TOKEN_VARIABLE} into .env unless one is configured"
@@ -49,6 +71,25 @@ def _serve(args: argparse.Namespace) -> None:
         # Per-request logging belongs to the application; uvicorn's costs a quarter of throughput.
         access_log=False,
     )
+
+
+def _replay(args: argparse.Namespace) -> None:
+    results = asyncio.run(
+        replay_stored(
+            get_settings(),
+            outcomes=tuple(Outcome(outcome) for outcome in args.outcome),
+            since=args.since,
+            again=args.again,
+        )
+    )
+    total = sum(results.values())
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(results.items()))
+    print(f"Replayed {total} deliveries" + (f": {summary}." if total else "."))
+
+
+def _aware_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _init_env(path: Path) -> None:

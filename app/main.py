@@ -10,9 +10,7 @@ from fastapi import FastAPI
 from app.api import callbacks, deliveries, health, jobs, stats
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
-from app.db import create_sync_engine, open_read_database
-from app.ingest.writer import Writer
-from app.watch import JobWatch
+from app.runtime import running
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -20,26 +18,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        write_engine = create_sync_engine(settings)
-        writer = Writer(
-            write_engine,
-            max_batch=settings.write_batch_max,
-            timeout_s=settings.write_timeout_s,
-        )
-        read_db = open_read_database(settings)
-        watch = JobWatch(read_db.sessions, poll_s=settings.wait_poll_s)
-        writer.start()
-        watch.start()
-        app.state.writer = writer
-        app.state.read_db = read_db
-        app.state.watch = watch
-        try:
+        async with running(settings) as runtime:
+            app.state.writer = runtime.writer
+            app.state.read_db = runtime.read_db
+            app.state.watch = runtime.watch
             yield
-        finally:
-            await watch.stop()
-            await writer.stop()
-            write_engine.dispose()
-            await read_db.engine.dispose()
 
     app = FastAPI(
         title="stemhook",

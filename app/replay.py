@@ -7,14 +7,18 @@ delivery's would, so replaying twice, or replaying what was accepted, only adds 
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
 from app import models
+from app.config import Settings
 from app.errors import Conflict, Gone
 from app.ingest.admission import BadSignature, admit
-from app.ingest.intake import Arrival, Receipt
+from app.ingest.intake import Arrival, Outcome, Receipt
 from app.ingest.writer import Writer
 from app.providers.model import Provider
+from app.queries.deliveries import replay_candidates
+from app.runtime import running
 
 AUTO_ENDPOINT = "auto"
 
@@ -44,3 +48,28 @@ async def replay_delivery(
     except BadSignature as exc:
         raise Conflict(f"delivery {delivery.id} was not replayed: {exc}") from None
     return await writer.write(intake)
+
+
+async def replay_stored(
+    settings: Settings, *, outcomes: tuple[Outcome, ...], since: datetime | None, again: bool
+) -> Counter[str]:
+    """Replay every matching stored delivery, one by one; counts what became of them."""
+    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
+    results: Counter[str] = Counter()
+    async with running(settings) as runtime:
+        async with runtime.read_db.sessions() as session:
+            candidates = await replay_candidates(
+                session, outcomes=outcomes, since=since, again=again
+            )
+        for delivery_id in candidates:
+            async with runtime.read_db.sessions() as session:
+                delivery = await session.get(models.Delivery, delivery_id)
+            if delivery is None:
+                continue
+            try:
+                receipt = await replay_delivery(delivery, writer=runtime.writer, suno_key=key)
+            except (Conflict, Gone):
+                results["not replayed"] += 1
+            else:
+                results[receipt.outcome] += 1
+    return results

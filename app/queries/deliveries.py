@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app import models
 from app.ingest.intake import Outcome
@@ -86,7 +87,7 @@ async def job_deliveries(
     if before_id is not None:
         statement = statement.where(models.Delivery.id < before_id)
     statement = statement.order_by(models.Delivery.id.desc()).limit(limit + 1)
-    found = list((await session.execute(statement)).tuples().all())
+    found = [(delivery, duplicate) for delivery, duplicate in await session.execute(statement)]
     page = found[:limit]
     return JobDeliveryPage(page, page[-1][0].id if len(found) > limit else None)
 
@@ -111,3 +112,27 @@ async def find_delivery(session: AsyncSession, delivery_id: int) -> DeliveryDeta
         [LinkedJob(provider, job_id, duplicate) for provider, job_id, duplicate in linked],
         list(replays.all()),
     )
+
+
+async def replay_candidates(
+    session: AsyncSession,
+    *,
+    outcomes: tuple[Outcome, ...],
+    since: datetime | None,
+    again: bool,
+) -> list[int]:
+    """Original deliveries (not replays) with these outcomes whose body is still kept; unless
+    `again`, those a replay has already turned into jobs are left out."""
+    delivery, replay = models.Delivery, aliased(models.Delivery)
+    statement = select(delivery.id).where(
+        delivery.outcome.in_(outcomes), delivery.replay_of.is_(None), delivery.body.is_not(None)
+    )
+    if since is not None:
+        statement = statement.where(delivery.received_at >= since)
+    if not again:
+        turned_into_jobs = exists().where(
+            replay.replay_of == delivery.id,
+            replay.outcome.in_((Outcome.ACCEPTED, Outcome.DUPLICATE)),
+        )
+        statement = statement.where(~turned_into_jobs)
+    return list((await session.scalars(statement.order_by(delivery.id))).all())

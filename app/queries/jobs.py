@@ -146,7 +146,7 @@ async def _touched_since(
         .limit(limit)
         .options(selectinload(models.Job.outputs))
     )
-    rows = (await session.execute(statement)).tuples().all()
+    rows = (await session.execute(statement)).all()
     return [(received, job) for job, received in rows]
 
 

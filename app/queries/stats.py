@@ -33,6 +33,6 @@ async def window_stats(session: AsyncSession, *, since: datetime, until: datetim
         .order_by(delivery.outcome)
     )
     return Stats(
-        [(provider, state, count) for provider, state, count in jobs.tuples()],
-        [(outcome, count) for outcome, count in deliveries.tuples()],
+        [(provider, state, count) for provider, state, count in jobs],
+        [(outcome, count) for outcome, count in deliveries],
     )

@@ -1,0 +1,42 @@
+"""The running parts of a stemhook process, started and stopped in one place.
+
+The web application (its lifespan) and command-line jobs such as a bulk replay share them:
+the writer that owns write transactions, the read database, and the change watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from app.config import Settings
+from app.db import ReadDatabase, create_sync_engine, open_read_database
+from app.ingest.writer import Writer
+from app.watch import JobWatch
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    writer: Writer
+    read_db: ReadDatabase
+    watch: JobWatch
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Runtime]:
+    write_engine = create_sync_engine(settings)
+    writer = Writer(
+        write_engine, max_batch=settings.write_batch_max, timeout_s=settings.write_timeout_s
+    )
+    read_db = open_read_database(settings)
+    watch = JobWatch(read_db.sessions, poll_s=settings.wait_poll_s)
+    writer.start()
+    watch.start()
+    try:
+        yield Runtime(writer, read_db, watch)
+    finally:
+        await watch.stop()
+        await writer.stop()
+        write_engine.dispose()
+        await read_db.engine.dispose()

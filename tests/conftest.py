@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,41 @@ def engine(backend: Backend) -> Iterator[Engine]:
 @pytest.fixture
 def settings(backend: Backend, engine: Engine) -> Settings:
     return backend.settings()
+
+
+@contextmanager
+def refusing_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None]:
+    """While inside, the real database refuses to store the job `job_id` (a trigger aborts
+    it): how a delivery becomes orphaned, and stops being once the cause is gone."""
+    quoted = job_id.replace("'", "''")
+    create, drop = {
+        "sqlite": (
+            [
+                f"CREATE TRIGGER refuse_job BEFORE INSERT ON job WHEN NEW.job_id = '{quoted}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+            ],
+            ["DROP TRIGGER refuse_job"],
+        ),
+        "postgresql": (
+            [
+                "CREATE FUNCTION refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.job_id = '{quoted}' THEN RAISE EXCEPTION 'refused by test trigger';"
+                " END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_job BEFORE INSERT ON job FOR EACH ROW "
+                "EXECUTE FUNCTION refuse_job()",
+            ],
+            ["DROP TRIGGER refuse_job ON job", "DROP FUNCTION refuse_job()"],
+        ),
+    }[backend.name]
+    with engine.begin() as connection:
+        for statement in create:
+            connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            for statement in drop:
+                connection.execute(text(statement))
 
 
 async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:

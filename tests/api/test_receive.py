@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.api.payloads import ci_json, suno_json
-from tests.conftest import API_TOKEN, Backend, open_client
+from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -387,38 +387,12 @@ async def test_values_beyond_the_columns_are_a_clear_400_or_unknown_not_a_500(
 async def test_jobs_the_database_refuses_are_kept_as_an_orphaned_delivery(
     client: httpx.AsyncClient, engine: Engine, backend: Backend
 ) -> None:
-    refuse = {
-        "sqlite": [
-            "CREATE TRIGGER refuse_poison BEFORE INSERT ON job WHEN NEW.job_id = 'j-poison' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
-        ],
-        "postgresql": [
-            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.job_id = 'j-poison' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; "
-            "RETURN NEW; END $$",
-            "CREATE TRIGGER refuse_poison BEFORE INSERT ON job FOR EACH ROW "
-            "EXECUTE FUNCTION refuse_poison()",
-        ],
-    }[backend.name]
-    with engine.begin() as connection:
-        for statement in refuse:
-            connection.execute(text(statement))
-    try:
-        bodies = [ci_json(f"j-ok-{n}", "Success") for n in range(8)]
-        bodies.insert(4, ci_json("j-poison", "Success"))
+    bodies = [ci_json(f"j-ok-{n}", "Success") for n in range(8)]
+    bodies.insert(4, ci_json("j-poison", "Success"))
+    with refusing_job(engine, backend, "j-poison"):
         answers = await asyncio.gather(
             *(client.post("/callbacks/tencent-ci", content=body) for body in bodies)
         )
-    finally:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "DROP TRIGGER refuse_poison"
-                    + (" ON job" if backend.name == "postgresql" else "")
-                )
-            )
-            if backend.name == "postgresql":
-                connection.execute(text("DROP FUNCTION refuse_poison()"))
 
     poisoned = answers.pop(4)
     assert [answer.status_code for answer in answers] == [200] * 8

@@ -1,0 +1,204 @@
+"""The inbox over HTTP: listing, one delivery whole, replays (one and in bulk), and stats."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from app.config import Settings
+from app.ingest.intake import Outcome
+from app.replay import replay_stored
+from tests.api.payloads import ci_json, suno_json
+from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+async def get(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    answer = await client.get(path, params=params, headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def test_deliveries_list_filters_and_pages(client: httpx.AsyncClient) -> None:
+    accepted = (await client.post("/callbacks", content=ci_json("j-1", "Success"))).json()
+    duplicate = (await client.post("/callbacks", content=ci_json("j-1", "Success"))).json()
+    rejected = (await client.post("/callbacks/suno", content=b"{oops")).json()["error"]
+    suno = (await client.post("/callbacks", content=suno_json("t-1"))).json()
+
+    everything = await get(client, "/v1/deliveries")
+    assert [d["id"] for d in everything["items"]] == [
+        suno["delivery_id"],
+        rejected["delivery_id"],
+        duplicate["delivery_id"],
+        accepted["delivery_id"],
+    ]
+    assert [d["outcome"] for d in everything["items"]] == [
+        "accepted",
+        "rejected",
+        "duplicate",
+        "accepted",
+    ]
+    refused = await get(client, "/v1/deliveries", outcome=["rejected", "duplicate"])
+    assert [d["id"] for d in refused["items"]] == [
+        rejected["delivery_id"],
+        duplicate["delivery_id"],
+    ]
+    by_suno = await get(client, "/v1/deliveries", provider="suno")
+    assert [d["id"] for d in by_suno["items"]] == [suno["delivery_id"], rejected["delivery_id"]]
+    first = await get(client, "/v1/deliveries", limit=3)
+    rest = await get(client, "/v1/deliveries", limit=3, cursor=first["next_cursor"])
+    assert [d["id"] for d in first["items"] + rest["items"]] == [
+        d["id"] for d in everything["items"]
+    ]
+    future = await get(client, "/v1/deliveries", received_after="2999-01-01T00:00:00Z")
+    assert future == {"items": [], "next_cursor": None}
+
+
+async def test_delivery_detail_shows_what_arrived_and_what_came_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    body = ci_json("j-d", "Success")
+    kept = (await client.post("/callbacks", content=body, headers={"X-Request-Id": "r-1"})).json()
+    bad = (await client.post("/callbacks", content=b"\xff\xfe<bad")).json()["error"]
+
+    detail = await get(client, f"/v1/deliveries/{kept['delivery_id']}")
+    rejected = await get(client, f"/v1/deliveries/{bad['delivery_id']}")
+
+    assert detail["body"] == {"encoding": "text", "content": body.decode()}
+    assert detail["headers"]["x-request-id"] == "r-1"
+    assert detail["jobs"] == [{"provider": "tencent-ci", "job_id": "j-d", "duplicate": False}]
+    assert (detail["outcome"], detail["error"], detail["replays"]) == ("accepted", None, [])
+    assert rejected["outcome"] == "rejected"
+    assert rejected["error"] == bad["message"]
+    assert base64.b64decode(rejected["body"]["content"]) == b"\xff\xfe<bad"
+    missing = await client.get("/v1/deliveries/999999", headers=AUTH)
+    assert missing.status_code == 404
+
+
+async def test_replay_turns_an_orphaned_delivery_into_its_job_once_the_cause_is_gone(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend
+) -> None:
+    with refusing_job(engine, backend, "j-late"):
+        orphaned = (await client.post("/callbacks", content=ci_json("j-late", "Success"))).json()
+    delivery_id = orphaned["error"]["delivery_id"]
+
+    answer = await client.post(f"/v1/deliveries/{delivery_id}/replay", headers=AUTH)
+    again = await client.post(f"/v1/deliveries/{delivery_id}/replay", headers=AUTH)
+
+    replay = answer.json()
+    assert answer.status_code == 200
+    assert (replay["replay_of"], replay["outcome"], replay["error"]) == (
+        delivery_id,
+        "accepted",
+        None,
+    )
+    assert [job["job_id"] for job in replay["jobs"]] == ["j-late"]
+    assert again.json()["outcome"] == "duplicate"
+    original = await get(client, f"/v1/deliveries/{delivery_id}")
+    assert original["outcome"] == "orphaned"
+    assert [r["id"] for r in original["replays"]] == [
+        replay["delivery_id"],
+        again.json()["delivery_id"],
+    ]
+    job = await get(client, "/v1/jobs/tencent-ci/j-late")
+    assert (job["state"], job["deliveries"]) == ("succeeded", 2)
+
+
+async def test_replay_needs_the_body_and_a_known_delivery(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    kept = (await client.post("/callbacks", content=ci_json("j-purged", "Success"))).json()
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE delivery SET body = NULL WHERE id = :id"), {"id": kept["delivery_id"]}
+        )
+
+    purged = await client.post(f"/v1/deliveries/{kept['delivery_id']}/replay", headers=AUTH)
+    unknown = await client.post("/v1/deliveries/424242/replay", headers=AUTH)
+
+    assert (purged.status_code, purged.json()["error"]["code"]) == (410, "gone")
+    assert unknown.status_code == 404
+
+
+async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: Backend) -> None:
+    key = "suno-hmac-key"
+    body = suno_json("t-signed")
+    arrived = int(time.time()) - 200  # stale by now, but fresh when the callback came
+
+    def signature(task_id: str) -> str:
+        digest = hmac.new(key.encode(), f"{task_id}.{arrived}".encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    headers = {"X-Webhook-Timestamp": str(arrived), "X-Webhook-Signature": signature("t-signed")}
+    async for client in open_client(backend.settings()):
+        signed = (await client.post("/callbacks", content=body, headers=headers)).json()
+        unsigned = (await client.post("/callbacks", content=suno_json("t-unsigned"))).json()
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        good = await client.post(f"/v1/deliveries/{signed['delivery_id']}/replay", headers=AUTH)
+        bad = await client.post(f"/v1/deliveries/{unsigned['delivery_id']}/replay", headers=AUTH)
+
+    assert (good.status_code, good.json()["outcome"]) == (200, "duplicate")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (409, "conflict")
+
+
+async def test_bulk_replay_runs_each_matching_delivery_once(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend, settings: Settings, tmp_path: Path
+) -> None:
+    with refusing_job(engine, backend, "j-bulk"):
+        for state in ("Running", "Success"):
+            answer = await client.post("/callbacks", content=ci_json("j-bulk", state))
+            assert answer.json()["error"]["code"] == "unstorable_payload"
+    await client.post("/callbacks", content=b"not a callback")
+
+    first = await replay_stored(settings, outcomes=(Outcome.ORPHANED,), since=None, again=False)
+    second = await replay_stored(settings, outcomes=(Outcome.ORPHANED,), since=None, again=False)
+    cli = subprocess.run(
+        [sys.executable, "-m", "app", "replay", "--outcome", "rejected", "--outcome", "orphaned"],
+        cwd=tmp_path,
+        env={"STEMHOOK_DATABASE_URL": backend.url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert first == {"accepted": 2}
+    assert second == {}
+    assert "Replayed 1 deliveries: 1 rejected." in cli.stdout
+    job = await get(client, "/v1/jobs/tencent-ci/j-bulk")
+    assert job["state"] == "succeeded"
+
+
+async def test_stats_count_jobs_and_deliveries_in_the_window(client: httpx.AsyncClient) -> None:
+    await client.post("/callbacks", content=ci_json("j-s1", "Success"))
+    await client.post("/callbacks", content=ci_json("j-s1", "Success"))
+    await client.post("/callbacks", content=ci_json("j-s2", "Failed", code="E"))
+    await client.post("/callbacks", content=suno_json("t-s3", code=500))
+    await client.post("/callbacks", content=b"{}")
+
+    stats = await get(client, "/v1/stats")
+    empty = await get(client, "/v1/stats", since="2000-01-01T00:00:00Z", until="2000-01-02")
+
+    assert stats["jobs"] == [
+        {"provider": "suno", "state": "failed", "count": 1},
+        {"provider": "tencent-ci", "state": "failed", "count": 1},
+        {"provider": "tencent-ci", "state": "succeeded", "count": 1},
+    ]
+    assert stats["deliveries"] == [
+        {"outcome": "accepted", "count": 3},
+        {"outcome": "duplicate", "count": 1},
+        {"outcome": "rejected", "count": 1},
+    ]
+    assert (empty["jobs"], empty["deliveries"]) == ([], [])

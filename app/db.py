@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect, make_url
@@ -196,19 +197,22 @@ _UNAVAILABLE_SQLITE_CODES = frozenset(
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether a database error means "not now" (answer 503) rather than "not this data"."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    original = exc.orig
+    """Whether a database error means "not now" (answer 503) rather than "not this data".
+
+    Takes SQLAlchemy's wrapped errors and the drivers' own (the writer runs on raw cursors).
+    """
+    original: BaseException | None = exc
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        original = exc.orig
     sqlstate = getattr(original, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
     if isinstance(original, sqlite3.Error):
         return original.sqlite_errorcode & 0xFF in _UNAVAILABLE_SQLITE_CODES
-    # psycopg raises OperationalError without a SQLSTATE when the server cannot be reached.
-    return original is not None and type(original).__name__ == "OperationalError"
+    # Without a SQLSTATE, psycopg's operational and interface errors are the connection's.
+    return isinstance(original, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def interrupt(dbapi_connection: Any) -> None:

@@ -30,10 +30,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Delete,
+    Dialect,
     Insert,
-    TextClause,
-    Update,
     and_,
     bindparam,
     case,
@@ -47,8 +45,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
 
 from app import models
+from app.db import Base
+from app.ingest.driver import Compiled, compile_for
 from app.providers.model import State
 
 _STAGE = {
@@ -90,38 +91,89 @@ FOLLOW_WINNER = ("kind", "state", "provider_state", "error_code", "error_message
 
 WRITERS_LOCK = 0x53544D48  # any fixed number, shared by every stemhook process
 
+DELIVERY_COLUMNS = (
+    "received_at",
+    "endpoint",
+    "provider",
+    "outcome",
+    "error",
+    "content_type",
+    "client_addr",
+    "headers",
+    "body_size",
+    "body",
+    "replay_of",
+)
+OUTPUT_COLUMNS = (
+    "job_pk",
+    "position",
+    "role",
+    "url",
+    "bucket",
+    "region",
+    "object",
+    "content_id",
+    "destination",
+    "file_name",
+    "md5",
+)
+EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
+LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
+JOB_COLUMNS = (
+    "provider",
+    "job_id",
+    *FOLLOW_WINNER,
+    *FILLABLE,
+    "finished_at",
+    "deliveries",
+    "first_received_at",
+    "last_received_at",
+    "last_delivery_id",
+    "state_delivery_id",
+    "outputs_delivery_id",
+    "previous_state",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class WriteStatements:
-    lock_writers: TextClause | None
-    insert_delivery: Insert
-    mark_duplicate: Update
-    upsert_job: Insert
-    delete_outputs: Delete
-    insert_outputs: Insert
-    insert_event: Insert
-    insert_link: Insert
+    lock_writers: Compiled | None
+    insert_delivery: Compiled
+    mark_duplicate: Compiled
+    upsert_job: Compiled
+    delete_outputs: Compiled
+    insert_outputs: Compiled
+    insert_event: Compiled
+    insert_link: Compiled
 
 
-def build_statements(dialect_name: str) -> WriteStatements:
+def build_statements(dialect: Dialect) -> WriteStatements:
+    def compiled(statement: ClauseElement) -> Compiled:
+        return compile_for(statement, dialect)
+
+    lock = text(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
     return WriteStatements(
-        lock_writers=(
-            text(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
-            if dialect_name == "postgresql"
-            else None
+        lock_writers=compiled(lock) if dialect.name == "postgresql" else None,
+        insert_delivery=compiled(
+            _insert(models.Delivery, DELIVERY_COLUMNS).returning(models.Delivery.id)
         ),
-        insert_delivery=insert(models.Delivery).returning(models.Delivery.id),
-        mark_duplicate=update(models.Delivery)
-        .where(models.Delivery.id == bindparam("delivery_id"))
-        .values(outcome="duplicate"),
-        upsert_job=_upsert_job(dialect_name),
-        delete_outputs=delete(models.JobOutput).where(
-            models.JobOutput.job_pk == bindparam("job_pk")
+        mark_duplicate=compiled(
+            update(models.Delivery)
+            .where(models.Delivery.id == bindparam("delivery_id"))
+            .values(outcome="duplicate")
         ),
-        insert_outputs=insert(models.JobOutput),
-        insert_event=insert(models.JobEvent),
-        insert_link=insert(models.DeliveryJob),
+        upsert_job=compiled(_upsert_job(dialect.name)),
+        delete_outputs=compiled(
+            delete(models.JobOutput).where(models.JobOutput.job_pk == bindparam("job_pk"))
+        ),
+        insert_outputs=compiled(_insert(models.JobOutput, OUTPUT_COLUMNS)),
+        insert_event=compiled(_insert(models.JobEvent, EVENT_COLUMNS)),
+        insert_link=compiled(_insert(models.DeliveryJob, LINK_COLUMNS)),
     )
+
+
+def _insert(model: type[Base], columns: tuple[str, ...]) -> Insert:
+    return insert(model).values({column: bindparam(column) for column in columns})
 
 
 def _upsert_job(dialect_name: str) -> Insert:
@@ -130,6 +182,7 @@ def _upsert_job(dialect_name: str) -> Insert:
         statement = postgresql.insert(models.Job)
     else:
         statement = sqlite.insert(models.Job)
+    statement = statement.values({column: bindparam(column) for column in JOB_COLUMNS})
     new = statement.excluded
     old = models.Job.__table__.c
     wins = _incoming_wins(old, new)

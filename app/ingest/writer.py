@@ -32,9 +32,10 @@ from sqlalchemy import Connection, Engine
 
 from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
+from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Outcome, Receipt
 from app.ingest.statements import WriteStatements, build_statements
-from app.ingest.store import keep_raw, store
+from app.ingest.store import keep_raw, store_batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def _settle(future: asyncio.Future[Receipt], outcome: Receipt | BaseException) -
 class Writer:
     def __init__(self, engine: Engine, *, max_batch: int, timeout_s: float) -> None:
         self._engine = engine
-        self._sql: WriteStatements = build_statements(engine.dialect.name)
+        self._sql: WriteStatements = build_statements(engine.dialect)
         self._max_batch = max_batch
         self._timeout_s = timeout_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -131,7 +132,8 @@ class Writer:
         if not batch:
             return
         try:
-            receipts = self._transaction(lambda c: [store(c, self._sql, p.intake) for p in batch])
+            intakes = [pending.intake for pending in batch]
+            receipts = self._transaction(lambda cursor: store_batch(cursor, self._sql, intakes))
         except Exception as exc:
             if is_unavailable(exc):
                 log.warning("database unavailable for %d deliveries: %s", len(batch), exc)
@@ -151,7 +153,7 @@ class Writer:
         reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
         try:
             receipt = self._transaction(
-                lambda c: keep_raw(c, self._sql, pending.intake, Outcome.ORPHANED, reason)
+                lambda cursor: keep_raw(cursor, self._sql, pending.intake, Outcome.ORPHANED, reason)
             )
         except Exception as exc:
             log.exception("delivery could not be stored at all")
@@ -159,11 +161,15 @@ class Writer:
             return
         pending.settle(receipt)
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Cursor], T]) -> T:
         with self._engine.begin() as connection, self._watchdog.watching(connection):
-            if self._sql.lock_writers is not None:
-                connection.execute(self._sql.lock_writers)
-            return work(connection)
+            cursor = Cursor(connection.connection.dbapi_connection)
+            try:
+                if self._sql.lock_writers is not None:
+                    cursor.run(self._sql.lock_writers, {})
+                return work(cursor)
+            finally:
+                cursor.close()
 
 
 class _Watchdog:

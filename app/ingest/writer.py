@@ -49,23 +49,21 @@ UNAVAILABLE = "the database cannot take the write now; retry later"
 class _Pending:
     intake: Intake
     future: asyncio.Future[Receipt]
-    loop: asyncio.AbstractEventLoop
     # Set by the handler that stopped waiting (it answered 503); read by the writer thread.
     abandoned: threading.Event = field(default_factory=threading.Event)
 
-    def settle(self, outcome: Receipt | BaseException) -> None:
-        # A closed loop means the process is shutting down and nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(_settle, self.future, outcome)
+
+Settled = list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]
 
 
-def _settle(future: asyncio.Future[Receipt], outcome: Receipt | BaseException) -> None:
-    if future.done():  # the handler gave up (timeout) meanwhile
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle_all(settled: Settled) -> None:
+    for future, outcome in settled:
+        if future.done():  # the handler gave up (timeout) meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class Writer:
@@ -79,6 +77,8 @@ class Writer:
         self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
 
     def start(self) -> None:
+        """Start writing; answers go to the event loop this is called on."""
+        self._loop = asyncio.get_running_loop()
         self._thread.start()
         self._watchdog.start()
 
@@ -94,8 +94,7 @@ class Writer:
 
     async def write(self, intake: Intake) -> Receipt:
         """Store the intake; returns once it is committed, or raises StorageUnavailable."""
-        loop = asyncio.get_running_loop()
-        pending = _Pending(intake, loop.create_future(), loop)
+        pending = _Pending(intake, self._loop.create_future())
         self._queue.put(pending)
         try:
             return await asyncio.wait_for(pending.future, self._timeout_s)
@@ -129,37 +128,39 @@ class Writer:
         return batch, False
 
     def _write_batch(self, batch: list[_Pending]) -> None:
-        if not batch:
-            return
+        if batch:
+            outcomes = self._outcomes(batch)
+            self._settle([(p.future, o) for p, o in zip(batch, outcomes, strict=True)])
+
+    def _settle(self, settled: Settled) -> None:
+        # One wake-up of the event loop for the whole batch. A closed loop means the process is
+        # shutting down and nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _outcomes(self, batch: list[_Pending]) -> list[Receipt | BaseException]:
         try:
             intakes = [pending.intake for pending in batch]
             receipts = self._transaction(lambda cursor: store_batch(cursor, self._sql, intakes))
         except Exception as exc:
             if is_unavailable(exc):
                 log.warning("database unavailable for %d deliveries: %s", len(batch), exc)
-                for pending in batch:
-                    pending.settle(StorageUnavailable(UNAVAILABLE))
-            elif len(batch) > 1:
-                for pending in batch:
-                    self._write_batch([pending])
-            else:
-                self._keep_orphaned(batch[0], exc)
-            return
-        for pending, receipt in zip(batch, receipts, strict=True):
-            pending.settle(receipt)
+                return [StorageUnavailable(UNAVAILABLE) for _ in batch]
+            if len(batch) > 1:
+                return [outcome for pending in batch for outcome in self._outcomes([pending])]
+            return [self._keep_orphaned(batch[0], exc)]
+        return list(receipts)
 
-    def _keep_orphaned(self, pending: _Pending, cause: Exception) -> None:
+    def _keep_orphaned(self, pending: _Pending, cause: Exception) -> Receipt | BaseException:
         log.error("the database refused a delivery's jobs; keeping it raw", exc_info=cause)
         reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
         try:
-            receipt = self._transaction(
+            return self._transaction(
                 lambda cursor: keep_raw(cursor, self._sql, pending.intake, Outcome.ORPHANED, reason)
             )
         except Exception as exc:
             log.exception("delivery could not be stored at all")
-            pending.settle(StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else exc)
-            return
-        pending.settle(receipt)
+            return StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else exc
 
     def _transaction(self, work: Callable[[Cursor], T]) -> T:
         with self._engine.begin() as connection, self._watchdog.watching(connection):

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.api import callbacks, deliveries, health, jobs, stats
 from app.api.errors import install_error_handlers
+from app.api.openapi import keep_example_nulls
 from app.config import Settings, get_settings
 from app.runtime import running
 
@@ -32,11 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(callbacks.router)
-    app.include_router(jobs.router)
-    app.include_router(deliveries.router)
-    app.include_router(stats.router)
-    app.include_router(health.router)
+    routers = (callbacks.router, jobs.router, deliveries.router, stats.router, health.router)
+    for router in routers:
+        app.include_router(router)
+    keep_example_nulls(app, routers)
     return app
 
 

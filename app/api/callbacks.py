@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import SettingsDep, WatchDep, WriterDep
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut
@@ -50,22 +52,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/callbacks", responses=_ERRORS, summary="Receive a callback, family detected")
+@router.post(
+    "/callbacks",
+    responses=_ERRORS,
+    summary="Receive a callback, family detected",
+    openapi_extra=any_family_body(),
+)
 async def receive_any(
     request: Request, settings: SettingsDep, writer: WriterDep, watch: WatchDep
 ) -> ReceiptOut:
     return await receive(request, settings, writer, watch, expected=None)
 
 
-@router.post("/callbacks/{provider}", responses=_ERRORS, summary="Receive a provider's callback")
-async def receive_from(
-    provider: Provider,
-    request: Request,
-    settings: SettingsDep,
-    writer: WriterDep,
-    watch: WatchDep,
-) -> ReceiptOut:
-    return await receive(request, settings, writer, watch, expected=provider)
+def _receiver(provider: Provider) -> Callable[..., Awaitable[ReceiptOut]]:
+    async def receive_from(
+        request: Request, settings: SettingsDep, writer: WriterDep, watch: WatchDep
+    ) -> ReceiptOut:
+        return await receive(request, settings, writer, watch, expected=provider)
+
+    return receive_from
+
+
+# One route per family rather than /callbacks/{provider}: each documents its own payloads.
+for _provider in Provider:
+    router.add_api_route(
+        f"/callbacks/{_provider}",
+        _receiver(_provider),
+        methods=["POST"],
+        responses=_ERRORS,
+        summary=f"Receive a {_provider} callback",
+        openapi_extra=family_body(_provider),
+    )
 
 
 async def receive(

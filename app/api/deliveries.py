@@ -10,6 +10,7 @@ from app import models
 from app.api.deps import SessionDep, SettingsDep, WatchDep, WriterDep, require_api_token
 from app.api.pagination import decode_before_id, encode_before_id
 from app.api.params import DeliveryParams
+from app.api.schemas import examples
 from app.api.schemas.common import ErrorOut, Page
 from app.api.schemas.deliveries import DeliveryDetailOut, DeliveryOut, ReplayOut
 from app.errors import NotFound
@@ -22,7 +23,10 @@ router = APIRouter(
     dependencies=[Depends(require_api_token)],
     responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-DeliveryIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
+DeliveryIdPath = Annotated[
+    int,
+    Path(ge=1, le=2**63 - 1, openapi_examples={"accepted": {"value": examples.DELIVERY["id"]}}),
+]
 DELIVERIES = "deliveries"
 
 

@@ -16,6 +16,7 @@ from app.api.pagination import (
     encode_job_position,
 )
 from app.api.params import JobParams, PageParams
+from app.api.schemas import examples
 from app.api.schemas.common import ErrorOut, Page
 from app.api.schemas.deliveries import DeliveryOut, JobDeliveryOut
 from app.api.schemas.jobs import EventOut, EventsOut, JobDetailOut, JobOut, RawOut
@@ -31,7 +32,18 @@ router = APIRouter(
     dependencies=[Depends(require_api_token)],
     responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-JobIdPath = Annotated[str, Path(max_length=255, pattern=r"^[^\x00]+$")]
+# "Try it out" starts from the job the answer examples show.
+ProviderPath = Annotated[
+    Provider, Path(openapi_examples={"voice_separate": {"value": examples.JOB_KEY["provider"]}})
+]
+JobIdPath = Annotated[
+    str,
+    Path(
+        max_length=255,
+        pattern=r"^[^\x00]+$",
+        openapi_examples={"voice_separate": {"value": examples.JOB_KEY["job_id"]}},
+    ),
+]
 JOB_DELIVERIES = "job-deliveries"
 
 
@@ -55,7 +67,7 @@ async def list_jobs(params: Annotated[JobParams, Query()], session: SessionDep) 
     responses={404: {"model": ErrorOut}},
 )
 async def get_job(
-    provider: Provider,
+    provider: ProviderPath,
     job_id: JobIdPath,
     sessions: SessionsDep,
     watch: WatchDep,
@@ -90,7 +102,7 @@ async def get_job(
     summary="The job's state history, oldest first",
     responses={404: {"model": ErrorOut}},
 )
-async def job_events(provider: Provider, job_id: JobIdPath, session: SessionDep) -> EventsOut:
+async def job_events(provider: ProviderPath, job_id: JobIdPath, session: SessionDep) -> EventsOut:
     job = await _known_job(session, provider, job_id)
     events = await job_queries.job_events(session, job.id)
     return EventsOut(items=[EventOut.of(event) for event in events])
@@ -102,7 +114,7 @@ async def job_events(provider: Provider, job_id: JobIdPath, session: SessionDep)
     responses={404: {"model": ErrorOut}},
 )
 async def job_deliveries(
-    provider: Provider,
+    provider: ProviderPath,
     job_id: JobIdPath,
     params: Annotated[PageParams, Query()],
     session: SessionDep,

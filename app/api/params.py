@@ -18,7 +18,13 @@ from app.queries.jobs import JobFilter
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 has no UTC datetime: a 422 for the field, not a 500.
+        raise ValueError("out of range once converted to UTC") from None
 
 
 Time = Annotated[datetime, AfterValidator(_as_utc)]

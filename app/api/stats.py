@@ -20,11 +20,13 @@ router = APIRouter(
     responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 DEFAULT_WINDOW = timedelta(hours=24)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @router.get("", summary="Counts over a window (default: the last 24 hours)")
 async def stats(params: Annotated[WindowParams, Query()], session: SessionDep) -> StatsOut:
     until = params.until or datetime.now(UTC)
-    since = params.since or until - DEFAULT_WINDOW
+    # Cut at year 1: `until - DEFAULT_WINDOW` would overflow for an `until` on its first day.
+    since = params.since or until - min(DEFAULT_WINDOW, until - EARLIEST)
     counted = await window_stats(session, since=since, until=until)
     return StatsOut.of(counted, since=since, until=until)

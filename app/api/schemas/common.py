@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.config import JsonDict
 
 Item = TypeVar("Item")
 
@@ -38,7 +39,17 @@ class ErrorOut(Out):
     error: ErrorBody
 
 
+def _page_examples(schema: JsonDict, page: type[Any]) -> None:
+    """Page[X] shows a last page holding X's example: the generic cannot name one for every X."""
+    args = page.__pydantic_generic_metadata__["args"]
+    extra = args[0].model_config.get("json_schema_extra") if args else None
+    if isinstance(extra, dict) and isinstance(extra.get("examples"), list):
+        schema["examples"] = [{"items": extra["examples"][:1], "next_cursor": None}]
+
+
 class Page(Out, Generic[Item]):
+    model_config = ConfigDict(json_schema_extra=_page_examples)
+
     items: list[Item]
     next_cursor: str | None
 

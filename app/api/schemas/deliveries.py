@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Self
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app import models
+from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
 from app.api.schemas.receipts import JobReceiptOut
 from app.ingest.intake import Outcome, Receipt
@@ -16,6 +17,8 @@ from app.queries.deliveries import DeliveryDetail
 
 
 class DeliveryOut(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.DELIVERY]})
+
     id: int
     received_at: datetime
     endpoint: str = Field(description="the family endpoint it came to, or 'auto' for /callbacks")
@@ -44,6 +47,8 @@ class DeliveryOut(Out):
 
 
 class JobDeliveryOut(DeliveryOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_DELIVERY]})
+
     duplicate: bool = Field(description="it left this job's state as it was")
 
 
@@ -59,6 +64,8 @@ class ReplayRefOut(Out):
 
 
 class DeliveryDetailOut(DeliveryOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.DELIVERY_DETAIL]})
+
     headers: dict[str, str]
     body: BodyOut | None = Field(description="null once retention has dropped the body")
     jobs: list[LinkedJobOut]
@@ -86,6 +93,8 @@ class DeliveryDetailOut(DeliveryOut):
 
 class ReplayOut(Out):
     """What the current parsers made of a stored delivery: a new delivery replaying it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.REPLAY]})
 
     delivery_id: int
     replay_of: int

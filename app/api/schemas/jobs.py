@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import models
+from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
 from app.providers.model import Provider, Role, State
 
@@ -79,6 +80,8 @@ class WorkflowTaskOut(Out):
 
 
 class JobOut(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB]})
+
     provider: Provider
     job_id: str
     kind: str
@@ -158,6 +161,8 @@ class RawOut(Out):
 
 
 class JobDetailOut(JobOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_DETAIL]})
+
     raw: RawOut | None = Field(
         default=None, description="only with ?include=raw: the latest delivery's payload"
     )
@@ -182,6 +187,8 @@ class EventOut(Out):
 
 
 class EventsOut(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.EVENTS]})
+
     items: list[EventOut]
 
 

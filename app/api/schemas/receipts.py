@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import ConfigDict
+
+from app.api.schemas import examples
 from app.api.schemas.common import Out
 from app.ingest.intake import JobReceipt, Outcome, Receipt
 from app.providers.model import Provider, State
@@ -23,6 +26,8 @@ class JobReceiptOut(Out):
 
 
 class ReceiptOut(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.RECEIPT]})
+
     status: Literal["received"] = "received"
     delivery_id: int
     outcome: Outcome

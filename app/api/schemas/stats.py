@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import ConfigDict
+
+from app.api.schemas import examples
 from app.api.schemas.common import Out
 from app.ingest.intake import Outcome
 from app.providers.model import Provider, State
@@ -22,6 +25,8 @@ class DeliveryCountOut(Out):
 
 
 class StatsOut(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.STATS]})
+
     since: datetime
     until: datetime
     jobs: list[JobCountOut]

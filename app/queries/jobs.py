@@ -21,6 +21,8 @@ from app import models
 from app.db import Id, UtcDateTime
 from app.providers.model import Provider, State
 
+MAX_ID = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
@@ -138,7 +140,9 @@ async def _touched_since(
     statement = (
         select(models.Job, key)
         .where(
-            models.Job.last_delivery_id > watermark,
+            # A closed range, not "> watermark": SQLite guesses an open one matches a quarter
+            # of the table and scans the filter's index instead (85 ms at 1M jobs, vs 0.2 ms).
+            models.Job.last_delivery_id.between(watermark + 1, MAX_ID),
             key.is_not(None),
             *_conditions(where, key, after),
         )

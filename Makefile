@@ -27,5 +27,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+.PHONY: bench-query
+bench-query: $(STAMP)
+	$(BIN)/python -m bench.query_api
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

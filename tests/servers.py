@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,22 +24,43 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextmanager
 def running_server(env: dict[str, str], workdir: Path, *, workers: int = 1) -> Iterator[str]:
     """A server on a free port, in its own directory (so no .env is picked up); yields its URL."""
+    with server_process(env, workdir, workers=workers) as server:
+        yield server.url
+
+
+@contextmanager
+def server_process(env: dict[str, str], workdir: Path, *, workers: int = 1) -> Iterator[Server]:
+    """As running_server, yielding the process too (to measure or kill it); one that is already
+    dead is only reaped, one that ignores SIGTERM for 15 s is killed."""
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", str(workers)]
-    log = (workdir / f"server-{port}.log").open("wb")
+    log_path = workdir / f"server-{port}.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         command, cwd=workdir, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, process, workdir / f"server-{port}.log")
-        yield url
+        _wait_until_up(url, process, log_path)
+        yield Server(url, process, log_path)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
 
 

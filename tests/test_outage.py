@@ -7,8 +7,6 @@ that stays open (a hung pooler or proxy).
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -18,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from tests.api.payloads import ci_json
 from tests.conftest import API_TOKEN, Backend, open_client
+from tests.proxy import FaultyProxy
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -57,62 +56,17 @@ async def test_read_only_postgresql_answers_503(backend: Backend, engine: Engine
     assert answer.headers["retry-after"]
 
 
-class MuteableProxy:
-    """Forwards TCP to PostgreSQL; once muted it keeps every connection open but silent, the
-    way a hung pooler does: the kernel still acknowledges, nothing ever answers."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self._upstream_port = upstream_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._muted = threading.Event()
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def mute(self) -> None:
-        self._muted.set()
-
-    def heal(self) -> None:
-        self._muted.clear()
-
-    def close(self) -> None:
-        self._listener.close()
-        for held in self._held:
-            held.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self._held.append(client)
-            if self._muted.is_set():
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
-            self._held.append(upstream)
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while (data := source.recv(65536)) and not self._muted.is_set():
-                target.sendall(data)
-        except OSError:
-            return
-
-
 @pytest.fixture
-def proxy(backend: Backend) -> Iterator[MuteableProxy]:
+def proxy(backend: Backend) -> Iterator[FaultyProxy]:
     upstream_port = int(backend.url.split(":")[-1].split("/")[0])
-    opened = MuteableProxy(upstream_port)
+    opened = FaultyProxy(("127.0.0.1", upstream_port))
     yield opened
     opened.close()
 
 
 @pytest.mark.postgres_only
 async def test_a_silent_database_connection_is_abandoned_and_writes_recover(
-    backend: Backend, engine: Engine, proxy: MuteableProxy
+    backend: Backend, engine: Engine, proxy: FaultyProxy
 ) -> None:
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     async for client in open_client(Backend("proxied", url).settings(write_timeout_s=1)):
@@ -127,7 +81,7 @@ async def test_a_silent_database_connection_is_abandoned_and_writes_recover(
             answer = await client.post("/callbacks", content=ci_json(f"j-m{n + 1}", "Success"))
             muted.append((answer.status_code, time.monotonic() - started))
 
-        proxy.heal()
+        proxy.restore()
         recovered = await _first_success(client, deadline_s=15)
 
     assert all(status == 503 and elapsed < 3 for status, elapsed in muted), muted

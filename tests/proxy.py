@@ -1,0 +1,115 @@
+"""A TCP proxy in front of the shared PostgreSQL server that fails the ways a database does.
+
+The real server is never stopped (other test runs use it); its clients see it go away through
+this instead:
+- `refuse()`: the listener closes and every connection is cut — connection refused, as from a
+  stopped server or a host whose port closed;
+- `mute()`: connections stay open, new ones are even accepted, but nothing is answered any more,
+  as from a hung pooler or a network that silently drops;
+- `restore()`: forwarding again on the same port. Connections that carried anything while
+  muted are cut (their protocol state is lost); idle ones simply carry on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ACCEPT_POLL_S = 0.05
+
+
+@dataclass(eq=False)
+class _Link:
+    client: socket.socket
+    upstream: socket.socket | None
+    broken: bool = False  # something was swallowed while muted
+
+    def cut(self) -> None:
+        for end in (self.client, self.upstream):
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+
+class FaultyProxy:
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._lock = threading.Lock()
+        self._links: list[_Link] = []
+        self._muted = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._listening = threading.Event()
+        self._acceptor = self._start_accepting()
+
+    def refuse(self) -> None:
+        self._stop_accepting()
+        self._cut(lambda link: True)
+
+    def mute(self) -> None:
+        self._muted.set()
+
+    def restore(self) -> None:
+        self._muted.clear()
+        self._cut(lambda link: link.broken)
+        if not self._listening.is_set():
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+            self._acceptor = self._start_accepting()
+
+    def close(self) -> None:
+        self.refuse()
+
+    def _start_accepting(self) -> threading.Thread:
+        self._listener.settimeout(ACCEPT_POLL_S)
+        self._listening.set()
+        acceptor = threading.Thread(target=self._accept, daemon=True)
+        acceptor.start()
+        return acceptor
+
+    def _stop_accepting(self) -> None:
+        if self._listening.is_set():
+            self._listening.clear()
+            self._acceptor.join()
+            self._listener.close()
+
+    def _cut(self, which: Callable[[_Link], bool]) -> None:
+        with self._lock:
+            cut = [link for link in self._links if which(link)]
+            self._links = [link for link in self._links if link not in cut]
+        for link in cut:
+            link.cut()
+
+    def _accept(self) -> None:
+        while self._listening.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            if self._muted.is_set():
+                link = _Link(client, None, broken=True)
+            else:
+                upstream = socket.create_connection(self._upstream)
+                link = _Link(client, upstream)
+                for source, target in ((client, upstream), (upstream, client)):
+                    pump = threading.Thread(target=self._pump, args=(link, source, target))
+                    pump.daemon = True
+                    pump.start()
+            with self._lock:
+                self._links.append(link)
+
+    def _pump(self, link: _Link, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self._muted.is_set():
+                    link.broken = True
+                    continue
+                target.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)

@@ -34,20 +34,21 @@ Convert = Callable[[Any], Any]
 @dataclass(frozen=True, slots=True)
 class Compiled:
     sql: str
+    names: tuple[str, ...]
     positional: bool
-    # Each bound name with the conversion its column type needs (None: the driver takes it).
-    fields: tuple[tuple[str, Convert | None], ...]
+    # Where a value needs converting for its column type (the rest goes to the driver as is).
+    conversions: tuple[tuple[int, Convert], ...]
     # Values bound when the statement was built (constants such as outcome="duplicate").
     defaults: Mapping[str, Any]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        converted = []
-        for name, convert in self.fields:
-            value = values[name] if name in values else self.defaults.get(name)
-            converted.append(value if convert is None or value is None else convert(value))
-        if self.positional:
-            return tuple(converted)
-        return dict(zip((name for name, _convert in self.fields), converted, strict=True))
+        if self.defaults:
+            values = {**self.defaults, **values}
+        ordered = [values[name] for name in self.names]
+        for index, convert in self.conversions:
+            if ordered[index] is not None:
+                ordered[index] = convert(ordered[index])
+        return tuple(ordered) if self.positional else dict(zip(self.names, ordered, strict=True))
 
 
 def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
@@ -57,8 +58,13 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
     positional = compiled.positiontup is not None
     names = tuple(compiled.positiontup or compiled.bind_names.values())
     types = {name: bind.type for bind, name in compiled.bind_names.items()}
-    fields = tuple((name, _conversion(types.get(name), dialect)) for name in names)
-    return Compiled(compiled.string, positional, fields, defaults=compiled.params)
+    conversions = tuple(
+        (index, convert)
+        for index, name in enumerate(names)
+        if (convert := _conversion(types.get(name), dialect)) is not None
+    )
+    constants = {name: value for name, value in compiled.params.items() if value is not None}
+    return Compiled(compiled.string, names, positional, conversions, defaults=constants)
 
 
 def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Convert | None:

@@ -61,13 +61,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    upgrade_to_head(get_settings())
+    settings = get_settings()
+    upgrade_to_head(settings)
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        root_path=settings.root_path,
         # Per-request logging belongs to the application; uvicorn's costs a quarter of throughput.
         access_log=False,
     )

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     wait_poll_s: float = Field(default=0.25, gt=0, le=5)
     # Longest ?wait= honoured; longer requests are cut to it.
     max_wait_s: float = Field(default=60, ge=0, le=300)
+    # X-Forwarded-For/-Proto are believed only from these addresses (comma-separated, or "*"):
+    # anyone else could claim any client address.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
+    root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -10,7 +10,8 @@ StemhookError
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
 │   └── UnstorablePayload 400  parsed, but the database refused its jobs: kept as orphaned
-└── StorageUnavailable    503  the database could not take the write in time; retry later
+├── StorageUnavailable    503  the database could not take the write in time; retry later
+└── NotReady              503  /readyz: this process cannot do its work now
 
 Parsers raise app.providers.model.ParseError, which the receive pipeline turns into BadPayload
 once the body is stored. Anything else is a bug and answers 500.
@@ -79,3 +80,8 @@ class UnstorablePayload(BadPayload):
 class StorageUnavailable(StemhookError):
     status_code = 503
     code = "storage_unavailable"
+
+
+class NotReady(StemhookError):
+    status_code = 503
+    code = "not_ready"

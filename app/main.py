@@ -12,6 +12,7 @@ from app.api.errors import install_error_handlers
 from app.api.openapi import keep_example_nulls
 from app.config import Settings, get_settings
 from app.runtime import running
+from app.schema import head_revision
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.head_revision = head_revision(settings)
         async with running(settings) as runtime:
             app.state.writer = runtime.writer
             app.state.read_db = runtime.read_db

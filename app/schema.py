@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from app.config import Settings
 
@@ -21,3 +22,9 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade_to_head(settings: Settings) -> None:
     command.upgrade(alembic_config(settings), "head")
+
+
+def head_revision(settings: Settings) -> str | None:
+    """The revision the code expects the database at."""
+    head: str | None = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    return head

@@ -1,19 +1,26 @@
-"""The `stemhook` command: serve, migrate, replay, init-env."""
+"""The `stemhook` command: serve, migrate, replay, purge, init-env."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
+import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 
-from app.config import get_settings
+from app.config import get_settings, parse_duration
+from app.db import create_sync_engine
 from app.ingest.intake import Outcome
+from app.logs import log_config
+from app.metrics import MULTIPROCESS_DIR
 from app.replay import replay_stored
+from app.retention import purge_bodies
 from app.schema import upgrade_to_head
 
 TOKEN_VARIABLE = "STEMHOOK_API_TOKENS"
@@ -32,6 +39,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(run=lambda _args: upgrade_to_head(get_settings()))
+
+    purge = commands.add_parser(
+        "purge", help="drop the raw bodies of old deliveries (jobs and events stay)"
+    )
+    purge.add_argument(
+        "--deliveries-older-than",
+        type=parse_duration,
+        required=True,
+        metavar="AGE",
+        help="e.g. 30d, 12h",
+    )
+    purge.set_defaults(run=_purge)
 
     replay = commands.add_parser(
         "replay", help="run today's parsers again on stored deliveries (e.g. the rejected ones)"
@@ -63,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     upgrade_to_head(settings)
+    if args.workers > 1:
+        _share_metrics_between_workers()
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -71,9 +92,26 @@ def _serve(args: argparse.Namespace) -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         root_path=settings.root_path,
-        # Per-request logging belongs to the application; uvicorn's costs a quarter of throughput.
+        # Per-request logging belongs to the application (app/logs.py), once per request.
         access_log=False,
+        log_config=log_config(json=not sys.stderr.isatty(), level=settings.log_level),
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """Workers are separate processes: each counts into a shared directory, and a scrape
+    answered by any of them reports the sum. It must be set before the workers start."""
+    if MULTIPROCESS_DIR not in os.environ:
+        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="stemhook-metrics-")
+
+
+def _purge(args: argparse.Namespace) -> None:
+    engine = create_sync_engine(get_settings())
+    try:
+        purged = purge_bodies(engine, older_than=args.deliveries_older_than)
+    finally:
+        engine.dispose()
+    print(f"Dropped the bodies of {purged} deliveries older than {args.deliveries_older_than}.")
 
 
 def _replay(args: argparse.Namespace) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -9,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 DEFAULT_DATABASE_URL = "sqlite:///./stemhook.db"
 
 
@@ -37,6 +41,12 @@ class Settings(BaseSettings):
     # X-Forwarded-For/-Proto are believed only from these addresses (comma-separated, or "*"):
     # anyone else could claim any client address.
     forwarded_allow_ips: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # When set, GET /metrics needs "Authorization: Bearer <it>" (Prometheus: bearer_token).
+    metrics_token: SecretStr | None = None
+    # Retention: when set ("30d"), each process drops older delivery bodies every purge_every.
+    purge_deliveries_older_than: timedelta | None = None
+    purge_every: timedelta = timedelta(hours=1)
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
 
@@ -54,7 +64,14 @@ class Settings(BaseSettings):
             raise ValueError(f"every API token needs at least {MIN_TOKEN_LENGTH} characters")
         return tokens
 
-    @field_validator("callback_token", "suno_hmac_key", mode="before")
+    @field_validator("purge_deliveries_older_than", "purge_every", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        if isinstance(value, str) and value and value[-1] in "smhd":
+            return parse_duration(value)
+        return None if value == "" else value
+
+    @field_validator("callback_token", "suno_hmac_key", "metrics_token", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -65,6 +82,15 @@ class Settings(BaseSettings):
         if token is not None and len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the callback token needs at least {MIN_TOKEN_LENGTH} characters")
         return token
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "30d", "12h", "90m", "3600s"."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 90m or 3600s")
+    amount, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: int(amount)})
 
 
 @lru_cache(maxsize=1)

@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import callbacks, deliveries, health, jobs, stats
+from app.api import callbacks, deliveries, health, jobs, metrics, stats
 from app.api.errors import install_error_handlers
 from app.api.openapi import keep_example_nulls
 from app.config import Settings, get_settings
+from app.logs import RequestLog
+from app.metrics import Metrics
 from app.runtime import running
 from app.schema import head_revision
 
@@ -34,8 +36,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics.create()
+    app.add_middleware(RequestLog)
     install_error_handlers(app)
-    routers = (callbacks.router, jobs.router, deliveries.router, stats.router, health.router)
+    routers = (
+        callbacks.router,
+        jobs.router,
+        deliveries.router,
+        stats.router,
+        health.router,
+        metrics.router,
+    )
     for router in routers:
         app.include_router(router)
     keep_example_nulls(app, routers)

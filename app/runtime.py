@@ -6,14 +6,18 @@ the writer that owns write transactions, the read database, and the change watch
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+
 from app.config import Settings
 from app.db import ReadDatabase, create_sync_engine, open_read_database
 from app.ingest.writer import Writer
+from app.retention import purge_periodically
 from app.watch import JobWatch
 
 
@@ -22,6 +26,17 @@ class Runtime:
     writer: Writer
     read_db: ReadDatabase
     watch: JobWatch
+
+
+def _start_retention(settings: Settings, engine: Engine) -> asyncio.Task[None] | None:
+    if settings.purge_deliveries_older_than is None:
+        return None
+    return asyncio.create_task(
+        purge_periodically(
+            engine, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
+        ),
+        name="stemhook-retention",
+    )
 
 
 @asynccontextmanager
@@ -38,9 +53,12 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     # passes, which otherwise took ~75 ms each and set the read API's p99 (bench/README.md).
     gc.collect()
     gc.freeze()
+    retention = _start_retention(settings, write_engine)
     try:
         yield Runtime(writer, read_db, watch)
     finally:
+        if retention is not None:
+            retention.cancel()
         await watch.stop()
         await writer.stop()
         write_engine.dispose()

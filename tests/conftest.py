@@ -118,6 +118,13 @@ def engine(backend: Backend) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _clean_database(request: pytest.FixtureRequest) -> None:
+    """Every test on a backend leaves its tables empty (the engine fixture's teardown)."""
+    if "backend" in request.fixturenames:
+        request.getfixturevalue("engine")
+
+
 @pytest.fixture
 def settings(backend: Backend, engine: Engine) -> Settings:
     return backend.settings()

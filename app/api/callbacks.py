@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api.callback_docs import any_family_body, family_body
-from app.api.deps import app_settings, app_watch, app_writer
+from app.api.deps import app_metrics, app_settings, app_watch, app_writer
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut
 from app.config import Settings
@@ -24,6 +24,7 @@ from app.errors import (
     BadPayload,
     PayloadTooLarge,
     RequestTimeout,
+    StorageUnavailable,
     Unauthorized,
     UnstorablePayload,
 )
@@ -88,8 +89,7 @@ async def receive(request: Request, *, expected: Provider | None) -> Response:
     authenticate_sender(request, settings)
     arrival = await read_arrival(request, settings, endpoint=expected or AUTO_ENDPOINT)
     intake = admit_arrival(arrival, expected, settings)
-    receipt = await (await app_writer(request)).write(intake)
-    (await app_watch(request)).notify()
+    receipt = await store(request, intake)
     return answer(receipt)
 
 
@@ -153,6 +153,29 @@ def admit_arrival(arrival: Arrival, expected: Provider | None, settings: Setting
         return admit(arrival, expected=expected, suno_key=key)
     except BadSignature as exc:
         raise Unauthorized(str(exc)) from None
+
+
+async def store(request: Request, intake: Intake) -> Receipt:
+    """Commit through the writer, wake long polls, and account for it (metrics, log line)."""
+    metrics = await app_metrics(request)
+    metrics.body_bytes.observe(len(intake.arrival.body))
+    try:
+        receipt = await (await app_writer(request)).write(intake)
+    except StorageUnavailable:
+        metrics.database_errors.labels("unavailable").inc()
+        raise
+    finally:
+        elapsed = datetime.now(UTC) - intake.arrival.received_at
+        metrics.ingest_seconds.observe(elapsed.total_seconds())
+    (await app_watch(request)).notify()
+    metrics.stored(receipt, intake.provider)
+    request.state.log_fields.update(
+        provider=intake.provider,
+        delivery_id=receipt.delivery_id,
+        outcome=receipt.outcome,
+        jobs=[f"{job.job_id}:{job.state}" for job in receipt.jobs],
+    )
+    return receipt
 
 
 def answer(receipt: Receipt) -> Response:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app import models
-from app.api.deps import SessionDep, SettingsDep, WatchDep, WriterDep, require_api_token
+from app.api.deps import (
+    SessionDep,
+    SettingsDep,
+    WatchDep,
+    WriterDep,
+    app_metrics,
+    require_api_token,
+)
 from app.api.pagination import decode_before_id, encode_before_id
 from app.api.params import DeliveryParams
 from app.api.schemas import examples
@@ -64,6 +71,7 @@ async def get_delivery(delivery_id: DeliveryIdPath, session: SessionDep) -> Deli
     responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 410: {"model": ErrorOut}},
 )
 async def replay(
+    request: Request,
     delivery_id: DeliveryIdPath,
     session: SessionDep,
     writer: WriterDep,
@@ -76,4 +84,5 @@ async def replay(
     key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
     receipt = await replay_delivery(delivery, writer=writer, suno_key=key)
     watch.notify()
+    (await app_metrics(request)).stored(receipt, delivery.provider)
     return ReplayOut.of(receipt, replay_of=delivery_id)

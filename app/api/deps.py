@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.errors import Unauthorized
 from app.ingest.writer import Writer
+from app.metrics import Metrics
 from app.watch import JobWatch
 
 
@@ -34,6 +35,11 @@ async def app_writer(request: Request) -> Writer:
 async def app_watch(request: Request) -> JobWatch:
     watch: JobWatch = request.app.state.watch
     return watch
+
+
+async def app_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
 
 
 async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:

@@ -1,0 +1,92 @@
+"""One log line per request (and so per delivery): JSON for machines, plain text in a terminal.
+
+The line is written once the answer has gone out, with the request id (taken from X-Request-Id
+or made up, and sent back), method, path, status and latency, plus what the handler added: for a
+callback, the provider, job ids, delivery id and outcome. Never the query string (a callback URL
+carries ?token=), never a header: no secret reaches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("stemhook.request")
+FIELDS_KEY = "log_fields"  # request.state.log_fields: what a handler adds to its line
+_REQUEST_ID = b"x-request-id"
+_MAX_REQUEST_ID = 64
+
+
+def log_config(*, json: bool, level: str) -> dict[str, Any]:
+    """A logging.config.dictConfig for stemhook and uvicorn alike."""
+    formatter: dict[str, Any] = (
+        {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+        if json
+        else {"format": "%(asctime)s %(levelname)-7s %(name)s %(message)s"}
+    )
+    handler = {"class": "logging.StreamHandler", "formatter": "default"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+    }
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        fields: dict[str, Any] = {}
+        scope.setdefault("state", {})[FIELDS_KEY] = fields
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (_REQUEST_ID, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = scope.get("client")
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "request_id": request_id.decode(),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0] if client else None,
+                    **fields,
+                },
+            )
+
+
+def _request_id(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID and 0 < len(value) <= _MAX_REQUEST_ID and value.isascii():
+            return bytes(value)
+    return uuid.uuid4().hex.encode()

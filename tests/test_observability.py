@@ -1,0 +1,165 @@
+"""What operators see: metrics, one log line per request, and retention of raw bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
+
+from tests.api.payloads import ci_json, suno_json
+from tests.conftest import API_TOKEN, Backend, open_client
+from tests.servers import running_server
+
+pytestmark = pytest.mark.anyio
+
+
+def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_count_deliveries_jobs_latency_and_sizes(backend: Backend) -> None:
+    async for client in open_client(backend.settings(metrics_token="metrics-token-0123456789")):
+        await client.post("/callbacks", content=ci_json("j-m", "Running"))
+        await client.post("/callbacks", content=ci_json("j-m", "Success"))
+        await client.post("/callbacks", content=ci_json("j-m", "Success"))
+        await client.post("/callbacks/suno", content=b"{broken")
+        anonymous = await client.get("/metrics")
+        scraped = await client.get(
+            "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"}
+        )
+
+    assert anonymous.status_code == 401
+    counted = samples(scraped.text)
+    ci = ("provider", "tencent-ci")
+    assert counted[("stemhook_deliveries_total", (("outcome", "accepted"), ci))] == 2
+    assert counted[("stemhook_deliveries_total", (("outcome", "duplicate"), ci))] == 1
+    assert (
+        counted[("stemhook_deliveries_total", (("outcome", "rejected"), ("provider", "suno")))] == 1
+    )
+    assert counted[("stemhook_jobs_finished_total", (ci, ("state", "succeeded")))] == 1
+    assert counted[("stemhook_ingest_seconds_count", ())] == 4
+    assert counted[("stemhook_body_bytes_count", ())] == 4
+
+
+async def test_metrics_of_several_workers_add_up(backend: Backend, tmp_path: Path) -> None:
+    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    with running_server(env, tmp_path, workers=2) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await asyncio.gather(
+                *(http.post(f"{url}/callbacks", content=suno_json(f"t-w{n}")) for n in range(40))
+            )
+            # New connections, so that the scrapes land on both workers.
+            totals = set()
+            for _ in range(8):
+                async with httpx.AsyncClient(timeout=30) as fresh:
+                    counted = samples((await fresh.get(f"{url}/metrics")).text)
+                totals.add(
+                    counted[
+                        (
+                            "stemhook_deliveries_total",
+                            (("outcome", "accepted"), ("provider", "suno")),
+                        )
+                    ]
+                )
+    assert totals == {40}
+
+
+async def test_one_json_line_per_request_without_secrets(backend: Backend, tmp_path: Path) -> None:
+    token = "callback-secret-0123456789"
+    env = {
+        "STEMHOOK_DATABASE_URL": backend.url,
+        "STEMHOOK_API_TOKENS": API_TOKEN,
+        "STEMHOOK_CALLBACK_TOKEN": token,
+    }
+    with running_server(env, tmp_path) as url:
+        posted = httpx.post(
+            f"{url}/callbacks/tencent-ci?token={token}",
+            content=ci_json("j-log", "Success"),
+            headers={"X-Request-Id": "req-42"},
+        )
+        read = httpx.get(
+            f"{url}/v1/jobs/tencent-ci/j-log", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
+    log_text = next(tmp_path.glob("server-*.log")).read_text()
+
+    assert posted.headers["x-request-id"] == "req-42"
+    assert read.headers["x-request-id"]
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("logger") == "stemhook.request"]
+    callback = next(line for line in requests if line["path"] == "/callbacks/tencent-ci")
+    assert callback["request_id"] == "req-42"
+    assert (callback["status"], callback["provider"], callback["outcome"]) == (
+        200,
+        "tencent-ci",
+        "accepted",
+    )
+    assert callback["delivery_id"] == posted.json()["delivery_id"]
+    assert callback["jobs"] == ["j-log:succeeded"]
+    assert callback["ms"] >= 0
+    assert any(line["path"] == "/v1/jobs/tencent-ci/j-log" for line in requests)
+    assert token not in log_text
+    assert API_TOKEN not in log_text
+
+
+async def test_purge_drops_old_bodies_and_keeps_jobs_and_events(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend, tmp_path: Path
+) -> None:
+    old = (await client.post("/callbacks", content=ci_json("j-old", "Success"))).json()
+    new = (await client.post("/callbacks", content=ci_json("j-new", "Success"))).json()
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE delivery SET received_at = '2020-01-01 00:00:00' WHERE id = :id"),
+            {"id": old["delivery_id"]},
+        )
+
+    purged = subprocess.run(
+        [sys.executable, "-m", "app", "purge", "--deliveries-older-than", "30d"],
+        cwd=tmp_path,
+        env=os.environ | {"STEMHOOK_DATABASE_URL": backend.url},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert "Dropped the bodies of 1 deliveries" in purged.stdout
+    with engine.connect() as connection:
+        bodies = dict(connection.execute(text("SELECT id, body IS NULL FROM delivery")).all())
+        assert connection.scalar(text("SELECT count(*) FROM job")) == 2
+        assert connection.scalar(text("SELECT count(*) FROM job_event")) == 2
+    assert bodies == {old["delivery_id"]: True, new["delivery_id"]: False}
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    kept = (await client.get(f"/v1/deliveries/{old['delivery_id']}", headers=auth)).json()
+    assert (kept["body"], kept["outcome"], kept["body_size"]) == (
+        None,
+        "accepted",
+        len(ci_json("j-old", "Success")),
+    )
+
+
+async def test_retention_runs_by_itself_when_configured(backend: Backend, engine: Engine) -> None:
+    settings = backend.settings(purge_deliveries_older_than="1s", purge_every="1s")
+    async for client in open_client(settings):
+        posted = (await client.post("/callbacks", content=ci_json("j-ret", "Success"))).json()
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            with engine.connect() as connection:
+                gone = connection.scalar(
+                    text("SELECT body IS NULL FROM delivery WHERE id = :id"),
+                    {"id": posted["delivery_id"]},
+                )
+            if gone:
+                break
+    assert gone

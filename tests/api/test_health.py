@@ -13,10 +13,15 @@ from tests.servers import free_port
 pytestmark = pytest.mark.anyio
 
 
-async def test_ready_when_the_schema_is_at_head(client: httpx.AsyncClient, backend: Backend) -> None:
+async def test_ready_when_the_schema_is_at_head(
+    client: httpx.AsyncClient, backend: Backend
+) -> None:
     answer = await client.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ready", "schema_revision": head_revision(backend.settings())}
+    assert answer.json() == {
+        "status": "ready",
+        "schema_revision": head_revision(backend.settings()),
+    }
 
 
 async def test_not_ready_behind_on_migrations_or_without_a_database(

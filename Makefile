@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := app tests migrations $(wildcard bench)
+LINTED := app tests migrations deploy $(wildcard bench)
 
 .PHONY: run test lint install clean
 
@@ -24,12 +24,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
+# tests/deploy runs deploy/nginx.conf in a real nginx (Debian's); without one it skips, or fails
+# in CI. Installing needs root and the package mirror: anything else only says so.
+NGINX := $(firstword $(shell command -v nginx) $(wildcard /usr/sbin/nginx))
+
 test: lint
+ifeq ($(NGINX),)
+	@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
+	  >/dev/null 2>&1 || echo "nginx could not be installed: tests/deploy will skip (fail in CI)"
+endif
 	$(BIN)/pytest
 
 .PHONY: bench-query
 bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
+
+# Ingest throughput/latency beside the references, parser cost, growth, profile: BENCHMARKS.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingest --profile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from bench.ingest.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""python -m bench.ingest: the ingest benchmark, from the command line to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.ingest.databases import Backend
+from bench.ingest.facts import fingerprint, gather
+from bench.ingest.outcome import Outcome
+from bench.ingest.parsers import parser_costs
+from bench.ingest.payloads import FAMILIES, family
+from bench.ingest.report import kept_notes, render
+from bench.ingest.run import Bench, Plan
+from bench.ingest.servers import REPO
+from bench.query_data import DEFAULT_POSTGRES, DEFAULT_SQLITE
+
+DESCRIPTION = """\
+Ingest throughput and latency of stemhook's callback endpoints under wrk, beside a bare
+FastAPI endpoint and one that only parses (same uvicorn settings, same worker count), on
+SQLite and PostgreSQL with 1 and 2 workers; latency at half the maximum rate; parser cost per
+payload; an empty database against 1,000,000 jobs; optionally a py-spy profile.
+
+A full, unfiltered run writes BENCHMARKS.md (hand-written notes at its end are kept); --quick
+and filtered runs print the same report and write a file only with --output.
+"""
+PROVIDERS = [f.provider for f in FAMILIES]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    plan = _plan(args)
+    scope = _scope(args)
+    output: Path | None = args.output or (REPO / "BENCHMARKS.md" if scope == "full" else None)
+    workdir = Path(tempfile.mkdtemp(prefix="stemhook-ingest-"))
+    bench = Bench(plan, workdir)
+    facts = gather(workdir, plan.postgres_server)
+    bench.log(f"{scope} run; scratch files in {workdir}")
+
+    costs = parser_costs(plan.families) if plan.parsers else []
+    for cost in costs:
+        bench.log(
+            f"parser {cost.family.provider:17} parse_callback {cost.parse_callback_us:6.0f} µs,"
+            f" bare decode {cost.decode_us:6.0f} µs"
+        )
+    for workers in plan.workers:
+        bench.ingest(workers)
+        facts.note_load(f"after {workers} worker(s)")
+    if plan.growth_families:
+        for backend in plan.backends:
+            bench.growth(backend)
+        facts.note_load("after growth")
+    if plan.profile is not None:
+        bench.profiled(plan.profile)
+    facts.code_at_end = fingerprint()
+    if facts.code_changed:
+        bench.log("! app/ changed during the run: the figures mix two versions of the code")
+
+    outcome = Outcome(
+        plan=plan,
+        facts=facts,
+        command=_command(argv),
+        scope=scope,
+        runs=bench.runs,
+        ledgers=bench.ledgers,
+        parser_costs=costs,
+        profile=bench.profile,
+        profile_family=plan.profile,
+        workdir=workdir,
+    )
+    (workdir / "results.json").write_text(
+        json.dumps([dataclasses.asdict(run) for run in bench.runs], indent=1)
+    )
+    text = render(outcome, kept_notes(output) if output else "")
+    print("\n" + text)
+    if output:
+        output.write_text(text)
+        bench.log(f"wrote {output}")
+    bench.log("done")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="~3 minutes: short runs, 1 worker")
+    parser.add_argument("--family", choices=PROVIDERS, action="append", help="repeatable")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--workers", type=int, nargs="+", choices=(1, 2, 3, 4))
+    parser.add_argument("--rounds", type=int, help="runs per target (default 3, quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per run (default 5, quick 2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--no-growth", action="store_true", help="skip empty vs 1M jobs")
+    parser.add_argument("--no-parsers", action="store_true", help="skip the parser timings")
+    parser.add_argument("--growth-jobs", type=int, default=1_000_000)
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="tencent-ci",
+        choices=PROVIDERS,
+        help="py-spy the stemhook server under this family's load (default tencent-ci)",
+    )
+    parser.add_argument("--profile-seconds", type=int, help="default 10, quick 5")
+    parser.add_argument("--output", type=Path, help="write the report here")
+    parser.add_argument(
+        "--sqlite-fill", type=Path, default=DEFAULT_SQLITE, help="bench/query_data.py's cache"
+    )
+    parser.add_argument(
+        "--postgres-fill", default=DEFAULT_POSTGRES, help="bench/query_data.py's cache"
+    )
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    families = tuple(family(p) for p in args.family) if args.family else FAMILIES
+    backends = (
+        (Backend.SQLITE, Backend.POSTGRESQL) if args.backend == "both" else (Backend(args.backend),)
+    )
+    quick = args.quick
+    # Quick: growth on the first family only (the 1M copy dominates a short run anyway).
+    growth_families = families[:1] if quick else families
+    return Plan(
+        families=families,
+        backends=backends,
+        workers=tuple(args.workers or ((1,) if quick else (1, 2))),
+        rounds=args.rounds or (2 if quick else 3),
+        duration_s=args.duration or (2.0 if quick else 5.0),
+        warmup_s=1.0,
+        connections=args.connections,
+        paced_connections=8,
+        growth_families=() if args.no_growth else growth_families,
+        growth_jobs=args.growth_jobs,
+        parsers=not args.no_parsers,
+        profile=family(args.profile) if args.profile else None,
+        profile_s=args.profile_seconds or (5 if quick else 10),
+        sqlite_fill=args.sqlite_fill,
+        postgres_fill=args.postgres_fill,
+    )
+
+
+def _scope(args: argparse.Namespace) -> str:
+    left_out = [
+        name
+        for name, given in (
+            ("quick", args.quick),
+            ("--family", args.family),
+            ("--backend", args.backend != "both"),
+            ("--workers", args.workers),
+            ("--rounds", args.rounds),
+            ("--duration", args.duration),
+            ("--no-growth", args.no_growth),
+            ("--no-parsers", args.no_parsers),
+        )
+        if given
+    ]
+    return "full" if not left_out else "partial (" + ", ".join(left_out) + ")"
+
+
+def _command(argv: Sequence[str] | None) -> str:
+    given = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join([".venv/bin/python", "-m", "bench.ingest", *given])

@@ -1,0 +1,161 @@
+"""The machine and the code the figures were measured on, for the report."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import psycopg
+
+from bench.ingest.servers import REPO
+from bench.ingest.wrk import WRK
+
+PACKAGES = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "xmltodict", "orjson")
+PACKAGES_DB = ("sqlalchemy", "psycopg")
+POSTGRES_SETTINGS = ("synchronous_commit", "fsync", "wal_sync_method", "shared_buffers")
+# What the figures depend on: a change elsewhere (tests, docs) does not move them.
+MEASURED_PATHS = ("app", "migrations", "pyproject.toml")
+
+
+@dataclass
+class Facts:
+    """Gathered at the start; the load and the code fingerprint are noted again as it goes."""
+
+    date: str
+    commit: str
+    uncommitted: list[str]  # `git status --short` of the measured paths
+    diff_sha: str  # of `git diff HEAD` over them
+    code: str  # fingerprint of the measured files at the start (see fingerprint())
+    cpu: str
+    cores: int
+    memory_gb: float
+    system: str
+    python: str
+    sqlite: str
+    postgresql: str
+    postgres_settings: dict[str, str]
+    packages: dict[str, str]
+    wrk: str
+    scratch_filesystem: str
+    fdatasync_us: float
+    load: list[str] = field(default_factory=list)  # load averages as the run went
+    code_at_end: str = ""
+
+    @property
+    def code_changed(self) -> bool:
+        """The code under test was edited while the benchmark ran: servers started at
+        different times ran different code."""
+        return bool(self.code_at_end) and self.code_at_end != self.code
+
+    def note_load(self, when: str) -> None:
+        one, five, _fifteen = os.getloadavg()
+        self.load.append(f"{when}: {one:.2f} (1 min), {five:.2f} (5 min)")
+
+
+def gather(scratch: Path, postgres_server: str) -> Facts:
+    facts = Facts(
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        commit=_git("rev-parse", "--short", "HEAD"),
+        uncommitted=_git("status", "--short", "--", *MEASURED_PATHS).splitlines(),
+        diff_sha=_sha(_git("diff", "HEAD", "--", *MEASURED_PATHS)),
+        code=fingerprint(),
+        cpu=_cpu(),
+        cores=os.cpu_count() or 0,
+        memory_gb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        system=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        sqlite=sqlite3.sqlite_version,
+        postgresql=_postgres(postgres_server, "server_version"),
+        postgres_settings={name: _postgres(postgres_server, name) for name in POSTGRES_SETTINGS},
+        packages={name: _version(name) for name in PACKAGES + PACKAGES_DB},
+        wrk=_wrk_version(),
+        scratch_filesystem=_filesystem(scratch),
+        fdatasync_us=_fdatasync_us(scratch),
+    )
+    facts.note_load("start")
+    return facts
+
+
+def fingerprint() -> str:
+    """sha256 of the files the servers run, as they are on disk: app/, migrations/, and
+    pyproject.toml. Unlike the commit, it sees uncommitted edits made during the run."""
+    digest = hashlib.sha256()
+    files = [p for d in ("app", "migrations") for p in (REPO / d).rglob("*.py")]
+    for path in sorted(files) + [REPO / "pyproject.toml"]:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _cpu() -> str:
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+def _postgres(server: str, setting: str) -> str:
+    try:
+        with psycopg.connect(f"{server}/postgres", connect_timeout=5) as connection:
+            row = connection.execute(f"SHOW {setting}").fetchone()
+    except psycopg.OperationalError:
+        return "unreachable"
+    return str(row[0]) if row else "?"
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "-"
+
+
+def _wrk_version() -> str:
+    run = subprocess.run([WRK, "--version"], capture_output=True, text=True, check=False)
+    return (run.stdout + run.stderr).splitlines()[0].split(" Copyright")[0].strip()
+
+
+def _filesystem(path: Path) -> str:
+    """The mount holding the SQLite files: on tmpfs an fsync would prove nothing."""
+    best = ("?", "?", "")
+    with suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, kind = line.split()[:3]
+            if str(path.resolve()).startswith(mount) and len(mount) >= len(best[2]):
+                best = (device, kind, mount)
+    return f"{best[1]} on {best[0]} (mounted at {best[2]})"
+
+
+def _fdatasync_us(directory: Path, count: int = 200) -> float:
+    """One 4 KB append made durable, as SQLite does for each commit in WAL mode at FULL."""
+    path = directory / "fdatasync.probe"
+    took = []
+    with path.open("ab") as file:
+        for _ in range(count):
+            file.write(b"\0" * 4096)
+            file.flush()
+            started = time.perf_counter()
+            os.fdatasync(file.fileno())
+            took.append(time.perf_counter() - started)
+    path.unlink()
+    return statistics.median(took) * 1e6

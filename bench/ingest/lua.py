@@ -1,0 +1,163 @@
+"""wrk's Lua scripts: one per family and mode, written from the fixture.
+
+Both modes post the family's fixture with a fresh job id per request (see payloads.py) and end
+with one `WRK_RESULT {json}` line from `done()`, so no figure is scraped from wrk's prose.
+
+- saturate: every connection sends its next request as soon as the answer arrives (wrk's
+  usual closed loop): the maximum rate and the latency at that rate.
+- paced: a fixed request rate, for latency at a rate the server can sustain. wrk 4 has no
+  `-R` (that is wrk2, not installed), so each connection follows its own timetable through
+  `delay()`, one connection per wrk thread so that a thread's answers belong to its own last
+  request. Latency is counted from when a request was due, not from when it left: a server
+  that falls behind shows it in the figures instead of silently slowing the load down
+  (no coordinated omission, as wrk2 does it).
+
+Script arguments (after `--`): run prefix (8 hex), request path, and for paced mode the rate
+per connection and the number of connections.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bench.ingest.payloads import Family
+
+RESULT_MARK = "WRK_RESULT "
+
+
+class Mode(StrEnum):
+    SATURATE = "saturate"
+    PACED = "paced"
+
+
+_COMMON = r"""
+local threads = {}
+local next_thread = 1
+
+function setup(thread)
+  thread:set("thread_index", next_thread)
+  next_thread = next_thread + 1
+  table.insert(threads, thread)
+end
+
+local prefix, path, sent = "", "/", 0
+
+local function callback()
+  sent = sent + 1
+  local id = string.format(ID_FORMAT, prefix, thread_index, sent)
+  return wrk.format("POST", path, HEADERS, table.concat(PARTS, id))
+end
+
+local function report(summary, latency, extra)
+  local e = summary.errors
+  io.write(string.format(
+    '%s{"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,' ..
+    '"write_errors":%d,"status_errors":%d,"timeouts":%d,"p50_us":%d,"p90_us":%d,' ..
+    '"p99_us":%d,"max_us":%d,"mean_us":%.1f%s}\n',
+    RESULT_MARK, summary.requests, summary.duration, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean, extra))
+end
+"""
+
+_SATURATE = r"""
+function init(args)
+  prefix, path = args[1], args[2]
+end
+
+function request()
+  return callback()
+end
+
+function done(summary, latency, requests)
+  report(summary, latency, "")
+end
+"""
+
+_PACED = r"""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local CLOCK_MONOTONIC = 1
+local clock = ffi.new("bench_timespec")
+
+local function now_us()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_nsec) / 1e3
+end
+
+local interval_us, due, intended = 0, 0, 0
+latencies, not_ok = {}, 0
+
+function init(args)
+  prefix, path = args[1], args[2]
+  interval_us = 1e6 / tonumber(args[3])
+  -- Stagger the connections over one interval so that their requests do not leave together.
+  due = now_us() + interval_us * (thread_index - 1) / tonumber(args[4])
+end
+
+function delay()
+  -- wrk's timer counts whole milliseconds: wait the whole ones, send within the last.
+  local wait_ms = (due - now_us()) / 1000
+  if wait_ms < 1 then return 0 end
+  return math.floor(wait_ms)
+end
+
+function request()
+  -- A late request counts from when it was due; one sent up to a millisecond early, from
+  -- when it left.
+  intended = math.min(now_us(), due)
+  due = due + interval_us
+  return callback()
+end
+
+function response(status, headers, body)
+  latencies[#latencies + 1] = now_us() - intended
+  if status < 200 or status > 299 then not_ok = not_ok + 1 end
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return 0 end
+  return sorted[math.max(1, math.ceil(#sorted * p / 100))]
+end
+
+function done(summary, latency, requests)
+  local all, bad = {}, 0
+  for _, thread in ipairs(threads) do
+    for _, value in ipairs(thread:get("latencies")) do all[#all + 1] = value end
+    bad = bad + thread:get("not_ok")
+  end
+  table.sort(all)
+  report(summary, latency, string.format(
+    ',"paced":{"answers":%d,"not_2xx":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}',
+    #all, bad, percentile(all, 50), percentile(all, 90), percentile(all, 99),
+    percentile(all, 100)))
+end
+"""
+
+
+def lua_string(data: bytes) -> str:
+    """A Lua string literal holding exactly these bytes (decimal escapes for the rest)."""
+    out = []
+    for byte in data:
+        char = chr(byte)
+        if 32 <= byte < 127 and char not in '"\\':
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def script(family: Family, mode: Mode) -> str:
+    parts = ", ".join(lua_string(part) for part in family.parts())
+    header = (
+        f"-- {family.label}: {family.fixture.name}, a fresh job id per request ({mode} mode).\n"
+        f"-- Generated by bench/ingest/lua.py.\n"
+        f"PARTS = {{{parts}}}\n"
+        f"ID_FORMAT = {lua_string(family.id_format.encode())}\n"
+        f'HEADERS = {{["Content-Type"] = {lua_string(family.content_type.encode())}}}\n'
+        f"RESULT_MARK = {lua_string(RESULT_MARK.encode())}\n"
+    )
+    return header + _COMMON + (_SATURATE if mode is Mode.SATURATE else _PACED)

@@ -1,0 +1,327 @@
+"""The benchmark's phases: ingest beside the references, half-rate latency, growth, profile.
+
+Figures that are compared are measured side by side: within a round every target (bare
+reference, parse reference, stemhook on each backend) gets one run, one after another, and
+the next round starts with the next target. Absolute rates drift on a shared machine; a ratio
+taken within one round drifts far less, and the report takes the median over rounds.
+
+Every stemhook server runs on a database of its own and is checked after it stopped: every
+request wrk saw acknowledged must be stored as an accepted delivery, each one a new job.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bench.ingest import lua, wrk
+from bench.ingest.databases import Backend, Mark, Scratch, Stored, copy_of, fresh
+from bench.ingest.payloads import Family
+from bench.ingest.profile import Profile, record, render, summarize, thread_cpu_s
+from bench.ingest.servers import (
+    Server,
+    free_port,
+    reference_command,
+    serving,
+    stemhook_command,
+)
+from bench.query_data import PostgresTarget, SqliteTarget, prepare
+
+HALF = 0.5
+
+
+class Undurable(Exception):
+    """Fewer deliveries stored than acknowledged, or not each as a new job."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    families: tuple[Family, ...]
+    backends: tuple[Backend, ...]
+    workers: tuple[int, ...]
+    rounds: int
+    duration_s: float
+    warmup_s: float
+    connections: int
+    paced_connections: int
+    growth_families: tuple[Family, ...]  # empty: no growth phase
+    growth_jobs: int
+    parsers: bool
+    profile: Family | None
+    profile_s: int
+    sqlite_fill: Path
+    postgres_fill: str
+
+    @property
+    def postgres_server(self) -> str:
+        return self.postgres_fill.rsplit("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Run:
+    phase: str  # "ingest", "paced" or "growth"
+    target: str  # "bare", "parse" or "stemhook"
+    backend: str  # "" for the references
+    database: str  # "empty", or the jobs it held
+    family: str
+    workers: int
+    round: int
+    load: wrk.Load
+
+
+@dataclass
+class Ledger:
+    """What one stemhook server acknowledged, and what its database holds afterwards."""
+
+    server: str
+    scratch: Scratch
+    mark: Mark
+    acknowledged: int = 0
+    stored: Stored | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    server: Server
+    path: str
+    backend: str = ""
+    database: str = "empty"
+    ledger: Ledger | None = None
+
+    @property
+    def label(self) -> str:
+        where = f"/{self.backend}" if self.backend else ""
+        return f"{self.name}{where}" + ("" if self.database == "empty" else f" ({self.database})")
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    workdir: Path
+    runs: list[Run] = field(default_factory=list)
+    ledgers: list[Ledger] = field(default_factory=list)
+    profile: Profile | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.scripts: dict[tuple[str, lua.Mode], Path] = {}
+        profiled = () if self.plan.profile is None else (self.plan.profile,)
+        for family in {*self.plan.families, *self.plan.growth_families, *profiled}:
+            for mode in lua.Mode:
+                path = self.workdir / f"{family.provider}-{mode}.lua"
+                path.write_text(lua.script(family, mode))
+                self.scripts[family.provider, mode] = path
+
+    def log(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed / 60:4.1f} min] {message}", flush=True)
+
+    # --- phases ---------------------------------------------------------------------------
+
+    def ingest(self, workers: int) -> None:
+        """All families at this worker count: references and stemhook side by side."""
+        scratches = [
+            fresh(
+                b,
+                f"stemhook_ingest_{b}_w{workers}",
+                workdir=self.workdir,
+                postgres_server=self.plan.postgres_server,
+            )
+            for b in self.plan.backends
+        ]
+        with ExitStack() as stack:
+            port = free_port()
+            reference = stack.enter_context(
+                serving(
+                    f"reference-w{workers}",
+                    reference_command(port, workers),
+                    port=port,
+                    workers=workers,
+                    workdir=self.workdir,
+                    env={},
+                )
+            )
+            hooks = [
+                stack.enter_context(
+                    self.stemhook(scratch, workers, label=f"{scratch.backend}-w{workers}")
+                )
+                for scratch in scratches
+            ]
+            self.log(f"{workers} worker(s): servers up")
+            for family in self.plan.families:
+                targets = [Target("bare", reference, "/bare"), Target("parse", reference, "/parse")]
+                targets += [replace(hook, path=family.path) for hook in hooks]
+                self.rounds(targets, family, phase="ingest", workers=workers)
+                for hook in targets[2:]:
+                    self.paced(hook, family, workers=workers)
+        for scratch in scratches:
+            scratch.drop()
+
+    def growth(self, backend: Backend) -> None:
+        """The same load on an empty database and on a copy of the 1M-job fill, side by side."""
+        plan = self.plan
+        fill: SqliteTarget | PostgresTarget = (
+            SqliteTarget(plan.sqlite_fill)
+            if backend is Backend.SQLITE
+            else PostgresTarget(plan.postgres_fill)
+        )
+        self.log(f"growth/{backend}: preparing {plan.growth_jobs:,} jobs in {fill.url} ...")
+        self.log(f"growth/{backend}: {prepare(fill, plan.growth_jobs, refill=False)}; copying")
+        server = plan.postgres_server
+        databases = {
+            "empty": fresh(
+                backend, "stemhook_ingest_empty", workdir=self.workdir, postgres_server=server
+            ),
+            f"{plan.growth_jobs:,} jobs": copy_of(
+                fill, "stemhook_ingest_full", workdir=self.workdir, postgres_server=server
+            ),
+        }
+        with ExitStack() as stack:
+            hooks = [
+                replace(
+                    stack.enter_context(self.stemhook(scratch, 1, label=f"{backend}-{slug}")),
+                    database=name,
+                )
+                for (name, scratch), slug in zip(databases.items(), ("empty", "full"), strict=True)
+            ]
+            for family in plan.growth_families:
+                targets = [replace(hook, path=family.path) for hook in hooks]
+                self.rounds(targets, family, phase="growth", workers=1)
+        for scratch in databases.values():
+            scratch.drop()
+
+    def profiled(self, family: Family) -> None:
+        """py-spy on one stemhook process (1 worker, first backend) under saturating load:
+        a wall-clock recording, then one of GIL-holding samples, under the same wrk run."""
+        backend = self.plan.backends[0]
+        scratch = fresh(
+            backend,
+            "stemhook_ingest_profile",
+            workdir=self.workdir,
+            postgres_server=self.plan.postgres_server,
+        )
+        seconds = self.plan.profile_s
+        wall, gil = (self.workdir / f"profile-{family.provider}-{k}.txt" for k in ("wall", "gil"))
+        with self.stemhook(scratch, 1, label=f"{backend}-profile") as server:
+            hook = replace(server, path=family.path)
+            invocation = self.saturating(hook, family, 2 * seconds + 5)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                load = pool.submit(wrk.run, invocation)
+                time.sleep(2)  # past the start: imports warmed, writer busy
+                pid, before, started = hook.server.pid, thread_cpu_s(hook.server.pid), time.time()
+                record(pid, seconds=seconds, output=wall, gil=False)
+                took, after = time.time() - started, thread_cpu_s(pid)
+                record(pid, seconds=seconds, output=gil, gil=True)
+                rate = self._acknowledged(hook, load.result()).rate
+        scratch.drop()
+        cpu = {tid: (used - before.get(tid, 0.0)) / took for tid, used in after.items()}
+        self.profile = summarize(wall, gil, cpu=cpu, rate=rate)
+        self.log(f"profile of {family.provider} on {backend} ({wall}):\n{render(self.profile)}")
+
+    # --- measuring ------------------------------------------------------------------------
+
+    def rounds(self, targets: list[Target], family: Family, *, phase: str, workers: int) -> None:
+        for target in targets:
+            self.load(target, family, self.plan.warmup_s)
+        for number in range(self.plan.rounds):
+            start = number % len(targets)
+            for target in targets[start:] + targets[:start]:
+                load = self.load(target, family, self.plan.duration_s)
+                run = Run(
+                    phase=phase,
+                    target=target.name,
+                    backend=target.backend,
+                    database=target.database,
+                    family=family.provider,
+                    workers=workers,
+                    round=number,
+                    load=load,
+                )
+                self.runs.append(run)
+                self.log(
+                    f"{phase} w{workers} {family.provider:17} r{number + 1} {target.label:22}"
+                    f" {load.rate:8,.0f} req/s  p50 {load.p50_ms:6.2f}  p99 {load.p99_ms:6.2f} ms"
+                )
+
+    def paced(self, target: Target, family: Family, *, workers: int) -> None:
+        rates = [
+            run.load.rate
+            for run in self.runs
+            if (run.phase, run.target, run.backend, run.family, run.workers)
+            == ("ingest", target.name, target.backend, family.provider, workers)
+        ]
+        rate = HALF * statistics.median(rates)
+        invocation = wrk.paced(
+            target.server.url,
+            target.path,
+            self.scripts[family.provider, lua.Mode.PACED],
+            duration_s=self.plan.duration_s,
+            connections=self.plan.paced_connections,
+            rate=rate,
+        )
+        load = self._acknowledged(target, wrk.run(invocation))
+        self.runs.append(
+            Run("paced", target.name, target.backend, "empty", family.provider, workers, 0, load)
+        )
+        assert load.paced is not None
+        self.log(
+            f"paced  w{workers} {family.provider:17} {target.label:25} asked {rate:6,.0f} got"
+            f" {load.rate:6,.0f} req/s  p50 {load.paced.p50_ms:6.2f}  p99 {load.paced.p99_ms:6.2f}"
+            " ms (from due time)"
+        )
+
+    def load(self, target: Target, family: Family, duration_s: float) -> wrk.Load:
+        return self._acknowledged(target, wrk.run(self.saturating(target, family, duration_s)))
+
+    def saturating(self, target: Target, family: Family, duration_s: float) -> wrk.Invocation:
+        script = self.scripts[family.provider, lua.Mode.SATURATE]
+        return wrk.saturating(
+            target.server.url,
+            target.path,
+            script,
+            duration_s=duration_s,
+            connections=self.plan.connections,
+        )
+
+    @staticmethod
+    def _acknowledged(target: Target, load: wrk.Load) -> wrk.Load:
+        if target.ledger is not None:
+            target.ledger.acknowledged += load.requests
+        return load
+
+    # --- stemhook servers -----------------------------------------------------------------
+
+    @contextmanager
+    def stemhook(self, scratch: Scratch, workers: int, *, label: str) -> Iterator[Target]:
+        ledger = Ledger(f"stemhook-{label}", scratch, scratch.mark())
+        port = free_port()
+        # FULL is the default; said explicitly because the figures claim durability.
+        env = {"STEMHOOK_DATABASE_URL": scratch.url, "STEMHOOK_SQLITE_SYNCHRONOUS": "FULL"}
+        command = stemhook_command(port, workers)
+        with serving(
+            ledger.server, command, port=port, workers=workers, workdir=self.workdir, env=env
+        ) as server:
+            yield Target("stemhook", server, "/", str(scratch.backend), ledger=ledger)
+        self._settle(ledger)
+
+    def _settle(self, ledger: Ledger) -> None:
+        stored = ledger.stored = ledger.scratch.stored_since(ledger.mark)
+        self.ledgers.append(ledger)
+        accepted = stored.outcomes.get("accepted", 0)
+        summary = (
+            f"{ledger.server}: {ledger.acknowledged:,} acknowledged, stored {stored.outcomes},"
+            f" {stored.jobs:,} new jobs"
+        )
+        self.log(summary)
+        if (
+            accepted < ledger.acknowledged
+            or accepted != stored.deliveries
+            or accepted != stored.jobs
+        ):
+            raise Undurable(summary)

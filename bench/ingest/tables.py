@@ -1,0 +1,249 @@
+"""The figures' sections of BENCHMARKS.md: one table per measurement, and their verdicts."""
+
+from __future__ import annotations
+
+from bench.ingest.databases import Backend
+from bench.ingest.figures import Figure, Ratio, figure, paced, ratio
+from bench.ingest.outcome import Outcome
+from bench.ingest.payloads import Family
+from bench.ingest.profile import breakdown
+from bench.ingest.run import HALF, Run
+
+TARGET_RATIO = 0.7
+TARGET_P99_MS = 50.0  # the paced table's last column says "< 50"
+FLAT = 0.9  # 1M-job rate at least this share of the empty database's
+
+
+def ingest(o: Outcome) -> str:
+    parts = ["## Ingest throughput, side by side\n"]
+    parts.append(
+        f"Saturating load: wrk, {o.plan.connections} connections, {o.plan.rounds} rounds of"
+        f" {o.plan.duration_s:g} s per target after a {o.plan.warmup_s:g} s warm-up; req/s is the"
+        " median over rounds, p50/p99 (ms, from when the request left) the median of the rounds'"
+        " percentiles, the ratios the median of the per-round ratios with their range.\n"
+    )
+    for workers in o.plan.workers:
+        parts.append(f"### {workers} worker{'s' * (workers > 1)}\n")
+        head = "| family | bare req/s (p50/p99) | parse req/s (p50/p99) |"
+        rule = "|---|---|---|"
+        for backend in o.plan.backends:
+            name = backend.label
+            head += f" stemhook {name} req/s (p50/p99) | ÷ parse | ÷ bare |"
+            rule += "---|---|---|"
+        parts += [head, rule]
+        for family in o.plan.families:
+            cell = {"phase": "ingest", "family": family.provider, "workers": workers}
+            row = f"| {family.provider} |"
+            for reference in ("bare", "parse"):
+                row += f" {_fig(figure(o.runs, target=reference, **cell))} |"
+            for backend in o.plan.backends:
+                hook = figure(o.runs, target="stemhook", backend=str(backend), **cell)
+                row += f" {_fig(hook)} |"
+                for reference in ("parse", "bare"):
+                    row += (
+                        f" {spread(stemhook_ratio(o.runs, family, backend, workers, reference))} |"
+                    )
+            parts.append(row)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def half_rate(o: Outcome) -> str:
+    rows = []
+    for workers in o.plan.workers:
+        for backend in o.plan.backends:
+            for family in o.plan.families:
+                p = paced(o.runs, target="stemhook", backend=str(backend), **_cell(family, workers))
+                if p is None:
+                    continue
+                ok = "✓" if p.p99_ms < TARGET_P99_MS else "✗"
+                rows.append(
+                    f"| {workers} | {backend.label} | {family.provider} | {p.asked:,.0f}"
+                    f" | {p.achieved:,.0f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.max_ms:.1f}"
+                    f" | {ok} |"
+                )
+    if not rows:
+        return ""
+    return f"""## Latency at half the maximum rate
+
+wrk 4 has no fixed-rate mode (that is wrk2, not installed), so the paced phase is wrk with a
+Lua timetable: {o.plan.paced_connections} connections, each its own wrk thread, each sending
+its requests at fixed intervals through `delay()`; together they ask for {HALF:g} × the
+median saturated rate of that cell, for {o.plan.duration_s:g} s. Latency is counted from when a
+request was due, not from when it left, so a server that falls behind shows it (no
+coordinated omission, as in wrk2). Target: p99 under {TARGET_P99_MS:g} ms.
+
+| workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def growth(o: Outcome) -> str:
+    rows = []
+    full = f"{o.plan.growth_jobs:,} jobs"
+    for backend in o.plan.backends:
+        for family in o.plan.growth_families:
+            cell = _growth_cell(backend, family)
+            empty = figure(o.runs, database="empty", **cell)
+            filled = figure(o.runs, database=full, **cell)
+            change = ratio(o.runs, {**cell, "database": full}, {**cell, "database": "empty"})
+            if empty is None or filled is None:
+                continue
+            rows.append(
+                f"| {backend.label} | {family.provider} | {_fig(empty)} | {_fig(filled)}"
+                f" | {spread(change)} |"
+            )
+    if not rows:
+        return ""
+    return f"""## Growth: an empty database against {full}
+
+The same saturating load, 1 worker, on a fresh database and on a copy of
+bench/query_data.py's fill ({full} over 90 days with their deliveries, links and outputs,
+cached between runs as `make bench-query` keeps it), the two servers measured in alternation.
+Flat means the filled database keeps at least {FLAT:g} of the empty one's rate.
+
+| backend | family | empty: req/s (p50/p99 ms) | {full}: req/s (p50/p99 ms) | ratio filled ÷ empty |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def parsers(o: Outcome) -> str:
+    if not o.parser_costs:
+        return ""
+    rows = [
+        f"| {c.family.provider} | {c.family.fixture.name} | {c.size:,} | {c.parse_callback_us:.0f}"
+        f" | {c.decode_us:.0f} | {c.parse_callback_us - c.decode_us:.0f}"
+        f" | {c.parse_callback_us / c.decode_us:.2f} |"
+        for c in o.parser_costs
+    ]
+    return f"""## Parser cost per payload
+
+In process, timeit, best of 7 repeats of ≥ 0.2 s each, µs per payload: stemhook's
+`registry.parse_callback` (decode, detect, normalize into frozen jobs) against the bare decode
+of the parse-only reference (`xmltodict.parse(body, xml_attribs=False, disable_entities=True,
+expat=<DTD-refusing shim>)`, or `orjson.loads`).
+
+| family | fixture | bytes | parse_callback µs | bare decode µs | normalization adds µs | ratio |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def where_time_goes(o: Outcome) -> str:
+    if o.profile is None or o.profile_family is None:
+        return """## Where the time goes
+
+_No profile in this run: `python -m bench.ingest --profile [FAMILY]` records one with py-spy
+and fills this section._
+"""
+    parts = [
+        "## Where the time goes\n",
+        f"py-spy on the stemhook process (1 worker, {o.plan.backends[0].label}) under"
+        f" saturating {o.profile_family.provider} load (`--profile {o.profile_family.provider}`):"
+        f" {o.plan.profile_s} s of wall-clock samples of every thread, idle ones included, then"
+        f" {o.plan.profile_s} s of only the samples holding the GIL; 100 Hz, by function."
+        " Shares are of the thread's wall samples. Idle: on the main thread a `Runner.run` leaf"
+        " (no Python running: uvloop waiting for I/O or in its own C code), on the writer"
+        " `_take_batch` (waiting for work). In the endpoint: below FastAPI's"
+        " `run_endpoint_function`; around it: the rest of the busy time (uvicorn's protocol, the"
+        " middleware stack, stemhook's own included, routing, the answer). Inclusive frames:"
+        " stemhook's own functions and the library functions they call directly. Leaf: the"
+        " innermost Python frame; where the writer's leaf is a statement or a commit, wall time"
+        " not holding the GIL is SQLite's or PostgreSQL's own work, the fsync, or a wait for the"
+        " GIL to come back.\n",
+    ]
+    p = o.profile
+    parts.append(
+        f"CPU, read from /proc during the wall recording: the process used {p.process_cpu:.0%}"
+        f" of a core at {p.rate:,.0f} req/s, {p.cpu_us_per_request(p.process_cpu):.0f} µs per"
+        " request; "
+        + ", ".join(
+            f"{t.thread} {t.cpu:.0%} ({p.cpu_us_per_request(t.cpu):.0f} µs per request)"
+            for t in p.threads
+        )
+        + ".\n"
+    )
+    for profile in p.threads:
+        parts.append(f"**{profile.thread}** ({profile.samples} samples): {breakdown(profile)}\n")
+        parts.append("| inclusive | frame | | leaf: wall | GIL | frame |")
+        parts.append("|---|---|---|---|---|---|")
+        for i in range(max(len(profile.inclusive), len(profile.leaves))):
+            left = (
+                f"{profile.inclusive[i][1]:.1%} | `{profile.inclusive[i][0]}`"
+                if i < len(profile.inclusive)
+                else " | "
+            )
+            right = " | | "
+            if i < len(profile.leaves):
+                frame, wall, gil = profile.leaves[i]
+                right = f"{wall:.1%} | {gil:.1%} | `{frame}`"
+            parts.append(f"| {left} | | {right} |")
+        parts.append("")
+    parts.append("_What this says: see the hand-written notes at the end._\n")
+    return "\n".join(parts)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _cell(family: Family, workers: int) -> dict[str, object]:
+    return {"family": family.provider, "workers": workers}
+
+
+def stemhook_ratio(
+    runs: list[Run], family: Family, backend: Backend, workers: int, reference: str
+) -> Ratio | None:
+    cell = {"phase": "ingest", **_cell(family, workers)}
+    stemhook = {**cell, "target": "stemhook", "backend": str(backend)}
+    return ratio(runs, stemhook, {**cell, "target": reference})
+
+
+def _growth_cell(backend: Backend, family: Family) -> dict[str, object]:
+    return {"phase": "growth", "target": "stemhook", "backend": str(backend)} | {
+        "family": family.provider,
+        "workers": 1,
+    }
+
+
+def half_rate_verdict(o: Outcome) -> str:
+    found = []
+    for backend in o.plan.backends:
+        for workers in o.plan.workers:
+            for family in o.plan.families:
+                p = paced(o.runs, target="stemhook", backend=str(backend), **_cell(family, workers))
+                if p is not None:
+                    found.append(p.p99_ms < TARGET_P99_MS)
+    if not found:
+        return ""
+    return (
+        f"p99 under {TARGET_P99_MS:g} ms at half the maximum rate: {sum(found)} of {len(found)}"
+        " cells ([details](#latency-at-half-the-maximum-rate))."
+    )
+
+
+def growth_verdict(o: Outcome) -> str:
+    full = f"{o.plan.growth_jobs:,} jobs"
+    changes = []
+    for backend in o.plan.backends:
+        for family in o.plan.growth_families:
+            cell = _growth_cell(backend, family)
+            change = ratio(o.runs, {**cell, "database": full}, {**cell, "database": "empty"})
+            if change is not None:
+                changes.append(f"{backend.label} {family.provider} {change.median:.2f}")
+    if not changes:
+        return ""
+    return f"Rate with {full} ÷ empty database (flat: ≥ {FLAT:g}): " + ", ".join(changes) + "."
+
+
+def _fig(f: Figure | None) -> str:
+    return "–" if f is None else f"{f.rate:,.0f} ({f.p50_ms:.1f}/{f.p99_ms:.1f})"
+
+
+def short(r: Ratio | None) -> str:
+    return "–" if r is None else f"{r.median:.2f}"
+
+
+def spread(r: Ratio | None) -> str:
+    return "–" if r is None else f"{r.median:.2f} ({r.low:.2f}–{r.high:.2f})"

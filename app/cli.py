@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ import uvicorn
 from app.config import get_settings, parse_duration
 from app.db import create_sync_engine
 from app.ingest.intake import Outcome
-from app.logs import log_config
+from app.logs import json_lines, log_config
 from app.metrics import MULTIPROCESS_DIR
 from app.replay import replay_stored
 from app.retention import purge_bodies
@@ -94,7 +93,7 @@ def _serve(args: argparse.Namespace) -> None:
         root_path=settings.root_path,
         # Per-request logging belongs to the application (app/logs.py), once per request.
         access_log=False,
-        log_config=log_config(json=not sys.stderr.isatty(), level=settings.log_level),
+        log_config=log_config(json=json_lines(), level=settings.log_level),
     )
 
 

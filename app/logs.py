@@ -4,6 +4,11 @@ The line is written once the answer has gone out, with the request id (taken fro
 or made up, and sent back), method, path, status and latency, plus what the handler added: for a
 callback, the provider, job ids, delivery id and outcome. Never the query string (a callback URL
 carries ?token=), never a header: no secret reaches the log.
+
+Request lines look like every other line (same fields, same time format) but do not go through
+`logging`: a LogRecord and the JSON formatter cost ~55 us a request in the server, a fifth of a
+callback's time; written here they cost a few. The `stemhook.request` logger's level still
+decides whether they are written.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import sys
 import time
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("stemhook.request")
@@ -23,6 +30,11 @@ _MAX_REQUEST_ID = 64
 # Made-up request ids: unique per process and start (a random prefix), cheap per request.
 _PROCESS = secrets.token_hex(4)
 _SEQUENCE = itertools.count(1)
+
+
+def json_lines() -> bool:
+    """JSON unless a person reads the terminal."""
+    return not sys.stderr.isatty()
 
 
 def log_config(*, json: bool, level: str) -> dict[str, Any]:
@@ -51,6 +63,7 @@ def log_config(*, json: bool, level: str) -> dict[str, Any]:
 class RequestLog:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._line = _LineWriter(json=json_lines())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,22 +85,21 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            client = scope.get("client")
-            log.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "request_id": request_id.decode(),
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": client[0] if client else None,
-                    **fields,
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                method, path = scope["method"], scope["path"]
+                self._line.write(
+                    f"{method} {path} {status}",
+                    {
+                        "request_id": request_id.decode(),
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": client[0] if client else None,
+                        **fields,
+                    },
+                )
 
 
 def _request_id(scope: Scope) -> bytes:
@@ -95,3 +107,23 @@ def _request_id(scope: Scope) -> bytes:
         if name == _REQUEST_ID and 0 < len(value) <= _MAX_REQUEST_ID and value.isascii():
             return bytes(value)
     return f"{_PROCESS}-{next(_SEQUENCE):x}".encode()
+
+
+class _LineWriter:
+    """Writes request lines to standard error as log_config's formatters would: JSON with the
+    same names and time format, or the plain text line."""
+
+    def __init__(self, *, json: bool) -> None:
+        self._json = json
+
+    def write(self, message: str, fields: dict[str, Any]) -> None:
+        now = time.time()
+        at = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            + f",{int(now * 1000) % 1000:03d}"
+        )
+        if self._json:
+            head = {"time": at, "level": "INFO", "logger": log.name, "message": message}
+            sys.stderr.write(orjson.dumps(head | fields, default=str).decode() + "\n")
+        else:
+            sys.stderr.write(f"{at} INFO    {log.name} {message}\n")

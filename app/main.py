@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.api import callbacks, deliveries, health, jobs, metrics, stats
 from app.api.errors import install_error_handlers
-from app.api.openapi import keep_example_nulls
+from app.api.openapi import document
 from app.config import Settings, get_settings
 from app.logs import RequestLog
 from app.metrics import Metrics
@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics.create()
     app.add_middleware(RequestLog)
     install_error_handlers(app)
+    served_plain = callbacks.add_routes(app)
     routers = (
-        callbacks.router,
         jobs.router,
         deliveries.router,
         stats.router,
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
-    keep_example_nulls(app, routers)
+    document(app, declared=served_plain, routes=[route for r in routers for route in r.routes])
     return app
 
 

@@ -67,8 +67,9 @@ class Metrics:
             ),
         )
 
-    def stored(self, receipt: Receipt, provider: str | None) -> None:
-        self.deliveries.labels(provider or "unknown", receipt.outcome.value).inc()
+    def stored(self, receipt: Receipt) -> None:
+        provider = receipt.provider.value if receipt.provider else "unknown"
+        self.deliveries.labels(provider, receipt.outcome.value).inc()
         if receipt.outcome is Outcome.ORPHANED:
             self.database_errors.labels("refused").inc()
         for job in receipt.jobs:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from app import models
 from app.config import Settings
 from app.errors import Conflict, Gone
-from app.ingest.admission import BadSignature, admit
-from app.ingest.intake import Arrival, Outcome, Receipt
+from app.ingest.admission import BadSignature
+from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.writer import Writer
 from app.providers.model import Provider
 from app.queries.deliveries import replay_candidates
@@ -23,9 +23,7 @@ from app.runtime import running
 AUTO_ENDPOINT = "auto"
 
 
-async def replay_delivery(
-    delivery: models.Delivery, *, writer: Writer, suno_key: str | None
-) -> Receipt:
+async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Receipt:
     if delivery.body is None:
         raise Gone(f"the body of delivery {delivery.id} is no longer kept")
     arrival = Arrival(
@@ -37,24 +35,22 @@ async def replay_delivery(
         body=delivery.body,
     )
     expected = None if delivery.endpoint == AUTO_ENDPOINT else Provider(delivery.endpoint)
+    submission = Submission(
+        arrival=arrival,
+        expected=expected,
+        replay_of=delivery.id,
+        signed_at=delivery.received_at,
+    )
     try:
-        intake = admit(
-            arrival,
-            expected=expected,
-            suno_key=suno_key,
-            replay_of=delivery.id,
-            arrived_at=delivery.received_at,
-        )
+        return await writer.write(submission)
     except BadSignature as exc:
         raise Conflict(f"delivery {delivery.id} was not replayed: {exc}") from None
-    return await writer.write(intake)
 
 
 async def replay_stored(
     settings: Settings, *, outcomes: tuple[Outcome, ...], since: datetime | None, again: bool
 ) -> Counter[str]:
     """Replay every matching stored delivery, one by one; counts what became of them."""
-    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
     results: Counter[str] = Counter()
     async with running(settings) as runtime:
         async with runtime.read_db.sessions() as session:
@@ -67,7 +63,7 @@ async def replay_stored(
             if delivery is None:
                 continue
             try:
-                receipt = await replay_delivery(delivery, writer=runtime.writer, suno_key=key)
+                receipt = await replay_delivery(delivery, writer=runtime.writer)
             except (Conflict, Gone):
                 results["not replayed"] += 1
             else:

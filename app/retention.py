@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, update
 
 from app import models
+from app.config import Settings
+from app.db import create_sync_engine
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -39,13 +41,19 @@ def purge_bodies(engine: Engine, *, older_than: timedelta) -> int:
             return purged
 
 
-async def purge_periodically(engine: Engine, *, older_than: timedelta, every: timedelta) -> None:
+async def purge_periodically(
+    settings: Settings, *, older_than: timedelta, every: timedelta
+) -> None:
     """Run for the life of the process; a failed run is logged and tried again next time."""
-    while True:
-        try:
-            purged = await asyncio.to_thread(purge_bodies, engine, older_than=older_than)
-        except Exception:
-            log.exception("retention run failed")
-        else:
-            log.info("retention: dropped %d delivery bodies older than %s", purged, older_than)
-        await asyncio.sleep(every.total_seconds())
+    engine = create_sync_engine(settings)
+    try:
+        while True:
+            try:
+                purged = await asyncio.to_thread(purge_bodies, engine, older_than=older_than)
+            except Exception:
+                log.exception("retention run failed")
+            else:
+                log.info("retention: dropped %d delivery bodies older than %s", purged, older_than)
+            await asyncio.sleep(every.total_seconds())
+    finally:
+        engine.dispose()

@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-
 from app.config import Settings
-from app.db import ReadDatabase, create_sync_engine, open_read_database
+from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
 from app.retention import purge_periodically
 from app.watch import JobWatch
@@ -28,12 +26,12 @@ class Runtime:
     watch: JobWatch
 
 
-def _start_retention(settings: Settings, engine: Engine) -> asyncio.Task[None] | None:
+def _start_retention(settings: Settings) -> asyncio.Task[None] | None:
     if settings.purge_deliveries_older_than is None:
         return None
     return asyncio.create_task(
         purge_periodically(
-            engine, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
+            settings, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
         ),
         name="stemhook-retention",
     )
@@ -41,19 +39,16 @@ def _start_retention(settings: Settings, engine: Engine) -> asyncio.Task[None] |
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
-    write_engine = create_sync_engine(settings)
-    writer = Writer(
-        write_engine, max_batch=settings.write_batch_max, timeout_s=settings.write_timeout_s
-    )
+    writer = Writer(settings)
     read_db = open_read_database(settings)
     watch = JobWatch(read_db.sessions, poll_s=settings.wait_poll_s)
-    writer.start()
+    await writer.start()
     watch.start()
     # What start-up built lives as long as the process: keep it out of the collector's full
     # passes, which otherwise took ~75 ms each and set the read API's p99 (bench/README.md).
     gc.collect()
     gc.freeze()
-    retention = _start_retention(settings, write_engine)
+    retention = _start_retention(settings)
     try:
         yield Runtime(writer, read_db, watch)
     finally:
@@ -61,5 +56,4 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             retention.cancel()
         await watch.stop()
         await writer.stop()
-        write_engine.dispose()
         await read_db.engine.dispose()

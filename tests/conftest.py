@@ -24,6 +24,7 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.main import create_app
 from app.schema import upgrade_to_head
+from tests.proxy import FaultyProxy
 
 API_TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -163,6 +164,15 @@ def refusing_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None
         with engine.begin() as connection:
             for statement in drop:
                 connection.execute(text(statement))
+
+
+@pytest.fixture
+def proxy(backend: Backend) -> Iterator[FaultyProxy]:
+    """A FaultyProxy in front of the backend's PostgreSQL server (tests/proxy.py)."""
+    upstream_port = int(backend.url.split(":")[-1].split("/")[0])
+    opened = FaultyProxy(("127.0.0.1", upstream_port))
+    yield opened
+    opened.close()
 
 
 async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:

@@ -5,7 +5,8 @@ this instead:
 - `refuse()`: the listener closes and every connection is cut — connection refused, as from a
   stopped server or a host whose port closed;
 - `mute()`: connections stay open, new ones are even accepted, but nothing is answered any more,
-  as from a hung pooler or a network that silently drops;
+  as from a hung pooler or a network that silently drops; `mute_at(marker)` does the same from
+  the moment a client sends `marker` (say the COMMIT), which is swallowed with it;
 - `restore()`: forwarding again on the same port. Connections that carried anything while
   muted are cut (their protocol state is lost); idle ones simply carry on.
 """
@@ -41,6 +42,7 @@ class FaultyProxy:
         self._lock = threading.Lock()
         self._links: list[_Link] = []
         self._muted = threading.Event()
+        self._mute_marker: bytes | None = None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._listening = threading.Event()
@@ -53,7 +55,11 @@ class FaultyProxy:
     def mute(self) -> None:
         self._muted.set()
 
+    def mute_at(self, marker: bytes) -> None:
+        self._mute_marker = marker
+
     def restore(self) -> None:
+        self._mute_marker = None
         self._muted.clear()
         self._cut(lambda link: link.broken)
         if not self._listening.is_set():
@@ -105,6 +111,9 @@ class FaultyProxy:
     def _pump(self, link: _Link, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                marker = self._mute_marker
+                if marker is not None and source is link.client and marker in data:
+                    self._muted.set()
                 if self._muted.is_set():
                     link.broken = True
                     continue

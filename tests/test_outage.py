@@ -7,8 +7,8 @@ that stays open (a hung pooler or proxy).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -56,14 +56,6 @@ async def test_read_only_postgresql_answers_503(backend: Backend, engine: Engine
     assert answer.headers["retry-after"]
 
 
-@pytest.fixture
-def proxy(backend: Backend) -> Iterator[FaultyProxy]:
-    upstream_port = int(backend.url.split(":")[-1].split("/")[0])
-    opened = FaultyProxy(("127.0.0.1", upstream_port))
-    yield opened
-    opened.close()
-
-
 @pytest.mark.postgres_only
 async def test_a_silent_database_connection_is_abandoned_and_writes_recover(
     backend: Backend, engine: Engine, proxy: FaultyProxy
@@ -88,6 +80,30 @@ async def test_a_silent_database_connection_is_abandoned_and_writes_recover(
     assert recovered.status_code == 200
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM job WHERE job_id = 'j-back'")) == 1
+
+
+@pytest.mark.postgres_only
+async def test_a_database_silent_at_commit_is_abandoned_and_writes_recover(
+    backend: Backend, proxy: FaultyProxy
+) -> None:
+    """The COMMIT is the statement that hangs: it is interrupted like any other, and the writer
+    process carries on once the database answers again."""
+    url = backend.url.replace(":5432/", f":{proxy.port}/")
+    async for client in open_client(Backend("proxied", url).settings(write_timeout_s=1)):
+        assert (
+            await client.post("/callbacks", content=ci_json("j-c0", "Success"))
+        ).status_code == 200
+
+        proxy.mute_at(b"COMMIT")
+        started = time.monotonic()
+        stalled = await client.post("/callbacks", content=ci_json("j-c1", "Success"))
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(2.5)  # past the writer's watchdog (write timeout + 1 s)
+        proxy.restore()
+        recovered = await _first_success(client, deadline_s=15)
+
+    assert (stalled.status_code, elapsed < 3) == (503, True)
+    assert recovered.status_code == 200
 
 
 async def _first_success(client: httpx.AsyncClient, *, deadline_s: float) -> httpx.Response:

@@ -4,7 +4,7 @@ The endpoints read the raw body themselves, to keep it byte for byte whatever it
 sees no body parameter to describe: it is declared here instead. Its schemas accept anything,
 because the parsers decide what is refused (and a refused body is still stored). The payloads
 are copies of test fixtures, kept identical by tests/test_openapi.py, and are read once, when
-the callbacks router is imported: a few kilobytes of package data.
+the callbacks module is imported: a few kilobytes of package data.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
 
 from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import app_metrics, app_settings, app_watch, app_writer
@@ -28,13 +29,12 @@ from app.errors import (
     Unauthorized,
     UnstorablePayload,
 )
-from app.ingest.admission import BadSignature, admit
-from app.ingest.intake import Arrival, Intake, Outcome, Receipt
+from app.ingest.admission import BadSignature
+from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.providers.model import Provider
 from app.replay import AUTO_ENDPOINT
 
-router = APIRouter(tags=["callbacks"])
-
+Endpoint = Callable[[Request], Awaitable[Response]]
 _NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 _MAX_KEPT_HEADERS = 64
 _MAX_HEADER_VALUE = 1024
@@ -51,45 +51,62 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# The hot path: no dependency injection and no response-model round trip (the receipt is
-# serialized once, straight from its model); response_model keeps the documented answer.
-@router.post(
-    "/callbacks",
-    response_model=ReceiptOut,
-    responses=_ERRORS,
-    summary="Receive a callback, family detected",
-    openapi_extra=any_family_body(),
-)
+def add_routes(app: FastAPI) -> list[APIRoute]:
+    """Serve the callback endpoints, the hot path, as plain Starlette routes of the application
+    itself; returns the same endpoints declared as APIRoutes, for FastAPI to document.
+
+    A FastAPI route matches an included router twice and solves dependencies, runs an exit
+    stack and builds a response model for every request: half of the per-request cost of an
+    endpoint that reads and decodes a body (measured: 36 against 18 us), which these endpoints
+    need none of. What a callback is answered is still declared, and checked by the OpenAPI
+    tests, through the APIRoutes.
+    """
+    summary = "Receive a callback, family detected"
+    declared = [_declare("/callbacks", receive_any, summary, any_family_body())]
+    # One route per family rather than /callbacks/{provider}: each documents its own payloads.
+    for provider in Provider:
+        summary = f"Receive a {provider} callback"
+        body = family_body(provider)
+        declared.append(_declare(f"/callbacks/{provider}", _receiver(provider), summary, body))
+    for route in declared:
+        app.add_route(route.path, route.endpoint, methods=["POST"], include_in_schema=False)
+    return declared
+
+
+def _declare(
+    path: str,
+    endpoint: Callable[[Request], Awaitable[Response]],
+    summary: str,
+    body: dict[str, Any],
+) -> APIRoute:
+    return APIRoute(
+        path,
+        endpoint,
+        methods=["POST"],
+        response_model=ReceiptOut,
+        responses=_ERRORS,
+        summary=summary,
+        tags=["callbacks"],
+        openapi_extra=body,
+    )
+
+
 async def receive_any(request: Request) -> Response:
     return await receive(request, expected=None)
 
 
-def _receiver(provider: Provider) -> Callable[[Request], Awaitable[Response]]:
+def _receiver(provider: Provider) -> Endpoint:
     async def receive_from(request: Request) -> Response:
         return await receive(request, expected=provider)
 
     return receive_from
 
 
-# One route per family rather than /callbacks/{provider}: each documents its own payloads.
-for _provider in Provider:
-    router.add_api_route(
-        f"/callbacks/{_provider}",
-        _receiver(_provider),
-        methods=["POST"],
-        response_model=ReceiptOut,
-        responses=_ERRORS,
-        summary=f"Receive a {_provider} callback",
-        openapi_extra=family_body(_provider),
-    )
-
-
 async def receive(request: Request, *, expected: Provider | None) -> Response:
     settings = await app_settings(request)
     authenticate_sender(request, settings)
     arrival = await read_arrival(request, settings, endpoint=expected or AUTO_ENDPOINT)
-    intake = admit_arrival(arrival, expected, settings)
-    receipt = await store(request, intake)
+    receipt = await store(request, Submission(arrival=arrival, expected=expected))
     return answer(receipt)
 
 
@@ -147,30 +164,24 @@ def kept_headers(request: Request) -> dict[str, str]:
     return kept
 
 
-def admit_arrival(arrival: Arrival, expected: Provider | None, settings: Settings) -> Intake:
-    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
-    try:
-        return admit(arrival, expected=expected, suno_key=key)
-    except BadSignature as exc:
-        raise Unauthorized(str(exc)) from None
-
-
-async def store(request: Request, intake: Intake) -> Receipt:
+async def store(request: Request, submission: Submission) -> Receipt:
     """Commit through the writer, wake long polls, and account for it (metrics, log line)."""
     metrics = await app_metrics(request)
-    metrics.body_bytes.observe(len(intake.arrival.body))
+    metrics.body_bytes.observe(len(submission.arrival.body))
     try:
-        receipt = await (await app_writer(request)).write(intake)
+        receipt = await (await app_writer(request)).write(submission)
     except StorageUnavailable:
         metrics.database_errors.labels("unavailable").inc()
         raise
+    except BadSignature as exc:
+        raise Unauthorized(str(exc)) from None
     finally:
-        elapsed = datetime.now(UTC) - intake.arrival.received_at
+        elapsed = datetime.now(UTC) - submission.arrival.received_at
         metrics.ingest_seconds.observe(elapsed.total_seconds())
     (await app_watch(request)).notify()
-    metrics.stored(receipt, intake.provider)
+    metrics.stored(receipt)
     request.state.log_fields.update(
-        provider=intake.provider,
+        provider=receipt.provider,
         delivery_id=receipt.delivery_id,
         outcome=receipt.outcome,
         jobs=[f"{job.job_id}:{job.state}" for job in receipt.jobs],

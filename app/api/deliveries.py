@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from app import models
 from app.api.deps import (
     SessionDep,
-    SettingsDep,
     WatchDep,
     WriterDep,
     app_metrics,
@@ -76,13 +75,11 @@ async def replay(
     session: SessionDep,
     writer: WriterDep,
     watch: WatchDep,
-    settings: SettingsDep,
 ) -> ReplayOut:
     delivery = await session.get(models.Delivery, delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id}")
-    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
-    receipt = await replay_delivery(delivery, writer=writer, suno_key=key)
+    receipt = await replay_delivery(delivery, writer=writer)
     watch.notify()
-    (await app_metrics(request)).stored(receipt, delivery.provider)
+    (await app_metrics(request)).stored(receipt)
     return ReplayOut.of(receipt, replay_of=delivery_id)

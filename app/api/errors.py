@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from app.api.schemas.common import ErrorBody, ErrorOut
 from app.db import is_unavailable
 from app.errors import BadPayload, StemhookError, StorageUnavailable
-from app.ingest.writer import UNAVAILABLE
+from app.ingest.committer import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ async def healthz() -> Health:
 @router.get("/readyz", responses={503: {"model": ErrorOut}})
 async def readyz(request: Request, session: SessionDep) -> Readiness:
     if not (await app_writer(request)).alive:
-        raise NotReady("the writer thread has stopped")
+        raise NotReady("the writer process is not running")
     expected: str | None = request.app.state.head_revision
     try:
         revision = await schema_revision(session)

@@ -1,4 +1,4 @@
-"""The OpenAPI document with its examples intact.
+"""The OpenAPI document: the endpoints served through plain routes included, examples intact.
 
 FastAPI drops every null while it builds the document (fastapi#5559, open in 0.165), examples
 included: a job example would lose `"error": null`, a Suno failure `"vocal_removal_info": null`,
@@ -12,22 +12,32 @@ from collections.abc import Iterable
 from types import GenericAlias
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
+from starlette.routing import BaseRoute
 
 _REF = "#/components/schemas/{model}"
 
 
-def keep_example_nulls(app: FastAPI, routers: Iterable[APIRouter]) -> None:
-    """`routers`: those included in `app` (FastAPI keeps included routers nested, privately)."""
-    build = app.openapi
-    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+def document(app: FastAPI, *, declared: list[APIRoute], routes: Iterable[BaseRoute]) -> None:
+    """`declared`: endpoints `app` serves through plain routes, documented as these APIRoutes;
+    `routes`: all of `app`'s others (FastAPI keeps included routers nested, privately)."""
+    api_routes = [*declared, *(route for route in routes if isinstance(route, APIRoute))]
+
+    def build() -> dict[str, Any]:
+        return get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=[*declared, *app.routes],
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
-            for route in routes:
+            for route in api_routes:
                 _restore(document, route)
             app.openapi_schema = document
         return app.openapi_schema

@@ -7,9 +7,7 @@ days later is judged by when the callback came, not by when it is replayed).
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from app.ingest.intake import Arrival, Intake
+from app.ingest.intake import Arrival, Intake, Submission
 from app.providers import suno
 from app.providers.model import ParseError, Provider
 from app.providers.registry import parse_callback
@@ -19,21 +17,14 @@ class BadSignature(Exception):
     """A Suno signature is required and missing, stale or wrong."""
 
 
-def admit(
-    arrival: Arrival,
-    *,
-    expected: Provider | None,
-    suno_key: str | None,
-    replay_of: int | None = None,
-    arrived_at: datetime | None = None,
-) -> Intake:
-    """`arrived_at` is when the sender signed for: the arrival, or a replay's original one."""
+def admit(submission: Submission, *, suno_key: str | None) -> Intake:
+    arrival, expected, replay_of = submission.arrival, submission.expected, submission.replay_of
     try:
         parsed = parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
     except ParseError as exc:
         return Intake(arrival=arrival, provider=expected, error=str(exc), replay_of=replay_of)
     if parsed.provider is Provider.SUNO and suno_key is not None:
-        signed_at = (arrived_at or arrival.received_at).timestamp()
+        signed_at = (submission.signed_at or arrival.received_at).timestamp()
         _verify_suno(arrival, suno_key, [job.job_id for job in parsed.jobs], signed_at)
     return Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs, replay_of=replay_of)
 

@@ -1,12 +1,14 @@
 """What a batch of deliveries writes, inside a transaction the writer owns (nothing here commits).
 
-Per delivery only two statements run at once: its raw row (whose id the job rows point to) and
-the upsert of each of its jobs (whose answer decides everything else). Events, links, outputs
-and duplicate marks are collected and written once per batch with executemany.
+Every statement runs once per batch, over all its rows: first the deliveries' raw rows (whose
+ids the job rows point to), then the upserts of their jobs (whose answers decide everything
+else), then events, links, outputs and duplicate marks. The first two return rows: on
+PostgreSQL the driver sends each as one pipelined round trip, not one per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +26,12 @@ class _Later:
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # Jobs stored before this batch whose outputs a delivery of this batch replaces.
+    replaced: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, cursor: Cursor, sql: WriteStatements) -> None:
+        cursor.many(sql.delete_outputs, self.replaced)
         cursor.many(sql.insert_outputs, [row for rows in self.outputs.values() for row in rows])
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
@@ -34,8 +39,28 @@ class _Later:
 
 
 def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Receipt]:
+    rows = [_delivery_row(intake, *_first_outcome(intake)) for intake in intakes]
+    delivery_ids: list[int] = [row[0] for row in cursor.many_returning(sql.insert_delivery, rows)]
+    merges = [
+        (index, job, delivery_id)
+        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
+        for job in intake.jobs
+    ]
+    job_rows = [
+        _job_row(job, delivery_id, intakes[index].arrival.received_at)
+        for index, job, delivery_id in merges
+    ]
     later = _Later()
-    receipts = [_store(cursor, sql, intake, later) for intake in intakes]
+    merged: dict[int, list[JobReceipt]] = {}
+    for (index, job, delivery_id), result in zip(
+        merges, cursor.many_returning(sql.upsert_job, job_rows), strict=True
+    ):
+        receipt = _merged(result, job, delivery_id, intakes[index].arrival.received_at, later)
+        merged.setdefault(index, []).append(receipt)
+    receipts = [
+        _receipt(intake, delivery_id, tuple(merged.get(index, ())), later)
+        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
+    ]
     later.write(cursor, sql)
     return receipts
 
@@ -44,26 +69,37 @@ def keep_raw(
     cursor: Cursor, sql: WriteStatements, intake: Intake, outcome: Outcome, error: str
 ) -> Receipt:
     """Store the delivery without jobs, with the reason why, for inspection and replay."""
-    delivery_id = _insert_delivery(cursor, sql, intake, outcome, error)
-    return Receipt(delivery_id=delivery_id, outcome=outcome, error=error)
+    (delivery_id,) = cursor.one(sql.insert_delivery, _delivery_row(intake, outcome, error))
+    return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, error=error)
 
 
-def _store(cursor: Cursor, sql: WriteStatements, intake: Intake, later: _Later) -> Receipt:
+def _first_outcome(intake: Intake) -> tuple[Outcome, str | None]:
+    """What the delivery row says before its jobs are merged (a duplicate is marked after)."""
     if intake.error is not None:
-        return keep_raw(cursor, sql, intake, Outcome.REJECTED, intake.error)
-    delivery_id = _insert_delivery(cursor, sql, intake, Outcome.ACCEPTED, None)
-    receipts = tuple(_merge(cursor, sql, job, delivery_id, intake, later) for job in intake.jobs)
-    if all(receipt.duplicate for receipt in receipts):
+        return Outcome.REJECTED, intake.error
+    return Outcome.ACCEPTED, None
+
+
+def _receipt(
+    intake: Intake, delivery_id: int, jobs: tuple[JobReceipt, ...], later: _Later
+) -> Receipt:
+    if intake.error is not None:
+        return Receipt(
+            delivery_id=delivery_id,
+            outcome=Outcome.REJECTED,
+            provider=intake.provider,
+            error=intake.error,
+        )
+    outcome = Outcome.ACCEPTED
+    if all(job.duplicate for job in jobs):
         later.duplicates.append({"delivery_id": delivery_id})
-        return Receipt(delivery_id=delivery_id, outcome=Outcome.DUPLICATE, jobs=receipts)
-    return Receipt(delivery_id=delivery_id, outcome=Outcome.ACCEPTED, jobs=receipts)
+        outcome = Outcome.DUPLICATE
+    return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, jobs=jobs)
 
 
-def _insert_delivery(
-    cursor: Cursor, sql: WriteStatements, intake: Intake, outcome: Outcome, error: str | None
-) -> int:
+def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[str, Any]:
     arrival = intake.arrival
-    row = {
+    return {
         "received_at": arrival.received_at,
         "endpoint": arrival.endpoint,
         "provider": None if intake.provider is None else intake.provider.value,
@@ -77,22 +113,13 @@ def _insert_delivery(
         "body": arrival.body,
         "replay_of": intake.replay_of,
     }
-    delivery_id: int = cursor.one(sql.insert_delivery, row)[0]
-    return delivery_id
 
 
-def _merge(
-    cursor: Cursor,
-    sql: WriteStatements,
-    job: Job,
-    delivery_id: int,
-    intake: Intake,
-    later: _Later,
+def _merged(
+    result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _Later
 ) -> JobReceipt:
-    received_at = intake.arrival.received_at
-    job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = cursor.one(
-        sql.upsert_job, _job_row(job, delivery_id, received_at)
-    )
+    """What the job's upsert answered: its events, links and outputs to write."""
+    job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = result
     changed = state_delivery_id == delivery_id
     if changed:
         later.events.append(
@@ -106,9 +133,9 @@ def _merge(
         )
     if outputs_delivery_id == delivery_id:
         created = changed and previous_state is None
-        # Rows stored before this batch go now; rows of this batch are not written yet.
+        # Rows stored before this batch go; rows of this batch are not written yet.
         if not created and job_pk not in later.outputs:
-            cursor.run(sql.delete_outputs, {"job_pk": job_pk})
+            later.replaced.append({"job_pk": job_pk})
         later.outputs[job_pk] = [
             _output_row(job_pk, position, output) for position, output in enumerate(job.outputs)
         ]

@@ -1,219 +1,234 @@
-"""The one owner of write transactions: a thread that commits deliveries in groups.
+"""The web process's side of the writer: submissions go to the writer process, commits come back.
 
-Request handlers hand their intake to `Writer.write` and wait. The writer thread takes every
-intake that is waiting, stores them all in one transaction, commits once, and only then
-answers each waiting handler. Under load many deliveries share one commit (and one fsync on
-SQLite), so durability does not cost a commit per request; when idle a batch is one delivery
-and nothing waits for a timer.
+Each web process starts one writer process (app/ingest/writer_process.py) and talks to it over
+a socket pair. A submission is answered once the writer process has committed it. Without an
+answer within STEMHOOK_WRITE_TIMEOUT_S it is StorageUnavailable (503), so that the provider
+retries; the writer process then drops it unless it had already begun its batch (stored anyway:
+the retry is answered as a duplicate, and nothing acknowledged is lost either way).
 
-Failures:
-- the database cannot take the write (unreachable, locked, read-only, shutting down): the whole
-  batch answers StorageUnavailable (503) so that providers retry;
-- a batch fails on its data: each delivery is retried in a transaction of its own, so one
-  poisoned delivery cannot fail its neighbours; the one the database still refuses is kept raw
-  as an *orphaned* delivery (400 with its id), replayable once the cause is fixed;
-- a transaction hangs on a server that stopped answering: a watchdog interrupts its connection
-  once it outlives the write timeout, and the writer carries on with a fresh one.
+If the writer process dies, everything waiting is answered 503, and so is everything submitted
+until a new one runs: one is started within a second (and again every second until one starts).
+A writer process that leaves a submission unanswered long after its deadline (its own watchdog
+interrupts a transaction stalled past the timeout) is stuck some other way: it is killed, and
+replaced the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import queue
-import threading
+import multiprocessing
+import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from typing import cast
 
-from sqlalchemy import Connection, Engine
-
-from app.db import interrupt, is_unavailable
+from app.config import Settings
 from app.errors import StorageUnavailable
-from app.ingest.driver import Cursor
-from app.ingest.intake import Intake, Outcome, Receipt
-from app.ingest.statements import WriteStatements, build_statements
-from app.ingest.store import keep_raw, store_batch
+from app.ingest.committer import UNAVAILABLE, Answer
+from app.ingest.frames import Unframer, frame
+from app.ingest.intake import Receipt, Submission
+from app.ingest.writer_process import serve
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-# One transaction holds its bodies in memory until it commits.
-MAX_BATCH_BYTES = 32 * 1024 * 1024
-UNAVAILABLE = "the database cannot take the write now; retry later"
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    intake: Intake
-    future: asyncio.Future[Receipt]
-    # Set by the handler that stopped waiting (it answered 503); read by the writer thread.
-    abandoned: threading.Event = field(default_factory=threading.Event)
-
-
-Settled = list[tuple[asyncio.Future[Receipt], Receipt | BaseException]]
-
-
-def _settle_all(settled: Settled) -> None:
-    for future, outcome in settled:
-        if future.done():  # the handler gave up (timeout) meanwhile
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+_RESTART_AFTER_S = 1.0
+# How often submissions past their deadline are answered 503 (the timeout's resolution), and a
+# dead writer process is looked for.
+_SWEEP_EVERY_S = 0.1
+# The writer process forks from a server that has imported it already: a start costs
+# milliseconds, not an interpreter's start-up, and shares the imported code's memory.
+_PROCESSES = multiprocessing.get_context("forkserver")
 
 
 class Writer:
-    def __init__(self, engine: Engine, *, max_batch: int, timeout_s: float) -> None:
-        self._engine = engine
-        self._sql: WriteStatements = build_statements(engine.dialect)
-        self._max_batch = max_batch
-        self._timeout_s = timeout_s
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="stemhook-writer", daemon=True)
-        self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout_s = settings.write_timeout_s
+        self._sequence = itertools.count()
+        # Until the writer process answers, in submission order, hence in deadline order: an
+        # entry past its deadline has been answered 503 already.
+        self._waiting: dict[int, tuple[float, asyncio.Future[Receipt]]] = {}
+        self._stuck_after_s = 2 * settings.write_timeout_s + 2
+        self._link: _Link | None = None
+        self._process: BaseProcess | None = None
+        self._started_at = float("-inf")
+        self._restarting: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._stopping = False
 
-    def start(self) -> None:
-        """Start writing; answers go to the event loop this is called on."""
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread.start()
-        self._watchdog.start()
+        await self._spawn()
+        self._sweep()
 
     async def stop(self) -> None:
-        """Write what is queued, then stop; a writer stuck past the timeout is left behind."""
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join, self._timeout_s * 2)
-        self._watchdog.stop()
+        """Let the writer process commit and answer what it was sent, then stop it."""
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._restarting is not None:
+            await self._restarting
+        link, process = self._link, self._process
+        if link is not None and not link.lost:
+            link.finish()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(link.closed), self._timeout_s * 2)
+        if process is not None:
+            await _end(process, grace_s=self._timeout_s)
+        self._fail_waiting()
+
+    @property
+    def process_id(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        link, process = self._link, self._process
+        return link is not None and not link.lost and process is not None and process.is_alive()
 
-    async def write(self, intake: Intake) -> Receipt:
-        """Store the intake; returns once it is committed, or raises StorageUnavailable."""
-        pending = _Pending(intake, self._loop.create_future())
-        self._queue.put(pending)
+    async def write(self, submission: Submission) -> Receipt:
+        """Returns once committed; raises StorageUnavailable, or BadSignature (Suno)."""
+        link = self._link
+        if link is None or link.lost or self._stopping:
+            raise StorageUnavailable(UNAVAILABLE)
+        sequence = next(self._sequence)
+        future: asyncio.Future[Receipt] = self._loop.create_future()
+        deadline = time.monotonic() + self._timeout_s
+        self._waiting[sequence] = (deadline, future)
+        link.send(frame((sequence, deadline, submission)))
+        return await future
+
+    async def _spawn(self) -> None:
+        _PROCESSES.set_forkserver_preload(["app.ingest.writer_process"])
+        ours, theirs = socket.socketpair()
+        process = _PROCESSES.Process(
+            target=serve, args=(theirs, self._settings), name="stemhook-writer", daemon=True
+        )
+        self._started_at = time.monotonic()
         try:
-            return await asyncio.wait_for(pending.future, self._timeout_s)
-        except TimeoutError:
-            # Best effort: a write already under way may still land, and then the provider's
-            # retry is answered as a duplicate; nothing acknowledged is lost either way.
-            pending.abandoned.set()
-            raise StorageUnavailable(UNAVAILABLE) from None
-
-    def _run(self) -> None:
-        while True:
-            batch, stopping = self._take_batch()
-            self._write_batch([pending for pending in batch if not pending.abandoned.is_set()])
-            if stopping:
-                return
-
-    def _take_batch(self) -> tuple[list[_Pending], bool]:
-        first = self._queue.get()
-        if first is None:
-            return [], True
-        batch, size = [first], len(first.intake.arrival.body)
-        while len(batch) < self._max_batch and size < MAX_BATCH_BYTES:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-            size += len(item.intake.arrival.body)
-        return batch, False
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        if batch:
-            outcomes = self._outcomes(batch)
-            self._settle([(p.future, o) for p, o in zip(batch, outcomes, strict=True)])
-
-    def _settle(self, settled: Settled) -> None:
-        # One wake-up of the event loop for the whole batch. A closed loop means the process is
-        # shutting down and nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_settle_all, settled)
-
-    def _outcomes(self, batch: list[_Pending]) -> list[Receipt | BaseException]:
-        try:
-            intakes = [pending.intake for pending in batch]
-            receipts = self._transaction(lambda cursor: store_batch(cursor, self._sql, intakes))
-        except Exception as exc:
-            if is_unavailable(exc):
-                log.warning("database unavailable for %d deliveries: %s", len(batch), exc)
-                return [StorageUnavailable(UNAVAILABLE) for _ in batch]
-            if len(batch) > 1:
-                return [outcome for pending in batch for outcome in self._outcomes([pending])]
-            return [self._keep_orphaned(batch[0], exc)]
-        return list(receipts)
-
-    def _keep_orphaned(self, pending: _Pending, cause: Exception) -> Receipt | BaseException:
-        log.error("the database refused a delivery's jobs; keeping it raw", exc_info=cause)
-        reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
-        try:
-            return self._transaction(
-                lambda cursor: keep_raw(cursor, self._sql, pending.intake, Outcome.ORPHANED, reason)
-            )
-        except Exception as exc:
-            log.exception("delivery could not be stored at all")
-            return StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else exc
-
-    def _transaction(self, work: Callable[[Cursor], T]) -> T:
-        with self._engine.begin() as connection, self._watchdog.watching(connection):
-            cursor = Cursor(connection.connection.dbapi_connection)
-            try:
-                if self._sql.lock_writers is not None:
-                    cursor.run(self._sql.lock_writers, {})
-                return work(cursor)
-            finally:
-                cursor.close()
-
-
-class _Watchdog:
-    """Interrupts the connection of a transaction that outlives its deadline."""
-
-    def __init__(self, *, stall_after_s: float) -> None:
-        self._stall_after_s = stall_after_s
-        self._lock = threading.Lock()
-        self._watched: tuple[float, Any] | None = None
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stemhook-watchdog", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    @contextlib.contextmanager
-    def watching(self, connection: Connection) -> Iterator[None]:
-        with self._lock:
-            self._watched = (time.monotonic(), connection.connection.dbapi_connection)
-        try:
-            yield
+            await asyncio.to_thread(process.start)
         finally:
-            with self._lock:
-                self._watched = None
+            theirs.close()  # held only by the writer process: its end closes when it dies
+        self._process = process
+        _, self._link = await self._loop.create_unix_connection(
+            lambda: _Link(self._loop, self._settle, self._lost), sock=ours
+        )
+        log.info("writer process %s started", process.pid)
 
-    def _run(self) -> None:
-        while not self._stopped.wait(self._stall_after_s / 4):
-            stalled = self._take_stalled()
-            if stalled is not None:
-                log.error("write transaction stalled for %.1f s; interrupting", self._stall_after_s)
-                interrupt(stalled)
+    def _needs_restart(self) -> bool:
+        return (
+            not self._stopping
+            and (self._link is None or self._link.lost)
+            and (self._restarting is None or self._restarting.done())
+            and time.monotonic() - self._started_at >= _RESTART_AFTER_S
+        )
 
-    def _take_stalled(self) -> Any:
-        """The connection of a transaction past its deadline, once per stall period."""
-        with self._lock:
-            if self._watched is None:
-                return None
-            since, dbapi_connection = self._watched
-            now = time.monotonic()
-            if now - since <= self._stall_after_s:
-                return None
-            self._watched = (now, dbapi_connection)
-            return dbapi_connection
+    async def _restart(self) -> None:
+        if self._process is not None:
+            await _end(self._process, grace_s=0)
+        log.warning("starting a new writer process")
+        try:
+            await self._spawn()
+        except Exception:
+            log.exception("the writer process could not be started; trying again in a second")
+
+    def _settle(self, sequence: int, answer: Answer) -> None:
+        waiting = self._waiting.pop(sequence, None)
+        if waiting is None or waiting[1].done():  # answered 503 already
+            return
+        if isinstance(answer, BaseException):
+            waiting[1].set_exception(answer)
+        else:
+            waiting[1].set_result(answer)
+
+    def _lost(self, link: _Link) -> None:
+        if link is self._link and not self._stopping:
+            log.error("the writer process stopped; answering 503 until a new one runs")
+        self._fail_waiting()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for deadline, future in self._waiting.values():
+            if deadline > now:
+                break
+            if not future.done():
+                future.set_exception(StorageUnavailable(UNAVAILABLE))
+        oldest = next(iter(self._waiting.values()), None)
+        if oldest is not None and now > oldest[0] + self._stuck_after_s and self.alive:
+            log.error("the writer process left a submission unanswered; replacing it")
+            assert self._process is not None
+            self._process.kill()
+        if self._needs_restart():
+            self._restarting = self._loop.create_task(self._restart())
+        self._sweeper = self._loop.call_later(_SWEEP_EVERY_S, self._sweep)
+
+    def _fail_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for _, future in waiting.values():
+            if not future.done():
+                future.set_exception(StorageUnavailable(UNAVAILABLE))
+
+
+async def _end(process: BaseProcess, *, grace_s: float) -> None:
+    await asyncio.to_thread(process.join, grace_s)
+    if process.is_alive():
+        log.error("the writer process did not stop in time; killing it")
+        process.kill()
+        await asyncio.to_thread(process.join)
+
+
+class _Link(asyncio.Protocol):
+    """The socket to one writer process: submissions out, answers in."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settle: Callable[[int, Answer], None],
+        lost: Callable[[_Link], None],
+    ) -> None:
+        self._loop = loop
+        self._outgoing: list[bytes] = []
+        self._settle = settle
+        self._on_lost = lost
+        self._unframer = Unframer()
+        self._transport: asyncio.Transport | None = None
+        self.lost = False
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        for answers in self._unframer.feed(data):
+            for sequence, answer in answers:
+                self._settle(sequence, answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._on_lost(self)
+
+    def send(self, data: bytes) -> None:
+        # The submissions of one turn of the event loop go in one write: one system call and one
+        # wake-up of the writer process for all of them.
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        assert self._transport is not None
+        if self._outgoing:  # finish() may have flushed already
+            self._transport.write(b"".join(self._outgoing))
+            self._outgoing.clear()
+
+    def finish(self) -> None:
+        """No more submissions: the writer process answers what it has, then stops."""
+        assert self._transport is not None
+        if self._outgoing:
+            self._flush()
+        self._transport.write_eof()

@@ -1,9 +1,12 @@
-"""The writer on the real databases, fed intakes directly (arrival times chosen by the test)."""
+"""The writer (and its process) on the real databases, fed submissions directly (arrival times
+chosen by the test)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,9 +15,9 @@ from sqlalchemy import select, text
 from app import models
 from app.config import Settings
 from app.db import create_sync_engine
-from app.ingest.intake import Arrival, Intake, Outcome
+from app.errors import StorageUnavailable
+from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.writer import Writer
-from app.providers.registry import parse_callback
 from tests.api.payloads import ci_json
 
 pytestmark = pytest.mark.anyio
@@ -23,16 +26,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 async def writer(settings: Settings) -> AsyncIterator[Writer]:
-    engine = create_sync_engine(settings)
-    writer = Writer(engine, max_batch=16, timeout_s=settings.write_timeout_s)
-    writer.start()
+    writer = Writer(settings)
+    await writer.start()
     yield writer
     await writer.stop()
-    engine.dispose()
 
 
-def intake(body: bytes, received_at: datetime) -> Intake:
-    parsed = parse_callback(body)
+def intake(body: bytes, received_at: datetime) -> Submission:
     arrival = Arrival(
         received_at=received_at,
         endpoint="auto",
@@ -41,7 +41,7 @@ def intake(body: bytes, received_at: datetime) -> Intake:
         headers={},
         body=body,
     )
-    return Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs)
+    return Submission(arrival=arrival, expected=None)
 
 
 async def test_first_and_last_received_are_the_earliest_and_latest_arrival(
@@ -62,14 +62,76 @@ async def test_first_and_last_received_are_the_earliest_and_latest_arrival(
 
 
 async def test_a_stopped_writer_has_written_everything_queued(settings: Settings) -> None:
-    engine = create_sync_engine(settings)
-    writer = Writer(engine, max_batch=4, timeout_s=settings.write_timeout_s)
-    writer.start()
+    writer = Writer(settings.model_copy(update={"write_batch_max": 4}))
+    await writer.start()
     pending = [writer.write(intake(ci_json(f"j-q{n}", "Success"), T0)) for n in range(10)]
     receipts = await asyncio.gather(*pending)
     await writer.stop()
     assert not writer.alive
     assert len({receipt.delivery_id for receipt in receipts}) == 10
+    engine = create_sync_engine(settings)
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM job")) == 10
     engine.dispose()
+
+
+async def test_a_dead_writer_process_is_replaced_and_nothing_answered_is_lost(
+    writer: Writer, settings: Settings
+) -> None:
+    first = writer.process_id
+    assert first is not None
+    pending = [writer.write(intake(ci_json(f"j-kill{n}", "Success"), T0)) for n in range(20)]
+    await asyncio.sleep(0)  # the submissions are on their way
+    os.kill(first, signal.SIGKILL)
+    answers = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
+
+    assert all(isinstance(answer, Receipt | StorageUnavailable) for answer in answers)
+    await until(lambda: not writer.alive, within_s=5)
+    # Replaced by itself, with no submission needed to notice (readiness probes see it).
+    await until(lambda: writer.alive, within_s=5)
+    assert writer.process_id != first
+    after = await writer.write(intake(ci_json("j-after", "Success"), T0))
+    assert after.outcome is Outcome.ACCEPTED
+    acknowledged = {answer.jobs[0].job_id for answer in answers if isinstance(answer, Receipt)}
+    engine = create_sync_engine(settings)
+    with engine.connect() as connection:
+        stored = set(connection.scalars(select(models.Job.job_id)))
+    engine.dispose()
+    assert acknowledged | {"j-after"} <= stored
+
+
+async def test_submissions_are_answered_503_at_once_while_no_writer_process_runs(
+    writer: Writer,
+) -> None:
+    first = writer.process_id
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: not writer.alive, within_s=5)
+
+    with pytest.raises(StorageUnavailable):
+        await asyncio.wait_for(writer.write(intake(ci_json("j-soon", "Success"), T0)), 0.5)
+
+
+async def until(condition: Callable[[], bool], *, within_s: float) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_writer_process_that_stops_answering_is_replaced(settings: Settings) -> None:
+    writer = Writer(settings.model_copy(update={"write_timeout_s": 0.5}))
+    await writer.start()
+    try:
+        stuck = writer.process_id
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+
+        with pytest.raises(StorageUnavailable):
+            await writer.write(intake(ci_json("j-stuck", "Success"), T0))
+        # Unanswered 2 x timeout + 2 s past its deadline: killed and replaced.
+        await until(lambda: writer.alive and writer.process_id != stuck, within_s=10)
+        after = await writer.write(intake(ci_json("j-unstuck", "Success"), T0))
+    finally:
+        await writer.stop()
+
+    assert after.outcome is Outcome.ACCEPTED

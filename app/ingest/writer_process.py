@@ -1,0 +1,107 @@
+"""The writer process: takes submissions off its socket, commits them in groups, answers each.
+
+Started by the web process (app/ingest/writer.py) with one end of a socket pair. Parsing and
+storing run here, on an interpreter lock of their own: in the web process they competed with
+the HTTP work for one lock, and the two ran one after the other instead of side by side
+(bench/ingest, BENCHMARKS.md).
+
+A submission whose sender has stopped waiting (its deadline passed: it was answered 503) is
+dropped before its batch begins, and answered as unavailable all the same: every submission gets
+exactly one answer, which is how the web process tells a slow writer process from a stuck one.
+The process stops when the web process closes its end (what arrived before is committed and
+answered first), or when it is terminated.
+"""
+
+from __future__ import annotations
+
+import logging.config
+import signal
+import socket
+import time
+from collections import deque
+
+from app.config import Settings
+from app.db import create_sync_engine
+from app.errors import StorageUnavailable
+from app.ingest.committer import UNAVAILABLE, Answer, Committer
+from app.ingest.frames import Unframer, frame
+from app.ingest.intake import Submission
+from app.logs import json_lines, log_config
+
+# (sequence number, monotonic deadline, submission): CLOCK_MONOTONIC is one clock for every
+# process on the machine.
+Request = tuple[int, float, Submission]
+
+# One transaction holds its bodies in memory until it commits.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+_READ_BYTES = 256 * 1024
+
+
+def serve(channel: socket.socket, settings: Settings) -> None:
+    # Ctrl-C reaches the whole process group: the web process decides when this one stops (it
+    # closes the socket once its requests are answered). SIGTERM still ends it at once: what
+    # it was writing is not acknowledged, and the senders retry.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
+    engine = create_sync_engine(settings)
+    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
+    committer = Committer(engine, suno_key=key, timeout_s=settings.write_timeout_s)
+    inbox = _Inbox(channel, max_batch=settings.write_batch_max)
+    try:
+        while batch := inbox.take():
+            now = time.monotonic()
+            live = [(sequence, sub) for sequence, deadline, sub in batch if deadline > now]
+            answers: list[tuple[int, Answer]] = [
+                (sequence, StorageUnavailable(UNAVAILABLE))
+                for sequence, deadline, _ in batch
+                if deadline <= now
+            ]
+            if live:
+                stored = committer.commit([submission for _, submission in live])
+                answers += zip([sequence for sequence, _ in live], stored, strict=True)
+            channel.sendall(frame(answers))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the web process is gone: nobody is waiting for these answers
+    finally:
+        committer.close()
+        engine.dispose()
+        channel.close()
+
+
+class _Inbox:
+    def __init__(self, channel: socket.socket, *, max_batch: int) -> None:
+        self._channel = channel
+        self._max_batch = max_batch
+        self._unframer = Unframer()
+        self._waiting: deque[Request] = deque()
+        self._closed = False
+
+    def take(self) -> list[Request]:
+        """Every request waiting, up to a batch; blocks for the first. Empty once closed."""
+        while not self._waiting and not self._closed:
+            self._receive(0)
+        self._receive_available()
+        batch: list[Request] = []
+        size = 0
+        while self._waiting and len(batch) < self._max_batch and size < MAX_BATCH_BYTES:
+            request = self._waiting.popleft()
+            batch.append(request)
+            size += len(request[2].arrival.body)
+        return batch
+
+    def _receive_available(self) -> None:
+        try:
+            while not self._closed and len(self._waiting) < self._max_batch:
+                self._receive(socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+
+    def _receive(self, flags: int) -> None:
+        try:
+            data = self._channel.recv(_READ_BYTES, flags)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self._closed = True
+            return
+        self._waiting.extend(self._unframer.feed(data))

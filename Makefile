@@ -40,8 +40,15 @@ bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
 
 # Ingest throughput/latency beside the references, parser cost, growth, profile: BENCHMARKS.md.
+# wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.
+WRK := $(firstword $(shell command -v wrk))
+
 .PHONY: bench
 bench: $(STAMP)
+ifeq ($(WRK),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+endif
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest --profile
 
 clean:

@@ -174,7 +174,7 @@ Durability: SQLite runs with `STEMHOOK_SQLITE_SYNCHRONOUS=FULL` (the default, se
 the WAL is synced before a commit returns, and stemhook answers 200 only after its commit, so
 every acknowledged delivery survives a power cut, not only a crash. NORMAL would sync only at
 checkpoints: faster, but a power cut could lose deliveries already acknowledged, which the
-providers would never send again. stemhook's writer thread commits whatever arrived together
+providers would never send again. stemhook's writer process commits whatever arrived together
 in one transaction (group commit): one sync per batch, not per request. The SQLite files lie
 on {o.facts.scratch_filesystem}; one 4 KB append + fdatasync there takes
 {o.facts.fdatasync_us:.0f} µs (median of 200). PostgreSQL runs with

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.ingest import lua, wrk
 from bench.ingest.databases import Backend, Mark, Scratch, Stored, copy_of, fresh
 from bench.ingest.payloads import Family
-from bench.ingest.profile import Profile, record, render, summarize, thread_cpu_s
+from bench.ingest.profile import Profile, group_cpu_s, record, render, summarize
 from bench.ingest.servers import (
     Server,
     free_port,
@@ -197,8 +197,9 @@ class Bench:
             scratch.drop()
 
     def profiled(self, family: Family) -> None:
-        """py-spy on one stemhook process (1 worker, first backend) under saturating load:
-        a wall-clock recording, then one of GIL-holding samples, under the same wrk run."""
+        """py-spy on one stemhook worker and its writer process (1 worker, first backend) under
+        saturating load: a wall-clock recording, then one of GIL-holding samples, under the same
+        wrk run."""
         backend = self.plan.backends[0]
         scratch = fresh(
             backend,
@@ -214,14 +215,15 @@ class Bench:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 load = pool.submit(wrk.run, invocation)
                 time.sleep(2)  # past the start: imports warmed, writer busy
-                pid, before, started = hook.server.pid, thread_cpu_s(hook.server.pid), time.time()
+                # The server leads its own process group (start_new_session): all of stemhook.
+                pid, before, started = hook.server.pid, group_cpu_s(hook.server.pid), time.time()
                 record(pid, seconds=seconds, output=wall, gil=False)
-                took, after = time.time() - started, thread_cpu_s(pid)
+                took, after = time.time() - started, group_cpu_s(pid)
                 record(pid, seconds=seconds, output=gil, gil=True)
                 rate = self._acknowledged(hook, load.result()).rate
         scratch.drop()
-        cpu = {tid: (used - before.get(tid, 0.0)) / took for tid, used in after.items()}
-        self.profile = summarize(wall, gil, cpu=cpu, rate=rate)
+        cpu = {pid: (used - before.get(pid, 0.0)) / took for pid, used in after.items()}
+        self.profile = summarize(wall, gil, web_pid=pid, cpu=cpu, rate=rate)
         self.log(f"profile of {family.provider} on {backend} ({wall}):\n{render(self.profile)}")
 
     # --- measuring ------------------------------------------------------------------------

@@ -140,33 +140,33 @@ and fills this section._
 """
     parts = [
         "## Where the time goes\n",
-        f"py-spy on the stemhook process (1 worker, {o.plan.backends[0].label}) under"
-        f" saturating {o.profile_family.provider} load (`--profile {o.profile_family.provider}`):"
-        f" {o.plan.profile_s} s of wall-clock samples of every thread, idle ones included, then"
-        f" {o.plan.profile_s} s of only the samples holding the GIL; 100 Hz, by function."
-        " Shares are of the thread's wall samples. Idle: on the main thread a `Runner.run` leaf"
-        " (no Python running: uvloop waiting for I/O or in its own C code), on the writer"
-        " `_take_batch` (waiting for work). In the endpoint: below FastAPI's"
-        " `run_endpoint_function`; around it: the rest of the busy time (uvicorn's protocol, the"
-        " middleware stack, stemhook's own included, routing, the answer). Inclusive frames:"
-        " stemhook's own functions and the library functions they call directly. Leaf: the"
-        " innermost Python frame; where the writer's leaf is a statement or a commit, wall time"
-        " not holding the GIL is SQLite's or PostgreSQL's own work, the fsync, or a wait for the"
-        " GIL to come back.\n",
+        f"py-spy on stemhook (1 worker: its web process and its writer process,"
+        f" {o.plan.backends[0].label}) under saturating {o.profile_family.provider} load"
+        f" (`--profile {o.profile_family.provider}`): {o.plan.profile_s} s of wall-clock samples,"
+        f" idle ones included, then {o.plan.profile_s} s of only the samples holding their"
+        " process's GIL; 100 Hz, by function, each process's main thread. Shares are of that"
+        " thread's wall samples. Idle: in the web process a `Runner.run` leaf (no Python"
+        " running: uvloop waiting for I/O or in its own C code), in the writer process"
+        " `_Inbox._receive` (waiting for submissions). In the endpoint: below the callback"
+        " endpoint `receive`; around it: the rest of the busy time (uvicorn's protocol, the"
+        " middleware stack, routing, the answer). Inclusive frames: stemhook's own functions and"
+        " the library functions they call directly. Leaf: the innermost Python frame; where the"
+        " writer's leaf is a statement or a commit, wall time not holding the GIL is SQLite's or"
+        " PostgreSQL's own work or the fsync.\n",
     ]
     p = o.profile
     parts.append(
-        f"CPU, read from /proc during the wall recording: the process used {p.process_cpu:.0%}"
-        f" of a core at {p.rate:,.0f} req/s, {p.cpu_us_per_request(p.process_cpu):.0f} µs per"
-        " request; "
+        f"CPU, read from /proc during the wall recording: stemhook's processes used"
+        f" {p.total_cpu:.0%} of a core at {p.rate:,.0f} req/s,"
+        f" {p.cpu_us_per_request(p.total_cpu):.0f} µs per request; "
         + ", ".join(
-            f"{t.thread} {t.cpu:.0%} ({p.cpu_us_per_request(t.cpu):.0f} µs per request)"
-            for t in p.threads
+            f"the {t.process} {t.cpu:.0%} ({p.cpu_us_per_request(t.cpu):.0f} µs per request)"
+            for t in p.processes
         )
         + ".\n"
     )
-    for profile in p.threads:
-        parts.append(f"**{profile.thread}** ({profile.samples} samples): {breakdown(profile)}\n")
+    for profile in p.processes:
+        parts.append(f"**{profile.process}** ({profile.samples} samples): {breakdown(profile)}\n")
         parts.append("| inclusive | frame | | leaf: wall | GIL | frame |")
         parts.append("|---|---|---|---|---|---|")
         for i in range(max(len(profile.inclusive), len(profile.leaves))):

@@ -77,13 +77,22 @@ class _Inbox:
         self._closed = False
 
     def take(self) -> list[Request]:
-        """Every request waiting, up to a batch; blocks for the first. Empty once closed."""
+        """Half of the requests waiting (at least one, at most a batch); blocks for the first.
+        Empty once closed.
+
+        Not all of them: the web process would then have nothing to do until they were committed,
+        and this process nothing while the web process answered them and read the next requests;
+        the two took turns, each busy 0.6 of the time under load. With half, the first half's
+        answers go out while the second half is committed (Media Lab ingest x1.08-1.32, five
+        paired runs).
+        """
         while not self._waiting and not self._closed:
             self._receive(0)
         self._receive_available()
         batch: list[Request] = []
         size = 0
-        while self._waiting and len(batch) < self._max_batch and size < MAX_BATCH_BYTES:
+        limit = min(self._max_batch, (len(self._waiting) + 1) // 2)
+        while self._waiting and len(batch) < limit and size < MAX_BATCH_BYTES:
             request = self._waiting.popleft()
             batch.append(request)
             size += len(request[2].arrival.body)

@@ -135,7 +135,6 @@ def _plan(args: argparse.Namespace) -> Plan:
         duration_s=args.duration or (2.0 if quick else 5.0),
         warmup_s=1.0,
         connections=args.connections,
-        paced_connections=8,
         growth_families=() if args.no_growth else growth_families,
         growth_jobs=args.growth_jobs,
         parsers=not args.no_parsers,

@@ -48,7 +48,6 @@ class Plan:
     duration_s: float
     warmup_s: float
     connections: int
-    paced_connections: int
     growth_families: tuple[Family, ...]  # empty: no growth phase
     growth_jobs: int
     parsers: bool
@@ -259,12 +258,16 @@ class Bench:
             == ("ingest", target.name, target.backend, family.provider, workers)
         ]
         rate = HALF * statistics.median(rates)
+        # Half the rate from as many senders as saturated it. With fewer (8 until 2026-11-21),
+        # each connection's next request waited for its previous answer, and one answer slower
+        # than a connection's interval set its timetable back: a yardstick of the harness, not of
+        # the server (PostgreSQL at half rate: p99 0.4-0.5 s with 8, 32-45 ms with 32).
         invocation = wrk.paced(
             target.server.url,
             target.path,
             self.scripts[family.provider, lua.Mode.PACED],
             duration_s=self.plan.duration_s,
-            connections=self.plan.paced_connections,
+            connections=self.plan.connections,
             rate=rate,
         )
         load = self._acknowledged(target, wrk.run(invocation))

@@ -67,11 +67,11 @@ def half_rate(o: Outcome) -> str:
     return f"""## Latency at half the maximum rate
 
 wrk 4 has no fixed-rate mode (that is wrk2, not installed), so the paced phase is wrk with a
-Lua timetable: {o.plan.paced_connections} connections, each its own wrk thread, each sending
-its requests at fixed intervals through `delay()`; together they ask for {HALF:g} × the
-median saturated rate of that cell, for {o.plan.duration_s:g} s. Latency is counted from when a
-request was due, not from when it left, so a server that falls behind shows it (no
-coordinated omission, as in wrk2). Target: p99 under {TARGET_P99_MS:g} ms.
+Lua timetable: {o.plan.connections} connections (as many as saturating), each its own wrk
+thread, each sending its requests at fixed intervals through `delay()`; together they ask
+for {HALF:g} × the median saturated rate of that cell, for {o.plan.duration_s:g} s. Latency is
+counted from when a request was due, not from when it left, so a server that falls behind
+shows it (no coordinated omission, as in wrk2). Target: p99 under {TARGET_P99_MS:g} ms.
 
 | workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |
 |---|---|---|---|---|---|---|---|---|

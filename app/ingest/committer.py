@@ -1,6 +1,6 @@
 """Commits submissions in groups, in the writer process: the one owner of write transactions.
 
-The writer process (app/ingest/writer_process.py) hands over every submission that is waiting;
+The writer process (app/ingest/writer_process.py) hands over half of the submissions waiting;
 they are admitted (parsed), stored in one transaction and committed once, and only then is each
 answered. Under load many deliveries share one commit (and one fsync on SQLite), so durability
 does not cost a commit per request; when idle a batch is one delivery and nothing waits.

@@ -90,7 +90,8 @@ def paced(
 ) -> Invocation:
     per_connection = f"{rate / connections:.3f}"
     args = (run_prefix(), path, per_connection, str(connections))
-    # One connection per thread: each thread's answers then belong to its own last request.
+    # One connection per thread: each thread's answers then belong to its own last request. At
+    # half the rate the threads sleep between requests; the second core stays the servers'.
     return Invocation(base_url, script, duration_s, connections, connections, args)
 
 

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pytest
+
+from app.ingest import writer_process
 from app.ingest.frames import frame
 from app.ingest.intake import Arrival, Submission
-from app.ingest.writer_process import _Inbox
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@contextmanager
+def inbox_with(count: int, *, max_batch: int, closed: bool) -> Iterator[writer_process._Inbox]:
+    """An inbox whose web process has sent `count` submissions (and closed its end, or not)."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        body = b"".join(frame((n, 0.0, submission(n))) for n in range(count))
+        ours.sendall(body)
+        if closed:
+            ours.shutdown(socket.SHUT_WR)
+        yield writer_process._Inbox(theirs, max_batch=max_batch)
 
 
 def submission(number: int) -> Submission:
@@ -17,25 +33,31 @@ def submission(number: int) -> Submission:
     return Submission(Arrival(T0, "auto", None, None, {}, body), expected=None)
 
 
-def test_a_batch_is_half_of_what_waits_and_nothing_is_skipped() -> None:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        inbox = _Inbox(theirs, max_batch=256)
-        ours.sendall(b"".join(frame((n, 0.0, submission(n))) for n in range(10)))
-        ours.shutdown(socket.SHUT_WR)
+def sequences(batch: list[tuple[int, float, Submission]]) -> list[int]:
+    return [sequence for sequence, _, _ in batch]
 
+
+def test_a_batch_is_half_of_what_waits_in_order() -> None:
+    with inbox_with(10, max_batch=256, closed=False) as inbox:
+        batches = [sequences(inbox.take()) for _ in range(4)]
+
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7], [8], [9]]
+
+
+def test_a_backlog_still_commits_full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches are read ahead, so half of them is a whole one (reads smaller than a
+    submission, so that reading stops where the inbox decides, not where a read ends)."""
+    monkeypatch.setattr(writer_process, "_READ_BYTES", 64)
+    with inbox_with(40, max_batch=8, closed=False) as inbox:
+        sizes = [len(inbox.take()) for _ in range(4)]
+
+    assert sizes == [8, 8, 8, 8]
+
+
+def test_once_the_web_process_has_closed_its_end_the_rest_goes_at_once() -> None:
+    with inbox_with(10, max_batch=4, closed=True) as inbox:
         batches = []
         while batch := inbox.take():
-            batches.append([sequence for sequence, _, _ in batch])
+            batches.append(sequences(batch))
 
-    assert [len(batch) for batch in batches] == [5, 3, 1, 1]
-    assert [n for batch in batches for n in batch] == list(range(10))
-
-
-def test_a_batch_is_never_more_than_the_maximum() -> None:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        inbox = _Inbox(theirs, max_batch=2)
-        ours.sendall(b"".join(frame((n, 0.0, submission(n))) for n in range(10)))
-
-        assert len(inbox.take()) == 2
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

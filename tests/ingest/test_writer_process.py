@@ -1,4 +1,4 @@
-"""How the writer process takes its batches off the socket (no database needed)."""
+"""The writer process: how it takes its batches off the socket (no database needed)."""
 
 from __future__ import annotations
 

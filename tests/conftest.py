@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import hypothesis
 import psycopg
 import pytest
 from asgi_lifespan import LifespanManager
@@ -37,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
         name for name in os.environ if name.startswith("STEMHOOK_") and "TEST" not in name
     ]:
         del os.environ[name]
+    # In CI a red run stops a landing, so property tests (and schemathesis) try the same examples
+    # every time, with no per-example time limit on a loaded machine; developers' runs explore.
+    hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    if os.environ.get("CI") == "true":
+        hypothesis.settings.load_profile("ci")
 
 
 @pytest.fixture

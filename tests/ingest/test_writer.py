@@ -80,11 +80,16 @@ async def test_a_dead_writer_process_is_replaced_and_nothing_answered_is_lost(
 ) -> None:
     first = writer.process_id
     assert first is not None
-    pending = [writer.write(intake(ci_json(f"j-kill{n}", "Success"), T0)) for n in range(20)]
-    await asyncio.sleep(0)  # the submissions are on their way
+    pending = [
+        asyncio.create_task(writer.write(intake(ci_json(f"j-kill{n}", "Success"), T0)))
+        for n in range(200)
+    ]
+    # Killed once it has committed some: the rest are being written or still waiting.
+    committed, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     os.kill(first, signal.SIGKILL)
     answers = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
 
+    assert all(isinstance(task.result(), Receipt) for task in committed)
     assert all(isinstance(answer, Receipt | StorageUnavailable) for answer in answers)
     await until(lambda: not writer.alive, within_s=5)
     # Replaced by itself, with no submission needed to notice (readiness probes see it).

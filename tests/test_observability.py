@@ -53,27 +53,39 @@ async def test_metrics_count_deliveries_jobs_latency_and_sizes(backend: Backend)
     assert counted[("stemhook_body_bytes_count", ())] == 4
 
 
+def worker_of(answer: httpx.Response) -> str:
+    """Which worker answered: a made-up request id starts with its process's own prefix."""
+    return answer.headers["x-request-id"].split("-")[0]
+
+
 async def test_metrics_of_several_workers_add_up(backend: Backend, tmp_path: Path) -> None:
     env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    accepted = ("stemhook_deliveries_total", (("outcome", "accepted"), ("provider", "suno")))
+    posted_by: set[str] = set()
+    posted = 0
+    totals: dict[str, float] = {}
     with running_server(env, tmp_path, workers=2) as url:
-        async with httpx.AsyncClient(timeout=30) as http:
-            await asyncio.gather(
-                *(http.post(f"{url}/callbacks", content=suno_json(f"t-w{n}")) for n in range(40))
-            )
-            # New connections, so that the scrapes land on both workers.
-            totals = set()
-            for _ in range(8):
-                async with httpx.AsyncClient(timeout=30) as fresh:
-                    counted = samples((await fresh.get(f"{url}/metrics")).text)
-                totals.add(
-                    counted[
-                        (
-                            "stemhook_deliveries_total",
-                            (("outcome", "accepted"), ("provider", "suno")),
-                        )
-                    ]
+        # New connections until both workers have taken callbacks, then until both have been
+        # scraped: the kernel decides which worker accepts a connection.
+        while len(posted_by) < 2 and posted < 400:
+            async with httpx.AsyncClient(timeout=30) as fresh:
+                answers = await asyncio.gather(
+                    *(
+                        fresh.post(f"{url}/callbacks", content=suno_json(f"t-w{posted + n}"))
+                        for n in range(20)
+                    )
                 )
-    assert totals == {40}
+            posted += len(answers)
+            posted_by |= {worker_of(answer) for answer in answers}
+        for _ in range(40):
+            async with httpx.AsyncClient(timeout=30) as fresh:
+                scrape = await fresh.get(f"{url}/metrics")
+            totals[worker_of(scrape)] = samples(scrape.text)[accepted]
+            if len(totals) == 2:
+                break
+
+    assert len(posted_by) == 2
+    assert totals == dict.fromkeys(posted_by, posted)
 
 
 async def test_one_json_line_per_request_without_secrets(backend: Backend, tmp_path: Path) -> None:

@@ -82,20 +82,25 @@ def test_a_callback_is_recorded_with_the_address_nginx_saw_not_the_one_claimed(
 def test_the_access_log_keeps_the_path_but_not_the_token(
     proxy: str, proxy_log: Path, sender: httpx.Client
 ) -> None:
+    line = f'"POST {ROOT_PATH}/callbacks/tencent-media-lab HTTP/1.1" 200'
+    before = len(lines_with(proxy_log, line))
     assert post_callback(sender, proxy, "logged").status_code == 200
 
-    line = f'"POST {ROOT_PATH}/callbacks/tencent-media-lab HTTP/1.1" 200'
-    logged = logged_lines(proxy_log, line)
+    logged = new_lines_with(proxy_log, line, after=before)
     assert logged[-1].startswith(f"{CLIENT_ADDR} ")
     assert all(CALLBACK_TOKEN not in line for line in proxy_log.read_text().splitlines())
 
 
-def logged_lines(log: Path, containing: str, *, within_s: float = 5) -> list[str]:
-    """The log's lines containing the text, once there is one: nginx logs a request just after
-    it has answered it."""
+def lines_with(log: Path, text: str) -> list[str]:
+    return [line for line in log.read_text().splitlines() if text in line]
+
+
+def new_lines_with(log: Path, text: str, *, after: int, within_s: float = 5) -> list[str]:
+    """The lines containing the text past the first `after`, once there is one: nginx logs a
+    request just after it has answered it, and other tests' requests share the log."""
     deadline = time.monotonic() + within_s
-    while not (found := [line for line in log.read_text().splitlines() if containing in line]):
-        assert time.monotonic() < deadline, f"no {containing!r} in {log}"
+    while not (found := lines_with(log, text)[after:]):
+        assert time.monotonic() < deadline, f"no new {text!r} in {log}"
         time.sleep(0.05)
     return found
 

@@ -51,12 +51,15 @@ def anyio_backend() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked postgres_only are not generated for SQLite at all (not even as skips)."""
+    """Tests marked postgres_only (sqlite_only) are not generated for the other backend at all
+    (not even as skips)."""
+    only = {"sqlite": "postgres_only", "postgresql": "sqlite_only"}
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_sqlite = callspec is not None and callspec.params.get("backend") == "sqlite"
-        (dropped if on_sqlite and item.get_closest_marker("postgres_only") else kept).append(item)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        excluded = backend in only and item.get_closest_marker(only[backend]) is not None
+        (dropped if excluded else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

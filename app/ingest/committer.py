@@ -1,7 +1,8 @@
 """Commits submissions in groups, in the writer process: the one owner of write transactions.
 
-The writer process (app/ingest/writer_process.py) hands over half of the submissions waiting;
-they are admitted (parsed), stored in one transaction and committed once, and only then is each
+The writer process (app/ingest/writer_process.py) takes its turn among the writers of other
+workers (turn()), then hands over half of the submissions waiting (all, if it had to wait); they
+are admitted (parsed), stored in one transaction and committed once, and only then is each
 answered. Under load many deliveries share one commit (and one fsync on SQLite), so durability
 does not cost a commit per request; when idle a batch is one delivery and nothing waits.
 
@@ -36,6 +37,7 @@ from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Outcome, Receipt, Submission
 from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import keep_raw, store_batch
+from app.ingest.turns import writer_turns
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,11 +51,19 @@ class Committer:
         self._engine = engine
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
+        self._turns = writer_turns(engine, timeout_s=timeout_s)
         self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
         self._watchdog.start()
 
     def close(self) -> None:
         self._watchdog.stop()
+        self._turns.close()
+
+    def turn(self) -> contextlib.AbstractContextManager[bool]:
+        """This writer's turn at the database among the writer processes of other workers (on
+        SQLite; app/ingest/turns.py). Taken before the batch is chosen, so that what arrives
+        while another writer commits joins the batch rather than waiting for the next one."""
+        return self._turns.taken()
 
     def commit(self, submissions: list[Submission]) -> list[Answer]:
         """Each submission's answer, in order, once everything storable is committed."""

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
+from app.ingest.turns import writer_turns
 from app.ingest.writer import Writer
 from tests.api.payloads import ci_json
 
@@ -140,3 +141,24 @@ async def test_a_writer_process_that_stops_answering_is_replaced(settings: Setti
         await writer.stop()
 
     assert after.outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.sqlite_only  # PostgreSQL writers take turns on an advisory lock in the transaction
+async def test_a_writer_whose_turn_does_not_come_answers_503_and_carries_on(
+    settings: Settings,
+) -> None:
+    quick = settings.model_copy(update={"write_timeout_s": 0.5})
+    writer = Writer(quick)
+    await writer.start()
+    other_worker = writer_turns(create_sync_engine(quick), timeout_s=1)
+    try:
+        before = writer.process_id
+        with other_worker.taken():
+            with pytest.raises(StorageUnavailable):
+                await writer.write(intake(ci_json("j-no-turn", "Success"), T0))
+            await asyncio.sleep(1)  # the writer process gives up waiting meanwhile
+        after = await writer.write(intake(ci_json("j-turn", "Success"), T0))
+        assert (writer.process_id, after.outcome) == (before, Outcome.ACCEPTED)
+    finally:
+        other_worker.close()
+        await writer.stop()

@@ -44,6 +44,14 @@ def test_a_batch_is_half_of_what_waits_in_order() -> None:
     assert batches == [[0, 1, 2, 3, 4], [5, 6, 7], [8], [9]]
 
 
+def test_a_writer_that_waited_for_its_turn_takes_everything_waiting() -> None:
+    """What arrived while another worker's writer committed has waited long enough."""
+    with inbox_with(10, max_batch=8, closed=False) as inbox:
+        batches = [sequences(inbox.take(everything=True)) for _ in range(2)]
+
+    assert batches == [list(range(8)), [8, 9]]
+
+
 def test_a_backlog_still_commits_full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two batches are read ahead, so half of them is a whole one (reads smaller than a
     submission, so that reading stops where the inbox decides, not where a read ends)."""

@@ -32,7 +32,6 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
-from app.errors import StorageUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -204,8 +203,6 @@ def is_unavailable(exc: BaseException) -> bool:
 
     Takes SQLAlchemy's wrapped errors and the drivers' own (the writer runs on raw cursors).
     """
-    if isinstance(exc, StorageUnavailable):
-        return True
     original: BaseException | None = exc
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

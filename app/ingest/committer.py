@@ -37,7 +37,7 @@ from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Outcome, Receipt, Submission
 from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import keep_raw, store_batch
-from app.ingest.turns import writer_turns
+from app.ingest.turns import Turn, writer_turns
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class Committer:
         self._engine = engine
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
-        self._turns = writer_turns(engine, timeout_s=timeout_s)
+        self._turns = writer_turns(engine)
         self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
         self._watchdog.start()
 
@@ -59,11 +59,11 @@ class Committer:
         self._watchdog.stop()
         self._turns.close()
 
-    def turn(self) -> contextlib.AbstractContextManager[bool]:
+    def turn(self, *, until: float) -> contextlib.AbstractContextManager[Turn]:
         """This writer's turn at the database among the writer processes of other workers (on
         SQLite; app/ingest/turns.py). Taken before the batch is chosen, so that what arrives
         while another writer commits joins the batch rather than waiting for the next one."""
-        return self._turns.taken()
+        return self._turns.taken(until=until)
 
     def commit(self, submissions: list[Submission]) -> list[Answer]:
         """Each submission's answer, in order, once everything storable is committed."""

@@ -26,6 +26,7 @@ from app.errors import StorageUnavailable
 from app.ingest.committer import UNAVAILABLE, Answer, Committer
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Submission
+from app.ingest.turns import Turn
 from app.logs import json_lines, log_config
 
 # (sequence number, monotonic deadline, submission): CLOCK_MONOTONIC is one clock for every
@@ -49,11 +50,11 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     inbox = _Inbox(channel, max_batch=settings.write_batch_max)
     try:
         while inbox.wait():
-            try:
-                with committer.turn() as waited:
-                    answers = _answers(committer, inbox.take(everything=waited))
-            except StorageUnavailable as exc:  # another writer kept the database all along
-                answers = [(sequence, exc) for sequence, _, _ in inbox.take()]
+            with committer.turn(until=inbox.oldest_deadline()) as turn:
+                if turn is Turn.MISSED:  # another worker's writer kept the database meanwhile
+                    answers = _unavailable(inbox.take_expired(time.monotonic()))
+                else:
+                    answers = _answers(committer, inbox.take(everything=turn is Turn.WAITED))
             channel.sendall(frame(answers))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the web process is gone: nobody is waiting for these answers
@@ -66,15 +67,15 @@ def serve(channel: socket.socket, settings: Settings) -> None:
 def _answers(committer: Committer, batch: list[Request]) -> list[tuple[int, Answer]]:
     now = time.monotonic()
     live = [(sequence, sub) for sequence, deadline, sub in batch if deadline > now]
-    answers: list[tuple[int, Answer]] = [
-        (sequence, StorageUnavailable(UNAVAILABLE))
-        for sequence, deadline, _ in batch
-        if deadline <= now
-    ]
+    answers = _unavailable([request for request in batch if request[1] <= now])
     if live:
         stored = committer.commit([submission for _, submission in live])
         answers += zip([sequence for sequence, _ in live], stored, strict=True)
     return answers
+
+
+def _unavailable(requests: list[Request]) -> list[tuple[int, Answer]]:
+    return [(sequence, StorageUnavailable(UNAVAILABLE)) for sequence, _, _ in requests]
 
 
 class _Inbox:
@@ -91,6 +92,16 @@ class _Inbox:
         while not self._waiting and not self._closed:
             self._receive(0)
         return bool(self._waiting)
+
+    def oldest_deadline(self) -> float:
+        return self._waiting[0][1]
+
+    def take_expired(self, now: float) -> list[Request]:
+        """The requests whose senders have stopped waiting (the oldest come first)."""
+        expired = []
+        while self._waiting and self._waiting[0][1] <= now:
+            expired.append(self._waiting.popleft())
+        return expired
 
     def take(self, *, everything: bool = False) -> list[Request]:
         """Half of the requests waiting (at least one, at most a batch); blocks for the first.

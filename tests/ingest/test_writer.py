@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -150,10 +151,10 @@ async def test_a_writer_whose_turn_does_not_come_answers_503_and_carries_on(
     quick = settings.model_copy(update={"write_timeout_s": 0.5})
     writer = Writer(quick)
     await writer.start()
-    other_worker = writer_turns(create_sync_engine(quick), timeout_s=1)
+    other_worker = writer_turns(create_sync_engine(quick))
     try:
         before = writer.process_id
-        with other_worker.taken():
+        with other_worker.taken(until=time.monotonic() + 60):
             with pytest.raises(StorageUnavailable):
                 await writer.write(intake(ci_json("j-no-turn", "Success"), T0))
             await asyncio.sleep(1)  # the writer process gives up waiting meanwhile

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -17,11 +17,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @contextmanager
-def inbox_with(count: int, *, max_batch: int, closed: bool) -> Iterator[writer_process._Inbox]:
+def inbox_with(
+    count: int, *, max_batch: int, closed: bool, deadline: Callable[[int], float] = lambda _: 0.0
+) -> Iterator[writer_process._Inbox]:
     """An inbox whose web process has sent `count` submissions (and closed its end, or not)."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        body = b"".join(frame((n, 0.0, submission(n))) for n in range(count))
+        body = b"".join(frame((n, deadline(n), submission(n))) for n in range(count))
         ours.sendall(body)
         if closed:
             ours.shutdown(socket.SHUT_WR)
@@ -50,6 +52,14 @@ def test_a_writer_that_waited_for_its_turn_takes_everything_waiting() -> None:
         batches = [sequences(inbox.take(everything=True)) for _ in range(2)]
 
     assert batches == [list(range(8)), [8, 9]]
+
+
+def test_when_a_turn_is_missed_the_requests_no_longer_awaited_are_taken_oldest_first() -> None:
+    with inbox_with(6, max_batch=8, closed=False, deadline=lambda n: 10.0 * n) as inbox:
+        assert inbox.wait()
+        assert inbox.oldest_deadline() == 0.0
+        expired = sequences(inbox.take_expired(20.0))
+        assert (expired, inbox.oldest_deadline()) == ([0, 1, 2], 30.0)
 
 
 def test_a_backlog_still_commits_full_batches(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,10 +51,9 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     try:
         while inbox.wait():
             with committer.turn(until=inbox.oldest_deadline()) as turn:
-                if turn is Turn.MISSED:  # another worker's writer kept the database meanwhile
-                    answers = _unavailable(inbox.take_expired(time.monotonic()))
-                else:
-                    answers = _answers(committer, inbox.take(everything=turn is Turn.WAITED))
+                answers = _unavailable(inbox.take_expired(time.monotonic()))
+                if turn is not Turn.MISSED:  # missed: another worker's writer kept the database
+                    answers += _stored(committer, inbox.take(everything=turn is Turn.WAITED))
             channel.sendall(frame(answers))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the web process is gone: nobody is waiting for these answers
@@ -64,14 +63,11 @@ def serve(channel: socket.socket, settings: Settings) -> None:
         channel.close()
 
 
-def _answers(committer: Committer, batch: list[Request]) -> list[tuple[int, Answer]]:
-    now = time.monotonic()
-    live = [(sequence, sub) for sequence, deadline, sub in batch if deadline > now]
-    answers = _unavailable([request for request in batch if request[1] <= now])
-    if live:
-        stored = committer.commit([submission for _, submission in live])
-        answers += zip([sequence for sequence, _ in live], stored, strict=True)
-    return answers
+def _stored(committer: Committer, batch: list[Request]) -> list[tuple[int, Answer]]:
+    if not batch:
+        return []
+    stored = committer.commit([submission for _, _, submission in batch])
+    return list(zip([sequence for sequence, _, _ in batch], stored, strict=True))
 
 
 def _unavailable(requests: list[Request]) -> list[tuple[int, Answer]]:
@@ -104,9 +100,8 @@ class _Inbox:
         return expired
 
     def take(self, *, everything: bool = False) -> list[Request]:
-        """Half of the requests waiting (at least one, at most a batch); blocks for the first.
-        Once the web process has closed its end, what is left goes in full batches; empty once
-        that is done.
+        """Half of the requests waiting (at least one if any, at most a batch); does not block.
+        Once the web process has closed its end, what is left goes in full batches.
 
         Not all of them: the web process would then have nothing to do until they were committed,
         and this process nothing while the web process answered them and read the next requests;
@@ -117,7 +112,6 @@ class _Inbox:
         waited long enough, and the other worker's processes keep the cores busy meanwhile):
         2 workers on SQLite, Media Lab, ~2,400 against ~2,100 req/s and p99 42 against 91 ms.
         """
-        self.wait()
         self._receive_available()
         waiting = len(self._waiting)
         limit = min(self._max_batch, waiting if everything or self._closed else (waiting + 1) // 2)

@@ -143,7 +143,9 @@ def _begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver's connection: exec_driver_sql's execution context cost the writer ~4 %
+        # of its Python time under load. Its errors are the driver's (is_unavailable reads them).
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def create_sync_engine(settings: Settings, *, bounded: bool = True) -> Engine:

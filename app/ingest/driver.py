@@ -75,8 +75,11 @@ def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Conver
 def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's storage format for DateTime on SQLite ("%Y-%m-%d %H:%M:%S.%f", zero-padded),
     # so values written here compare and read back exactly like those it writes itself;
-    # isoformat writes it in a third of strftime's time.
-    return _naive_utc(value).isoformat(" ", "microseconds")
+    # isoformat writes it in a third of strftime's time. A UTC time (nearly all of them) keeps
+    # its zone and loses the "+00:00": converting it cost the writer ~5 % of its Python time.
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _naive_utc(value: datetime) -> datetime:

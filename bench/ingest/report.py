@@ -13,6 +13,7 @@ from bench.ingest.facts import Facts
 from bench.ingest.outcome import Outcome
 from bench.ingest.tables import (
     TARGET_RATIO,
+    cpu_budget,
     growth,
     growth_verdict,
     half_rate,
@@ -38,6 +39,7 @@ def render(outcome: Outcome, notes: str) -> str:
         _header(outcome),
         _summary(outcome),
         ingest(outcome),
+        cpu_budget(outcome),
         half_rate(outcome),
         growth(outcome),
         parsers(outcome),

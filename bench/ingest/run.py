@@ -11,6 +11,7 @@ request wrk saw acknowledged must be stored as an accepted delivery, each one a 
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Iterator
@@ -62,6 +63,19 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Cpu:
+    """CPU time per request answered during one saturating run, in µs: each of the server's
+    processes (busiest first; a PostgreSQL server's own processes are not among them) and wrk."""
+
+    processes: tuple[float, ...]
+    wrk: float
+
+    @property
+    def server(self) -> float:
+        return sum(self.processes)
+
+
+@dataclass(frozen=True)
 class Run:
     phase: str  # "ingest", "paced" or "growth"
     target: str  # "bare", "parse" or "stemhook"
@@ -71,6 +85,7 @@ class Run:
     workers: int
     round: int
     load: wrk.Load
+    cpu: Cpu | None = None
 
 
 @dataclass
@@ -233,7 +248,7 @@ class Bench:
         for number in range(self.plan.rounds):
             start = number % len(targets)
             for target in targets[start:] + targets[:start]:
-                load = self.load(target, family, self.plan.duration_s)
+                load, cpu = self.measured(target, family)
                 run = Run(
                     phase=phase,
                     target=target.name,
@@ -243,6 +258,7 @@ class Bench:
                     workers=workers,
                     round=number,
                     load=load,
+                    cpu=cpu,
                 )
                 self.runs.append(run)
                 self.log(
@@ -283,6 +299,17 @@ class Bench:
 
     def load(self, target: Target, family: Family, duration_s: float) -> wrk.Load:
         return self._acknowledged(target, wrk.run(self.saturating(target, family, duration_s)))
+
+    def measured(self, target: Target, family: Family) -> tuple[wrk.Load, Cpu]:
+        """A saturating run, with the CPU time its server's processes and wrk spent on it."""
+        pid = target.server.process.pid  # leads its own process group: every worker and writer
+        before, wrk_before = group_cpu_s(pid), _children_cpu_s()
+        load = self.load(target, family, self.plan.duration_s)
+        after, wrk_after = group_cpu_s(pid), _children_cpu_s()
+        per_request = 1e6 / load.requests
+        used = [(after[p] - before.get(p, 0.0)) * per_request for p in after]
+        processes = tuple(sorted((us for us in used if us >= 1), reverse=True))
+        return load, Cpu(processes, (wrk_after - wrk_before) * per_request)
 
     def saturating(self, target: Target, family: Family, duration_s: float) -> wrk.Invocation:
         script = self.scripts[family.provider, lua.Mode.SATURATE]
@@ -330,3 +357,9 @@ class Bench:
             or accepted != stored.jobs
         ):
             raise Undurable(summary)
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's ended children: wrk, once each run has returned."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
+
 from bench.ingest.databases import Backend
-from bench.ingest.figures import Figure, Ratio, figure, paced, ratio
+from bench.ingest.figures import Figure, Ratio, figure, paced, ratio, select
 from bench.ingest.outcome import Outcome
 from bench.ingest.payloads import Family
 from bench.ingest.profile import breakdown
-from bench.ingest.run import HALF, Run
+from bench.ingest.run import HALF, Cpu, Run
 
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 50.0  # the paced table's last column says "< 50"
@@ -129,6 +131,58 @@ expat=<DTD-refusing shim>)`, or `orjson.loads`).
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
+
+
+def cpu_budget(o: Outcome) -> str:
+    """CPU per request of every target at 1 worker on SQLite, against what the target rate
+    leaves: the figures that say how far the target is, and where a gap comes from."""
+    rows = []
+    for family in o.plan.families:
+        cell = {"phase": "ingest", "family": family.provider, "workers": 1}
+        bare, parse = (_cpu(select(o.runs, target=name, **cell)) for name in ("bare", "parse"))
+        hook = _cpu(select(o.runs, target="stemhook", backend=str(Backend.SQLITE), **cell))
+        parse_rate = figure(o.runs, target="parse", **cell)
+        if bare is None or parse is None or hook is None or parse_rate is None:
+            continue
+        rate = TARGET_RATIO * parse_rate.rate
+        processes = " + ".join(f"{us:.0f}" for us in hook.processes)
+        rows.append(
+            f"| {family.provider} | {bare.server:.0f} · {bare.wrk:.0f} | {parse.server:.0f} ·"
+            f" {parse.wrk:.0f} | {processes} = {hook.server:.0f} · {hook.wrk:.0f} | {rate:,.0f}"
+            f" | {1e6 / rate:.0f} | {o.facts.cores * 1e6 / rate - hook.wrk:.0f} |"
+        )
+    if not rows:
+        return ""
+    return f"""## CPU per request, and what the target leaves
+
+CPU time per answered request during the saturating runs above (1 worker, SQLite; median
+over rounds; µs; from /proc and wrk's resource usage): the server's processes, busiest first
+(stemhook's: its web process and its writer process, in either order), and wrk's own. At
+{TARGET_RATIO} of the parse reference's rate each process can spend at most one core's second
+over that many requests, and all of stemhook's processes together what {o.facts.cores} cores
+leave after wrk.
+
+{_CPU_HEAD}
+{chr(10).join(rows)}
+"""
+
+
+_CPU_HEAD = (
+    "| family | bare: server · wrk | parse: server · wrk | stemhook: processes = together · wrk"
+    " | target req/s | per process at most | together at most |\n|---|---|---|---|---|---|---|"
+)
+
+
+def _cpu(runs: list[Run]) -> Cpu | None:
+    measured = [run.cpu for run in runs if run.cpu is not None]
+    if not measured:
+        return None
+    count = max(len(cpu.processes) for cpu in measured)
+    processes = tuple(
+        statistics.median(cpu.processes[i] for cpu in measured if len(cpu.processes) > i)
+        for i in range(count)
+    )
+    return Cpu(processes, statistics.median(cpu.wrk for cpu in measured))
 
 
 def where_time_goes(o: Outcome) -> str:

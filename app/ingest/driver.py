@@ -10,8 +10,9 @@ bound column from its type: aware datetimes and JSON; everything else goes to th
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,15 +36,27 @@ class Compiled:
     conversions: tuple[tuple[int, Convert], ...]
     # Values bound when the statement was built (constants such as outcome="duplicate").
     defaults: Mapping[str, Any]
+    _pick: Callable[[Mapping[str, Any]], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pick", _picker(self.names))
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         if self.defaults:
             values = {**self.defaults, **values}
-        ordered = [values[name] for name in self.names]
+        ordered = list(self._pick(values))
         for index, convert in self.conversions:
             if ordered[index] is not None:
                 ordered[index] = convert(ordered[index])
         return tuple(ordered) if self.positional else dict(zip(self.names, ordered, strict=True))
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """Picks the values of `names` in order, in C: a comprehension over the names cost the
+    writer ~3 us per job row. (itemgetter of one name returns the value, not a tuple.)"""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    return lambda values: tuple(values[name] for name in names)
 
 
 def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:

@@ -37,9 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics.create()
-    app.add_middleware(RequestLog)
+    app.add_middleware(callbacks.CallbackEndpoints)
+    app.add_middleware(RequestLog)  # added last: outside, so that callbacks are logged too
     install_error_handlers(app)
-    served_plain = callbacks.add_routes(app)
     routers = (
         jobs.router,
         deliveries.router,
@@ -49,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
-    document(app, declared=served_plain, routes=[route for r in routers for route in r.routes])
+    document(
+        app,
+        declared=callbacks.declared_routes(),
+        routes=[route for r in routers for route in r.routes],
+    )
     return app
 
 

@@ -149,7 +149,7 @@ def test_every_operation_shows_an_answer_example(document: dict[str, Any]) -> No
     [
         route
         for route in [
-            *callbacks.add_routes(FastAPI()),
+            *callbacks.declared_routes(),
             *(
                 route
                 for module in (deliveries, health, jobs, stats)

@@ -59,6 +59,13 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return _answer(500, ErrorBody(code="internal", message="internal error"))
 
 
+async def answer_error(request: Request, exc: StemhookError | HTTPException) -> JSONResponse:
+    """The answer for a service or HTTP error raised outside the exception middleware."""
+    if isinstance(exc, StemhookError):
+        return await _service_error(request, exc)
+    return await _http_error(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StemhookError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

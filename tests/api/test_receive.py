@@ -17,8 +17,11 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import Engine, text
 
+from app.config import Settings
+from app.main import create_app
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
@@ -208,6 +211,26 @@ async def test_payload_of_another_family_is_refused_at_a_family_endpoint(
     answer = await client.post("/callbacks/tencent-media-lab", content=suno_json("t-1"))
     assert answer.status_code == 400
     assert "not a tencent-media-lab callback" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/callbacks", "/callbacks/suno"])
+async def test_other_methods_on_a_callback_endpoint_are_405_and_store_nothing(
+    client: httpx.AsyncClient, engine: Engine, path: str
+) -> None:
+    answer = await client.put(path, content=suno_json("t-put"))
+    assert (answer.status_code, answer.headers["allow"]) == (405, "POST")
+    assert answer.json()["error"]["code"] == "http_405"
+    assert rows(engine, "SELECT count(*) FROM delivery") == [(0,)]
+
+
+async def test_callbacks_are_served_below_the_root_path(settings: Settings, engine: Engine) -> None:
+    app = create_app(settings.model_copy(update={"root_path": "/stemhook"}))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, root_path="/stemhook")
+        async with httpx.AsyncClient(transport=transport, base_url="http://stemhook") as client:
+            answer = await client.post("/stemhook/callbacks/suno", content=suno_json("t-root"))
+    assert answer.status_code == 200, answer.text
+    assert rows(engine, "SELECT endpoint FROM delivery") == [("suno",)]
 
 
 async def test_family_is_detected_whatever_the_content_type(client: httpx.AsyncClient) -> None:

@@ -96,7 +96,8 @@ _ENDPOINTS: dict[str, Provider | None] = {
 
 
 def _route_path(scope: Scope) -> str:
-    """The path below the root path the server was given, as Starlette's router matches it."""
+    """The path below the root path the server was given, as Starlette's router matches it
+    (its own helper for this, starlette._utils.get_route_path, is private)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path.removeprefix(root) if root and path.startswith(f"{root}/") else path

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,15 +36,13 @@ class Compiled:
     conversions: tuple[tuple[int, Convert], ...]
     # Values bound when the statement was built (constants such as outcome="duplicate").
     defaults: Mapping[str, Any]
-    _pick: Callable[[Mapping[str, Any]], Any] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_pick", _picker(self.names))
+    # The values of `names`, in order (_picker).
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         if self.defaults:
             values = {**self.defaults, **values}
-        ordered = list(self._pick(values))
+        ordered = list(self.pick(values))
         for index, convert in self.conversions:
             if ordered[index] is not None:
                 ordered[index] = convert(ordered[index])
@@ -72,7 +70,7 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
         if (convert := _conversion(types.get(name), dialect)) is not None
     )
     constants = {name: value for name, value in compiled.params.items() if value is not None}
-    return Compiled(compiled.string, names, positional, conversions, defaults=constants)
+    return Compiled(compiled.string, names, positional, conversions, constants, pick=_picker(names))
 
 
 def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Convert | None:

@@ -1,8 +1,8 @@
 """Tables: the raw inbox of deliveries, and the normalized jobs they describe.
 
 delivery      every callback as it arrived (body, headers, outcome), kept even when rejected
-job           one row per (provider, provider's job id): the merged, current view of the job
-job_output    the files a job produced, from the delivery that last supplied them
+job           one row per (provider, provider's job id): the merged, current view of the job,
+              its output files included
 job_event     every state change of a job, with the delivery that caused it
 delivery_job  which deliveries touched which jobs, and whether each was a duplicate
 """
@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Id, Json, UtcDateTime
 
@@ -67,6 +67,10 @@ class Job(Base):
     input_object: Mapped[str | None] = mapped_column(Text)
     input_url: Mapped[str | None] = mapped_column(Text)
     media_info: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # The files the job produced, from the delivery that last supplied them: always read and
+    # replaced whole with the job, so they live in it (five stems are five rows and ten index
+    # entries less per callback).
+    outputs: Mapped[list[dict[str, str | None]] | None] = mapped_column(Json)
     tts_input: Mapped[str | None] = mapped_column(Text)
     tts_input_type: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str | None] = mapped_column(Text)
@@ -87,10 +91,6 @@ class Job(Base):
     outputs_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     previous_state: Mapped[str | None] = mapped_column(String(SHORT))
 
-    outputs: Mapped[list[JobOutput]] = relationship(
-        order_by="JobOutput.position", lazy="raise", passive_deletes=True
-    )
-
     __table_args__ = (
         UniqueConstraint("provider", "job_id"),
         # Listing: newest first by last receipt, optionally narrowed by state or provider/kind.
@@ -104,25 +104,6 @@ class Job(Base):
         # The paging snapshot finds the jobs touched after it began.
         Index(None, "last_delivery_id"),
     )
-
-
-class JobOutput(Base):
-    __tablename__ = "job_output"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
-    position: Mapped[int]
-    role: Mapped[str] = mapped_column(String(SHORT))
-    url: Mapped[str | None] = mapped_column(Text)
-    bucket: Mapped[str | None] = mapped_column(Text)
-    region: Mapped[str | None] = mapped_column(Text)
-    object: Mapped[str | None] = mapped_column(Text)
-    content_id: Mapped[str | None] = mapped_column(Text)
-    destination: Mapped[str | None] = mapped_column(Text)
-    file_name: Mapped[str | None] = mapped_column(Text)
-    md5: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (UniqueConstraint("job_pk", "position"),)
 
 
 class JobEvent(Base):

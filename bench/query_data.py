@@ -26,6 +26,8 @@ import psycopg
 
 from app import models
 from app.config import Settings
+from app.ingest.store import output_document
+from app.providers.model import OutputFile, Role
 from app.schema import upgrade_to_head
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -152,7 +154,6 @@ class Rows:
             (models.Delivery, self.deliveries()),
             (models.Job, self.jobs()),
             (models.DeliveryJob, self.links()),
-            (models.JobOutput, self.outputs()),
         ):
             columns = [column.name for column in model.__table__.columns]
             yield model.__tablename__, columns, self._ordered(columns, rows)
@@ -249,9 +250,12 @@ class Rows:
         return text.encode()
 
     def jobs(self) -> Iterator[dict[str, Any]]:
-        rng = random.Random(SEED + 2)
+        rng, outputs = random.Random(SEED + 2), self.outputs()
         for j in range(len(self.s.kinds)):
-            yield self._job(j, rng)
+            row = self._job(j, rng)
+            if row["state"] == "succeeded":
+                row["outputs"] = orjson.dumps(next(outputs)).decode()
+            yield row
 
     def _job(self, j: int, rng: random.Random) -> dict[str, Any]:
         s, (provider, kind), state = self.s, self.kind(j), self.state(j)
@@ -313,7 +317,8 @@ class Rows:
                 duplicate = is_second and self.s.second[j] == 2
                 yield {"delivery_id": delivery_id, "job_pk": j + 1, "duplicate": duplicate}
 
-    def outputs(self) -> Iterator[dict[str, Any]]:
+    def outputs(self) -> Iterator[list[dict[str, str | None]]]:
+        """The outputs of each succeeded job, in job order."""
         rng = random.Random(SEED + 3)
         output_id = 0
         for j in range(len(self.s.kinds)):
@@ -324,21 +329,23 @@ class Rows:
             if len(roles) == 3:
                 roles = roles[: rng.choice((2, 2, 3))]
             prefix = self.job_id(j)[:16]
-            for position, role in enumerate(roles):
+            files = []
+            for role in roles:
                 output_id += 1
                 name = f"{prefix}_{role}.mp3"
-                row = {"id": output_id, "job_pk": j + 1, "position": position, "role": role}
+                fields: dict[str, str] = {}
                 if provider == CI:
-                    row |= {"bucket": "media-1250000000", "region": "ap-guangzhou"}
-                    row["object"] = f"output/{name}"
+                    fields |= {"bucket": "media-1250000000", "region": "ap-guangzhou"}
+                    fields["object"] = f"output/{name}"
                     if rng.random() < 0.5:
-                        row["md5"] = _hex(output_id, 4)
+                        fields["md5"] = _hex(output_id, 4)
                 elif provider == LAB:
-                    row |= {"content_id": "media-1250000000", "destination": "separated"}
-                    row |= {"file_name": name, "object": f"separated/{name}"}
+                    fields |= {"content_id": "media-1250000000", "destination": "separated"}
+                    fields |= {"file_name": name, "object": f"separated/{name}"}
                 else:
-                    row |= {"url": f"https://file.aiquickdraw.com/s/{name}", "file_name": name}
-                yield row
+                    fields |= {"url": f"https://file.aiquickdraw.com/s/{name}", "file_name": name}
+                files.append(output_document(OutputFile(role=Role(role), **fields)))
+            yield files
 
 
 def _media_info(duration_s: float) -> str:
@@ -445,7 +452,7 @@ JOIN pg_class index ON index.oid = pg_index.indexrelid
 JOIN pg_class tab ON tab.oid = pg_index.indrelid
 JOIN pg_namespace ON pg_namespace.oid = tab.relnamespace
 WHERE pg_namespace.nspname = current_schema()
-  AND tab.relname IN ('delivery', 'job', 'delivery_job', 'job_output')
+  AND tab.relname IN ('delivery', 'job', 'delivery_job')
   AND NOT EXISTS (
     SELECT FROM pg_constraint
     WHERE pg_constraint.conindid = pg_index.indexrelid AND pg_constraint.contype IN ('p', 'u')
@@ -496,7 +503,7 @@ class PostgresTarget:
                             copy.write_row(row)
             for _name, ddl in indexes:
                 connection.execute(ddl)
-            for table in ("delivery", "job", "job_output"):
+            for table in ("delivery", "job"):
                 connection.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
                 )

@@ -13,7 +13,9 @@ The merge rule ("does the incoming delivery win?"):
   success it was superseded by);
 - the same state never wins: the delivery is a duplicate, and it only fills fields the job
   still lacks (the end time only from a delivery of the same state: another state's end time
-  would decide the next comparison between final states).
+  would decide the next comparison between final states);
+- outputs are replaced whole, by a winning delivery that has some or by any delivery while the
+  job has none; a delivery without outputs never takes them away.
 RETURNING tells the caller what happened: `state_delivery_id` equal to this delivery means the
 state changed (or the job was created, when `previous_state` is null).
 
@@ -35,7 +37,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    delete,
     func,
     insert,
     literal_column,
@@ -104,19 +105,6 @@ DELIVERY_COLUMNS = (
     "body",
     "replay_of",
 )
-OUTPUT_COLUMNS = (
-    "job_pk",
-    "position",
-    "role",
-    "url",
-    "bucket",
-    "region",
-    "object",
-    "content_id",
-    "destination",
-    "file_name",
-    "md5",
-)
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
 JOB_COLUMNS = (
@@ -125,6 +113,7 @@ JOB_COLUMNS = (
     *FOLLOW_WINNER,
     *FILLABLE,
     "finished_at",
+    "outputs",
     "deliveries",
     "first_received_at",
     "last_received_at",
@@ -141,8 +130,6 @@ class WriteStatements:
     insert_delivery: Compiled
     mark_duplicate: Compiled
     upsert_job: Compiled
-    delete_outputs: Compiled
-    insert_outputs: Compiled
     insert_event: Compiled
     insert_link: Compiled
 
@@ -163,10 +150,6 @@ def build_statements(dialect: Dialect) -> WriteStatements:
             .values(outcome="duplicate")
         ),
         upsert_job=compiled(_upsert_job(dialect.name)),
-        delete_outputs=compiled(
-            delete(models.JobOutput).where(models.JobOutput.job_pk == bindparam("job_pk"))
-        ),
-        insert_outputs=compiled(_insert(models.JobOutput, OUTPUT_COLUMNS)),
         insert_event=compiled(_insert(models.JobEvent, EVENT_COLUMNS)),
         insert_link=compiled(_insert(models.DeliveryJob, LINK_COLUMNS)),
     )
@@ -201,16 +184,7 @@ def _upsert_job(dialect_name: str) -> Insert:
         ),
         "previous_state": case((wins, old.state), else_=old.previous_state),
         "state_delivery_id": case((wins, new.state_delivery_id), else_=old.state_delivery_id),
-        "outputs_delivery_id": case(
-            (
-                and_(
-                    new.outputs_delivery_id.is_not(None),
-                    or_(wins, old.outputs_delivery_id.is_(None)),
-                ),
-                new.outputs_delivery_id,
-            ),
-            else_=old.outputs_delivery_id,
-        ),
+        **_outputs_follow(wins, old, new),
         "deliveries": old.deliveries + _const(1),
         "last_delivery_id": new.last_delivery_id,
         # Arrival order and commit order differ by the time a body takes to upload.
@@ -231,8 +205,15 @@ def _upsert_job(dialect_name: str) -> Insert:
         models.Job.state,
         models.Job.previous_state,
         models.Job.state_delivery_id,
-        models.Job.outputs_delivery_id,
     )
+
+
+def _outputs_follow(wins: ColumnElement[bool], old: Any, new: Any) -> dict[str, Any]:
+    takes = and_(new.outputs_delivery_id.is_not(None), or_(wins, old.outputs_delivery_id.is_(None)))
+    return {
+        name: case((takes, new[name]), else_=old[name])
+        for name in ("outputs", "outputs_delivery_id")
+    }
 
 
 def _const(value: str | int) -> ColumnElement[Any]:

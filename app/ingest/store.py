@@ -2,7 +2,7 @@
 
 Every statement runs once per batch, over all its rows: first the deliveries' raw rows (whose
 ids the job rows point to), then the upserts of their jobs (whose answers decide everything
-else), then events, links, outputs and duplicate marks. The first two return rows: on
+else), then events, links and duplicate marks. The first two return rows: on
 PostgreSQL the driver sends each as one pipelined round trip, not one per row.
 """
 
@@ -21,18 +21,13 @@ from app.providers.model import Job, OutputFile, State
 
 @dataclass(slots=True)
 class _Later:
-    """Rows written at the end of the batch; outputs by job, the last winner's replacing."""
+    """Rows written at the end of the batch."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
-    outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    # Jobs stored before this batch whose outputs a delivery of this batch replaces.
-    replaced: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, cursor: Cursor, sql: WriteStatements) -> None:
-        cursor.many(sql.delete_outputs, self.replaced)
-        cursor.many(sql.insert_outputs, [row for rows in self.outputs.values() for row in rows])
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
         cursor.many(sql.mark_duplicate, self.duplicates)
@@ -118,8 +113,8 @@ def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[s
 def _merged(
     result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _Later
 ) -> JobReceipt:
-    """What the job's upsert answered: its events, links and outputs to write."""
-    job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = result
+    """What the job's upsert answered: its events and links to write."""
+    job_pk, state, previous_state, state_delivery_id = result
     changed = state_delivery_id == delivery_id
     if changed:
         later.events.append(
@@ -131,24 +126,15 @@ def _merged(
                 "at": received_at,
             }
         )
-    if outputs_delivery_id == delivery_id:
-        created = changed and previous_state is None
-        # Rows stored before this batch go; rows of this batch are not written yet.
-        if not created and job_pk not in later.outputs:
-            later.replaced.append({"job_pk": job_pk})
-        later.outputs[job_pk] = [
-            _output_row(job_pk, position, output) for position, output in enumerate(job.outputs)
-        ]
     later.links.append({"delivery_id": delivery_id, "job_pk": job_pk, "duplicate": not changed})
     return JobReceipt(
         provider=job.provider, job_id=job.job_id, state=State(state), duplicate=not changed
     )
 
 
-def _output_row(job_pk: int, position: int, output: OutputFile) -> dict[str, Any]:
+def output_document(output: OutputFile) -> dict[str, str | None]:
+    """An output as the job's `outputs` column holds it."""
     return {
-        "job_pk": job_pk,
-        "position": position,
         "role": output.role.value,
         "url": output.url,
         "bucket": output.bucket,
@@ -198,6 +184,7 @@ def _job_row(job: Job, delivery_id: int, received_at: datetime) -> dict[str, Any
                 for stream in media.audio_streams
             ],
         },
+        "outputs": [output_document(output) for output in job.outputs] if job.outputs else None,
         "tts_input": job.tts.input if job.tts else None,
         "tts_input_type": job.tts.input_type if job.tts else None,
         "workflow_id": job.workflow.workflow_id if job.workflow else None,

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from app import models
 from app.db import Id, UtcDateTime
@@ -56,10 +55,8 @@ class JobPage:
 
 
 async def find_job(session: AsyncSession, provider: Provider, job_id: str) -> models.Job | None:
-    statement = (
-        select(models.Job)
-        .where(models.Job.provider == provider, models.Job.job_id == job_id)
-        .options(selectinload(models.Job.outputs))
+    statement = select(models.Job).where(
+        models.Job.provider == provider, models.Job.job_id == job_id
     )
     job: models.Job | None = await session.scalar(statement)
     return job
@@ -114,7 +111,6 @@ async def _settled(
         .where(models.Job.last_delivery_id <= watermark, *_conditions(where, key, after))
         .order_by(key.desc(), models.Job.id.desc())
         .limit(limit)
-        .options(selectinload(models.Job.outputs))
     )
     jobs = (await session.scalars(statement)).all()
     return [(job.last_received_at, job) for job in jobs]
@@ -148,7 +144,6 @@ async def _touched_since(
         )
         .order_by(key.desc(), models.Job.id.desc())
         .limit(limit)
-        .options(selectinload(models.Job.outputs))
     )
     rows = (await session.execute(statement)).all()
     return [(received, job) for job, received in rows]

@@ -63,15 +63,13 @@ _INCONSISTENCIES = {
         SELECT j.id FROM job j
         WHERE NOT EXISTS (SELECT 1 FROM delivery d WHERE d.id = j.last_delivery_id)
            OR NOT EXISTS (SELECT 1 FROM delivery d WHERE d.id = j.state_delivery_id)""",
-    "link, event or output without its job or delivery": """
+    "link or event without its job or delivery": """
         SELECT l.job_pk FROM delivery_job l
         WHERE NOT EXISTS (SELECT 1 FROM job j WHERE j.id = l.job_pk)
            OR NOT EXISTS (SELECT 1 FROM delivery d WHERE d.id = l.delivery_id)
         UNION ALL SELECT e.job_pk FROM job_event e
         WHERE NOT EXISTS (SELECT 1 FROM job j WHERE j.id = e.job_pk)
-           OR NOT EXISTS (SELECT 1 FROM delivery d WHERE d.id = e.delivery_id)
-        UNION ALL SELECT o.job_pk FROM job_output o
-        WHERE NOT EXISTS (SELECT 1 FROM job j WHERE j.id = o.job_pk)""",
+           OR NOT EXISTS (SELECT 1 FROM delivery d WHERE d.id = e.delivery_id)""",
     "accepted or duplicate delivery without jobs": """
         SELECT d.id FROM delivery d
         WHERE d.outcome IN ('accepted', 'duplicate')

@@ -126,9 +126,7 @@ class JobOut(Out):
                 object=job.input_object,
                 url=job.input_url,
             ),
-            outputs=[
-                OutputOut.model_validate(output, from_attributes=True) for output in job.outputs
-            ],
+            outputs=[OutputOut(**output) for output in job.outputs or ()],
             media_info=_optional(MediaInfoOut, job.media_info),
             tts=_tts(job),
             workflow=_workflow(job),

@@ -27,6 +27,30 @@ POSTGRES_SETTINGS = ("synchronous_commit", "fsync", "wal_sync_method", "shared_b
 MEASURED_PATHS = ("app", "migrations", "pyproject.toml")
 
 
+SYNC_PROBE_S = 10.0
+# A sync this slow holds up every answer of its batch past the 50 ms p99 target's reach.
+STALL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Syncs:
+    """How long the scratch disk took to make an append durable, over a few seconds."""
+
+    count: int
+    seconds: float
+    median_us: float
+    p99_us: float
+    max_ms: float
+    stalls: int  # syncs slower than STALL_S
+
+    def __str__(self) -> str:
+        return (
+            f"{self.median_us:.0f} µs median, {self.p99_us:.0f} µs p99, {self.max_ms:.1f} ms"
+            f" at most, {self.stalls} over {STALL_S * 1000:.0f} ms"
+            f" ({self.count:,} syncs in {self.seconds:.0f} s)"
+        )
+
+
 @dataclass
 class Facts:
     """Gathered at the start; the load and the code fingerprint are noted again as it goes."""
@@ -47,7 +71,7 @@ class Facts:
     packages: dict[str, str]
     wrk: str
     scratch_filesystem: str
-    fdatasync_us: float
+    fdatasync: Syncs
     load: list[str] = field(default_factory=list)  # load averages as the run went
     code_at_end: str = ""
 
@@ -80,7 +104,7 @@ def gather(scratch: Path, postgres_server: str) -> Facts:
         packages={name: _version(name) for name in PACKAGES + PACKAGES_DB},
         wrk=_wrk_version(),
         scratch_filesystem=_filesystem(scratch),
-        fdatasync_us=_fdatasync_us(scratch),
+        fdatasync=_fdatasync(scratch),
     )
     facts.note_load("start")
     return facts
@@ -146,16 +170,26 @@ def _filesystem(path: Path) -> str:
     return f"{best[1]} on {best[0]} (mounted at {best[2]})"
 
 
-def _fdatasync_us(directory: Path, count: int = 200) -> float:
-    """One 4 KB append made durable, as SQLite does for each commit in WAL mode at FULL."""
+def _fdatasync(directory: Path, seconds: float = SYNC_PROBE_S) -> Syncs:
+    """4 KB appends made durable one after another, as SQLite does for each commit in WAL
+    mode at FULL, for a few seconds: long enough to catch the disk's occasional stalls."""
     path = directory / "fdatasync.probe"
     took = []
     with path.open("ab") as file:
-        for _ in range(count):
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
             file.write(b"\0" * 4096)
             file.flush()
             started = time.perf_counter()
             os.fdatasync(file.fileno())
             took.append(time.perf_counter() - started)
     path.unlink()
-    return statistics.median(took) * 1e6
+    took.sort()
+    return Syncs(
+        count=len(took),
+        seconds=seconds,
+        median_us=statistics.median(took) * 1e6,
+        p99_us=took[int(len(took) * 0.99)] * 1e6,
+        max_ms=took[-1] * 1e3,
+        stalls=sum(one > STALL_S for one in took),
+    )

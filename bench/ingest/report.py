@@ -175,8 +175,10 @@ every acknowledged delivery survives a power cut, not only a crash. NORMAL would
 checkpoints: faster, but a power cut could lose deliveries already acknowledged, which the
 providers would never send again. stemhook's writer process commits whatever arrived together
 in one transaction (group commit): one sync per batch, not per request. The SQLite files lie
-on {o.facts.scratch_filesystem}; one 4 KB append + fdatasync there takes
-{o.facts.fdatasync_us:.0f} µs (median of 200). PostgreSQL runs with
+on {o.facts.scratch_filesystem}; a 4 KB append + fdatasync there, one after another before the
+run: {o.facts.fdatasync}. A stall of S ms during a paced run holds the requests due in its
+first S − 50 ms past 50 ms: in a 5 s run, one stall of 100 ms or more puts p99 at 50 ms or
+over. PostgreSQL runs with
 synchronous_commit={pg.get("synchronous_commit")}, fsync={pg.get("fsync")}
 (wal_sync_method={pg.get("wal_sync_method")}): durable at commit as well.
 After each stemhook server stopped, its database was checked: at least as many accepted

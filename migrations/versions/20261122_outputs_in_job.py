@@ -45,12 +45,14 @@ def upgrade() -> None:
             " FROM job_output o GROUP BY job_pk) o WHERE o.job_pk = job.id"
         )
     else:
-        # SQLite before 3.44 has no ORDER BY inside an aggregate: it aggregates an ordered
-        # subquery's rows in their order.
+        # SQLite before 3.44 has no ORDER BY inside an aggregate, and the order an aggregate
+        # sees an ordered subquery's rows in is not documented; a window's frame order is.
         op.execute(
-            f"UPDATE job SET outputs = (SELECT json_group_array(json_object({pairs})) FROM ("
-            " SELECT * FROM job_output o WHERE o.job_pk = job.id ORDER BY o.position) o)"
-            " WHERE id IN (SELECT job_pk FROM job_output)"
+            "UPDATE job SET outputs = m.outputs FROM (SELECT job_pk, outputs FROM ("
+            f" SELECT job_pk, row_number() OVER w AS n, json_group_array(json_object({pairs}))"
+            " OVER w AS outputs FROM job_output o WINDOW w AS (PARTITION BY job_pk"
+            " ORDER BY position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))"
+            " WHERE n = 1) m WHERE m.job_pk = job.id"
         )
     op.drop_table("job_output")
 

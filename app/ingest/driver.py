@@ -122,13 +122,13 @@ class Cursor:
 
     def many_returning(
         self, statement: Compiled, rows: Iterable[Mapping[str, Any]]
-    ) -> list[Sequence[Any]]:
-        """Each row's one returned row, in order."""
+    ) -> list[Sequence[Any] | None]:
+        """Each row's one returned row, in order; None where it returned none (DO NOTHING)."""
         parameters = [statement.parameters(row) for row in rows]
         if not parameters:
             return []
         if not self._returning_many:
-            returned = []
+            returned: list[Sequence[Any] | None] = []
             for values in parameters:
                 self._cursor.execute(statement.sql, values)
                 returned.append(self._cursor.fetchone())

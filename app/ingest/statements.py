@@ -1,7 +1,8 @@
 """The SQL of the write path, built once per dialect.
 
-A delivery is merged into its job by a single INSERT ... ON CONFLICT DO UPDATE: the database
-decides, under its own row lock, whether the delivery creates the job, moves it forward or
+A delivery creates its job by INSERT ... ON CONFLICT DO NOTHING; where the job exists already,
+it is merged into it by INSERT ... ON CONFLICT DO UPDATE. Either way the database decides, under
+its own unique index and row lock, whether the delivery creates the job, moves it forward or
 only fills gaps. Concurrent duplicates, in one process or many, can therefore neither create
 a second job nor move one backwards; no Python read-then-write takes part.
 
@@ -129,6 +130,7 @@ class WriteStatements:
     lock_writers: Compiled | None
     insert_delivery: Compiled
     mark_duplicate: Compiled
+    insert_job: Compiled
     upsert_job: Compiled
     insert_event: Compiled
     insert_link: Compiled
@@ -149,6 +151,7 @@ def build_statements(dialect: Dialect) -> WriteStatements:
             .where(models.Delivery.id == bindparam("delivery_id"))
             .values(outcome="duplicate")
         ),
+        insert_job=compiled(_insert_job(dialect.name)),
         upsert_job=compiled(_upsert_job(dialect.name)),
         insert_event=compiled(_insert(models.JobEvent, EVENT_COLUMNS)),
         insert_link=compiled(_insert(models.DeliveryJob, LINK_COLUMNS)),
@@ -159,13 +162,36 @@ def _insert(model: type[Base], columns: tuple[str, ...]) -> Insert:
     return insert(model).values({column: bindparam(column) for column in columns})
 
 
+# What both job statements return: whether the delivery changed the job's state (its
+# state_delivery_id) and, if it did, from which state.
+_JOB_ANSWER = (
+    models.Job.id,
+    models.Job.state,
+    models.Job.previous_state,
+    models.Job.state_delivery_id,
+)
+
+
+_JOB_KEY = [models.Job.provider, models.Job.job_id]
+
+
+def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+    insert_ = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return insert_(models.Job).values({column: bindparam(column) for column in JOB_COLUMNS})
+
+
+def _insert_job(dialect_name: str) -> Insert:
+    """Creates the job; returns no row where it exists already (upsert_job merges those).
+
+    Most deliveries create their job, and the upsert costs several times as much even where it
+    inserts, on PostgreSQL: the executor prepares every expression of its DO UPDATE for each row
+    (server CPU per Media Lab delivery: upsert ~370 µs, this insert ~100)."""
+    insert_: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
+    return insert_.returning(*_JOB_ANSWER)
+
+
 def _upsert_job(dialect_name: str) -> Insert:
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect_name == "postgresql":
-        statement = postgresql.insert(models.Job)
-    else:
-        statement = sqlite.insert(models.Job)
-    statement = statement.values({column: bindparam(column) for column in JOB_COLUMNS})
+    statement = _job_values(dialect_name)
     new = statement.excluded
     old = models.Job.__table__.c
     wins = _incoming_wins(old, new)
@@ -197,15 +223,8 @@ def _upsert_job(dialect_name: str) -> Insert:
             else_=old.last_received_at,
         ),
     }
-    upsert: Insert = statement.on_conflict_do_update(
-        index_elements=[models.Job.provider, models.Job.job_id], set_=set_
-    )
-    return upsert.returning(
-        models.Job.id,
-        models.Job.state,
-        models.Job.previous_state,
-        models.Job.state_delivery_id,
-    )
+    upsert: Insert = statement.on_conflict_do_update(index_elements=_JOB_KEY, set_=set_)
+    return upsert.returning(*_JOB_ANSWER)
 
 
 def _outputs_follow(wins: ColumnElement[bool], old: Any, new: Any) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """What a batch of deliveries writes, inside a transaction the writer owns (nothing here commits).
 
 Every statement runs once per batch, over all its rows: first the deliveries' raw rows (whose
-ids the job rows point to), then the upserts of their jobs (whose answers decide everything
-else), then events, links and duplicate marks. The first two return rows: on
-PostgreSQL the driver sends each as one pipelined round trip, not one per row.
+ids the job rows point to), then their jobs (whose answers decide everything else: inserted
+where new, merged by the upsert where not), then events, links and duplicate marks. The first
+three return rows: on PostgreSQL the driver sends each as one pipelined round trip, not one
+per row.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class _Later:
 
 def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Receipt]:
     rows = [_delivery_row(intake, *_first_outcome(intake)) for intake in intakes]
-    delivery_ids: list[int] = [row[0] for row in cursor.many_returning(sql.insert_delivery, rows)]
+    returned = cursor.many_returning(sql.insert_delivery, rows)
+    delivery_ids: list[int] = [_returned(row)[0] for row in returned]
     merges = [
         (index, job, delivery_id)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
@@ -48,7 +50,7 @@ def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> 
     later = _Later()
     merged: dict[int, list[JobReceipt]] = {}
     for (index, job, delivery_id), result in zip(
-        merges, cursor.many_returning(sql.upsert_job, job_rows), strict=True
+        merges, _jobs_written(cursor, sql, job_rows), strict=True
     ):
         receipt = _merged(result, job, delivery_id, intakes[index].arrival.received_at, later)
         merged.setdefault(index, []).append(receipt)
@@ -58,6 +60,26 @@ def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> 
     ]
     later.write(cursor, sql)
     return receipts
+
+
+def _jobs_written(
+    cursor: Cursor, sql: WriteStatements, rows: list[dict[str, Any]]
+) -> list[Sequence[Any]]:
+    """What each job row's statement returned, in order. A job seen twice in the batch is
+    inserted by its first row and merged by the later ones, still in their order: merges run
+    after all inserts, and a job that existed for one row exists for every later one."""
+    written = cursor.many_returning(sql.insert_job, rows)
+    existing = [index for index, row in enumerate(written) if row is None]
+    merged = cursor.many_returning(sql.upsert_job, [rows[index] for index in existing])
+    for index, row in zip(existing, merged, strict=True):
+        written[index] = row
+    return [_returned(row) for row in written]
+
+
+def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
+    if row is None:
+        raise RuntimeError("a statement that returns a row for each returned none")
+    return row
 
 
 def keep_raw(

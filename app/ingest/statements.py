@@ -1,10 +1,11 @@
 """The SQL of the write path, built once per dialect.
 
-A delivery creates its job by INSERT ... ON CONFLICT DO NOTHING; where the job exists already,
-it is merged into it by INSERT ... ON CONFLICT DO UPDATE. Either way the database decides, under
-its own unique index and row lock, whether the delivery creates the job, moves it forward or
-only fills gaps. Concurrent duplicates, in one process or many, can therefore neither create
-a second job nor move one backwards; no Python read-then-write takes part.
+A delivery creates its job by INSERT ... ON CONFLICT DO NOTHING; where that finds the job
+exists, INSERT ... ON CONFLICT DO UPDATE merges the delivery into it. The database decides:
+its unique index whether the job is new, the upsert under its row lock whether the delivery
+moves the job forward or only fills gaps, and the upsert is right whether or not the row is
+still there when it runs. Concurrent duplicates, in one process or many, can therefore neither
+create a second job nor move one backwards; no Python read-then-write takes part.
 
 The merge rule ("does the incoming delivery win?"):
 - a later stage wins: submitted < running = paused < succeeded = failed = canceled;
@@ -172,12 +173,12 @@ _JOB_ANSWER = (
 )
 
 
-_JOB_KEY = [models.Job.provider, models.Job.job_id]
+_JOB_KEY = (models.Job.provider, models.Job.job_id)
 
 
 def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    insert_ = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return insert_(models.Job).values({column: bindparam(column) for column in JOB_COLUMNS})
+    insert_for = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return insert_for(models.Job).values({column: bindparam(column) for column in JOB_COLUMNS})
 
 
 def _insert_job(dialect_name: str) -> Insert:
@@ -186,8 +187,8 @@ def _insert_job(dialect_name: str) -> Insert:
     Most deliveries create their job, and the upsert costs several times as much even where it
     inserts, on PostgreSQL: the executor prepares every expression of its DO UPDATE for each row
     (server CPU per Media Lab delivery: upsert ~370 µs, this insert ~100)."""
-    insert_: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
-    return insert_.returning(*_JOB_ANSWER)
+    new_only: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
+    return new_only.returning(*_JOB_ANSWER)
 
 
 def _upsert_job(dialect_name: str) -> Insert:

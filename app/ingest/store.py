@@ -78,7 +78,7 @@ def _jobs_written(
 
 def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
     if row is None:
-        raise RuntimeError("a statement that returns a row for each returned none")
+        raise RuntimeError("expected a returned row, got none")
     return row
 
 
@@ -135,7 +135,7 @@ def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[s
 def _merged(
     result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _Later
 ) -> JobReceipt:
-    """What the job's upsert answered: its events and links to write."""
+    """What the job's insert or upsert answered: its events and links to write."""
     job_pk, state, previous_state, state_delivery_id = result
     changed = state_delivery_id == delivery_id
     if changed:

@@ -52,7 +52,6 @@ class Committer:
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
         self._turns = writer_turns(engine)
-        self._returning_many = engine.dialect.driver == "psycopg"
         # Kept from one transaction to the next while they succeed: a checkout, the pool's
         # rollback on return and a fresh Connection for every batch cost ~10 % of the writer's
         # Python time under load. A failed transaction's connection is discarded.
@@ -116,9 +115,7 @@ class Committer:
         try:
             # The watchdog covers the COMMIT (or ROLLBACK) too: a server can hang on it as well.
             with self._watchdog.watching(connection), connection.begin():
-                cursor = Cursor(
-                    connection.connection.dbapi_connection, returning_many=self._returning_many
-                )
+                cursor = Cursor(connection)
                 try:
                     if self._sql.lock_writers is not None:
                         cursor.run(self._sql.lock_writers, {})

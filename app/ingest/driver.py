@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Dialect
+from sqlalchemy import JSON, Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -102,15 +102,14 @@ def _json_text(value: Any) -> str:
 
 
 class Cursor:
-    """A driver cursor that takes named values and compiled statements.
+    """The driver's cursor of a connection, taking named values and compiled statements."""
 
-    `returning_many`: the driver returns rows from executemany (psycopg 3, in one pipelined round
-    trip); otherwise (sqlite3 drops them) statements that return rows run one row at a time.
-    """
-
-    def __init__(self, dbapi_connection: Any, *, returning_many: bool) -> None:
-        self._cursor = dbapi_connection.cursor()
-        self._returning_many = returning_many
+    def __init__(self, connection: Connection) -> None:
+        # Untyped: executemany(returning=True) is psycopg's own, beyond the DB-API.
+        self._cursor: Any = connection.connection.cursor()
+        # psycopg 3 returns rows from executemany, in one pipelined round trip; sqlite3 drops
+        # them, so there statements that return rows run one row at a time.
+        self._returning_many = connection.dialect.driver == "psycopg"
 
     def one(self, statement: Compiled, values: Mapping[str, Any]) -> Sequence[Any]:
         self._cursor.execute(statement.sql, statement.parameters(values))

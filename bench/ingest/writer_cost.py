@@ -60,7 +60,7 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
         admitted = time.process_time()
         with engine.connect() as connection:
             with connection.begin():
-                cursor = Cursor(connection.connection.dbapi_connection, returning_many=False)
+                cursor = Cursor(connection)
                 store_batch(cursor, sql, intakes)
                 cursor.close()
                 stored = time.process_time()

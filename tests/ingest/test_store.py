@@ -28,10 +28,7 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
         for job_id, state in deliveries
     ]
     with engine.begin() as connection:
-        cursor = Cursor(
-            connection.connection.dbapi_connection,
-            returning_many=engine.dialect.driver == "psycopg",
-        )
+        cursor = Cursor(connection)
         try:
             return store_batch(cursor, build_statements(engine.dialect), intakes)
         finally:

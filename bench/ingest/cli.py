@@ -17,7 +17,7 @@ from bench.ingest.outcome import Outcome
 from bench.ingest.parsers import parser_costs
 from bench.ingest.payloads import FAMILIES, family
 from bench.ingest.report import kept_notes, render
-from bench.ingest.run import Bench, Plan
+from bench.ingest.run import Bench, Plan, peaks
 from bench.ingest.servers import REPO
 from bench.query_data import DEFAULT_POSTGRES, DEFAULT_SQLITE
 
@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         facts=facts,
         command=_command(argv),
         scope=scope,
-        runs=bench.runs,
+        runs=peaks(bench.runs),
+        sweep=bench.runs,
         ledgers=bench.ledgers,
         parser_costs=costs,
         profile=bench.profile,
@@ -97,7 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, nargs="+", choices=(1, 2, 3, 4))
     parser.add_argument("--rounds", type=int, help="runs per target (default 3, quick 2)")
     parser.add_argument("--duration", type=float, help="seconds per run (default 5, quick 2)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[32, 128],
+        help="wrk connection counts of the saturating runs, each target's best counts (32 128)",
+    )
     parser.add_argument("--no-growth", action="store_true", help="skip empty vs 1M jobs")
     parser.add_argument("--no-parsers", action="store_true", help="skip the parser timings")
     parser.add_argument("--growth-jobs", type=int, default=1_000_000)
@@ -134,7 +141,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         rounds=args.rounds or (2 if quick else 3),
         duration_s=args.duration or (2.0 if quick else 5.0),
         warmup_s=1.0,
-        connections=args.connections,
+        connections=tuple(args.connections),
         growth_families=() if args.no_growth else growth_families,
         growth_jobs=args.growth_jobs,
         parsers=not args.no_parsers,
@@ -155,6 +162,7 @@ def _scope(args: argparse.Namespace) -> str:
             ("--workers", args.workers),
             ("--rounds", args.rounds),
             ("--duration", args.duration),
+            ("--connections", args.connections != [32, 128]),
             ("--no-growth", args.no_growth),
             ("--no-parsers", args.no_parsers),
         )

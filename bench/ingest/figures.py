@@ -17,6 +17,7 @@ class Figure:
     p50_ms: float
     p99_ms: float
     runs: int
+    connections: tuple[int, ...]  # the wrk connection counts its rounds' runs were at
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def figure(runs: Iterable[Run], **criteria: object) -> Figure | None:
         p50_ms=statistics.median(run.load.p50_ms for run in chosen),
         p99_ms=statistics.median(run.load.p99_ms for run in chosen),
         runs=len(chosen),
+        connections=tuple(sorted({run.connections for run in chosen})),
     )
 
 

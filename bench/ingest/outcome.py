@@ -18,7 +18,8 @@ class Outcome:
     facts: Facts
     command: str
     scope: str  # "full", or what --quick and the filters left out
-    runs: list[Run]
+    runs: list[Run]  # each target's best run of each round (run.peaks): what the tables show
+    sweep: list[Run]  # every run, at every connection count
     ledgers: list[Ledger]
     parser_costs: list[ParserCost]
     profile: Profile | None

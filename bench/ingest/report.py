@@ -13,6 +13,8 @@ from bench.ingest.facts import Facts
 from bench.ingest.outcome import Outcome
 from bench.ingest.tables import (
     TARGET_RATIO,
+    by_connections,
+    counts,
     cpu_budget,
     growth,
     growth_verdict,
@@ -39,6 +41,7 @@ def render(outcome: Outcome, notes: str) -> str:
         _header(outcome),
         _summary(outcome),
         ingest(outcome),
+        by_connections(outcome),
         cpu_budget(outcome),
         half_rate(outcome),
         growth(outcome),
@@ -161,6 +164,13 @@ one after another; the next round starts with the next target. Ratios are taken 
 round, then the median over rounds is reported: absolute rates drift ±15–30 % over tens of
 minutes on this shared machine, ratios measured side by side far less.
 
+Connections: each target is loaded at {counts(o.plan.connections)} connections in turn, and
+its rate in a round is its best: the saturated rate of a server is the most it answers
+however many requests are in flight (as TechEmpower reports each framework's best of its
+concurrency levels). The references are best at the fewest; stemhook, which answers a batch
+after one commit, needs more requests in flight to keep its web process and its writer
+process busy at once. The rates at each count are in [By connection count](#by-connection-count).
+
 With 2 workers, how wrk's keep-alive connections spread over the two worker processes is
 decided when they connect, by whichever worker accepts first, and differs from run to run:
 2-worker rates and ratios vary more (see their ranges).
@@ -190,7 +200,7 @@ each a new job, no duplicate, rejected or orphaned delivery:
 ### Reproduce
 
 ```sh
-make bench            # = .venv/bin/python -m bench.ingest --profile: ~12 minutes
+make bench            # = .venv/bin/python -m bench.ingest --profile: ~18 minutes
 .venv/bin/python -m bench.ingest --quick      # ~3 minutes, 1 worker, prints only
 .venv/bin/python -m bench.ingest --family tencent-ci --backend sqlite --workers 1
 .venv/bin/python -m bench.ingest --profile suno --no-growth --no-parsers
@@ -203,7 +213,7 @@ as above:
 ```sh
 .venv/bin/python -c 'from bench.ingest import lua, payloads; print(lua.script(
     payloads.family("tencent-ci"), lua.Mode.SATURATE))' > tencent-ci-saturate.lua
-wrk -t1 -c{o.plan.connections} -d{o.plan.duration_s:g}s --timeout={TIMEOUT_S}s \\
+wrk -t1 -c{o.plan.connections[-1]} -d{o.plan.duration_s:g}s --timeout={TIMEOUT_S}s \\
     -s tencent-ci-saturate.lua http://127.0.0.1:P -- $(openssl rand -hex 4) \\
     /callbacks/tencent-ci
 ```

@@ -19,10 +19,13 @@ FLAT = 0.9  # 1M-job rate at least this share of the empty database's
 def ingest(o: Outcome) -> str:
     parts = ["## Ingest throughput, side by side\n"]
     parts.append(
-        f"Saturating load: wrk, {o.plan.connections} connections, {o.plan.rounds} rounds of"
-        f" {o.plan.duration_s:g} s per target after a {o.plan.warmup_s:g} s warm-up; req/s is the"
-        " median over rounds, p50/p99 (ms, from when the request left) the median of the rounds'"
-        " percentiles, the ratios the median of the per-round ratios with their range.\n"
+        f"Saturating load: wrk with {counts(o.plan.connections)} connections, {o.plan.rounds}"
+        f" rounds of {o.plan.duration_s:g} s per target and connection count after a"
+        f" {o.plan.warmup_s:g} s warm-up. A target's rate in a round is its best over the"
+        " connection counts (@ says which: [by connection count](#by-connection-count)); req/s"
+        " is the median over rounds, p50/p99 (ms, from when the request left) the median of the"
+        " rounds' percentiles at that count, the ratios the median of the per-round ratios with"
+        " their range.\n"
     )
     for workers in o.plan.workers:
         parts.append(f"### {workers} worker{'s' * (workers > 1)}\n")
@@ -50,6 +53,45 @@ def ingest(o: Outcome) -> str:
     return "\n".join(parts)
 
 
+def by_connections(o: Outcome) -> str:
+    """Every target's rate at each connection count: what choosing the best of them did."""
+    if len(o.plan.connections) < 2:
+        return ""
+    parts = [
+        "### By connection count\n",
+        "Median req/s over rounds at each connection count, and stemhook ÷ parse with both at"
+        " that count (median of the rounds' ratios). The references answer each request on its"
+        " own and are saturated with the fewest connections (more only queue); stemhook answers a"
+        " batch of deliveries after one commit, so its batches, and its rate, grow with the"
+        " requests in flight.\n",
+    ]
+    head = "| workers | family | connections | bare | parse |"
+    rule = "|---|---|---|---|---|"
+    for backend in o.plan.backends:
+        head += f" stemhook {backend.label} | ÷ parse |"
+        rule += "---|---|"
+    parts += [head, rule]
+    for workers in o.plan.workers:
+        for family in o.plan.families:
+            for connections in o.plan.connections:
+                cell = {
+                    "phase": "ingest",
+                    "workers": workers,
+                    "family": family.provider,
+                    "connections": connections,
+                }
+                row = f"| {workers} | {family.provider} | {connections} |"
+                for reference in ("bare", "parse"):
+                    row += f" {_rate(figure(o.sweep, target=reference, **cell))} |"
+                for backend in o.plan.backends:
+                    hook = {**cell, "target": "stemhook", "backend": str(backend)}
+                    of_parse = ratio(o.sweep, hook, {**cell, "target": "parse"})
+                    row += f" {_rate(figure(o.sweep, **hook))} | {short(of_parse)} |"
+                parts.append(row)
+    parts.append("")
+    return "\n".join(parts)
+
+
 def half_rate(o: Outcome) -> str:
     rows = []
     for workers in o.plan.workers:
@@ -69,11 +111,12 @@ def half_rate(o: Outcome) -> str:
     return f"""## Latency at half the maximum rate
 
 wrk 4 has no fixed-rate mode (that is wrk2, not installed), so the paced phase is wrk with a
-Lua timetable: {o.plan.connections} connections (as many as saturating), each its own wrk
-thread, each sending its requests at fixed intervals through `delay()`; together they ask
-for {HALF:g} × the median saturated rate of that cell, for {o.plan.duration_s:g} s. Latency is
-counted from when a request was due, not from when it left, so a server that falls behind
-shows it (no coordinated omission, as in wrk2). Target: p99 under {TARGET_P99_MS:g} ms.
+Lua timetable: {o.plan.connections[0]} connections, each its own wrk thread, each sending
+its requests at fixed intervals through `delay()`; together they ask for {HALF:g} × the
+median saturated rate of that cell (the rates in the table above), for
+{o.plan.duration_s:g} s. Latency is counted from when a request was due, not from when it
+left, so a server that falls behind shows it (no coordinated omission, as in wrk2). Target:
+p99 under {TARGET_P99_MS:g} ms.
 
 | workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |
 |---|---|---|---|---|---|---|---|---|
@@ -100,9 +143,10 @@ def growth(o: Outcome) -> str:
         return ""
     return f"""## Growth: an empty database against {full}
 
-The same saturating load, 1 worker, on a fresh database and on a copy of
-bench/query_data.py's fill ({full} over 90 days with their deliveries, links and outputs,
-cached between runs as `make bench-query` keeps it), the two servers measured in alternation.
+The same saturating load ({o.plan.connections[-1]} connections), 1 worker, on a fresh
+database and on a copy of bench/query_data.py's fill ({full} over 90 days with their
+deliveries, links and outputs, cached between runs as `make bench-query` keeps it), the two
+servers measured in alternation.
 Flat means the filled database keeps at least {FLAT:g} of the empty one's rate.
 
 | backend | family | empty: req/s (p50/p99 ms) | {full}: req/s (p50/p99 ms) | ratio filled ÷ empty |
@@ -292,7 +336,18 @@ def growth_verdict(o: Outcome) -> str:
 
 
 def _fig(f: Figure | None) -> str:
-    return "–" if f is None else f"{f.rate:,.0f} ({f.p50_ms:.1f}/{f.p99_ms:.1f})"
+    if f is None:
+        return "–"
+    at = "/".join(str(count) for count in f.connections)
+    return f"{f.rate:,.0f} @{at} ({f.p50_ms:.1f}/{f.p99_ms:.1f})"
+
+
+def _rate(f: Figure | None) -> str:
+    return "–" if f is None else f"{f.rate:,.0f}"
+
+
+def counts(counts: tuple[int, ...]) -> str:
+    return " and ".join(", ".join(str(count) for count in counts).rsplit(", ", 1))
 
 
 def short(r: Ratio | None) -> str:

@@ -1,7 +1,8 @@
 """The normalized job every provider family is turned into.
 
-Plain frozen dataclasses: parsing sits on the hot path of every callback, and these cost a
-fraction of a validating model. Validation happens while they are built, in the parsers.
+Plain dataclasses, frozen to the type checker (`normalized`): parsing sits on the hot path of
+every callback, and these cost a fraction of a validating model. Validation happens while they
+are built, in the parsers.
 """
 
 from __future__ import annotations
@@ -9,6 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar, dataclass_transform
+
+_Value = TypeVar("_Value")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def normalized(cls: type[_Value]) -> type[_Value]:
+    """A dataclass that is read and never changed: frozen to the type checker (mypy refuses any
+    assignment to its fields), a plain slotted dataclass at run time, hashed and compared as a
+    frozen one. Frozen's run-time guard sets every field through object.__setattr__, which made
+    building one three times as slow (OutputFile 1.16 -> 0.40 us): ~7 us of the writer process's
+    ~110 for a Media Lab delivery."""
+    return dataclass(slots=True, kw_only=True, unsafe_hash=True)(cls)
 
 
 class Provider(StrEnum):
@@ -58,7 +72,7 @@ class ParseError(ValueError):
     """The payload cannot be turned into jobs; the message says what was wrong with it."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class InputRef:
     bucket: str | None = None
     region: str | None = None
@@ -66,7 +80,7 @@ class InputRef:
     url: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class OutputFile:
     role: Role
     url: str | None = None
@@ -79,7 +93,7 @@ class OutputFile:
     md5: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class AudioStream:
     codec: str | None = None
     sample_rate: int | None = None
@@ -88,7 +102,7 @@ class AudioStream:
     duration_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class MediaInfo:
     format_name: str | None = None
     duration_s: float | None = None
@@ -97,13 +111,13 @@ class MediaInfo:
     audio_streams: tuple[AudioStream, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class Tts:
     input: str | None = None
     input_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class Workflow:
     workflow_id: str | None = None
     workflow_name: str | None = None
@@ -111,7 +125,7 @@ class Workflow:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class WorkflowTask:
     """One node of a CI workflow run, as listed by its WorkflowFinish callback."""
 
@@ -126,13 +140,13 @@ class WorkflowTask:
     finished_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class JobError:
     code: str
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@normalized
 class Job:
     """One provider job as one callback describes it; all times are aware UTC datetimes."""
 

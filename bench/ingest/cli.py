@@ -31,6 +31,7 @@ A full, unfiltered run writes BENCHMARKS.md (hand-written notes at its end are k
 and filtered runs print the same report and write a file only with --output.
 """
 PROVIDERS = [f.provider for f in FAMILIES]
+CONNECTIONS = [32, 128]  # the saturating runs' wrk connection counts (Plan.connections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "--connections",
         type=int,
         nargs="+",
-        default=[32, 128],
+        default=CONNECTIONS,
         help="wrk connection counts of the saturating runs, each target's best counts (32 128)",
     )
     parser.add_argument("--no-growth", action="store_true", help="skip empty vs 1M jobs")
@@ -162,7 +163,7 @@ def _scope(args: argparse.Namespace) -> str:
             ("--workers", args.workers),
             ("--rounds", args.rounds),
             ("--duration", args.duration),
-            ("--connections", args.connections != [32, 128]),
+            ("--connections", args.connections != CONNECTIONS),
             ("--no-growth", args.no_growth),
             ("--no-parsers", args.no_parsers),
         )

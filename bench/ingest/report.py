@@ -200,7 +200,7 @@ each a new job, no duplicate, rejected or orphaned delivery:
 ### Reproduce
 
 ```sh
-make bench            # = .venv/bin/python -m bench.ingest --profile: ~18 minutes
+make bench            # = .venv/bin/python -m bench.ingest --profile: ~20 minutes
 .venv/bin/python -m bench.ingest --quick      # ~3 minutes, 1 worker, prints only
 .venv/bin/python -m bench.ingest --family tencent-ci --backend sqlite --workers 1
 .venv/bin/python -m bench.ingest --profile suno --no-growth --no-parsers

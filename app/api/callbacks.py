@@ -21,7 +21,7 @@ from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import app_metrics, app_settings, app_watch, app_writer
 from app.api.errors import answer_error
 from app.api.schemas.common import ErrorOut
-from app.api.schemas.receipts import ReceiptOut
+from app.api.schemas.receipts import ReceiptOut, receipt_json
 from app.config import Settings
 from app.errors import (
     BadPayload,
@@ -228,4 +228,4 @@ def answer(receipt: Receipt) -> Response:
         raise BadPayload(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.ORPHANED:
         raise UnstorablePayload(receipt.error or "", delivery_id=receipt.delivery_id)
-    return Response(ReceiptOut.of(receipt).model_dump_json(), media_type="application/json")
+    return Response(receipt_json(receipt), media_type="application/json")

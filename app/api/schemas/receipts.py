@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import orjson
 from pydantic import ConfigDict
 
 from app.api.schemas import examples
@@ -42,3 +43,25 @@ class ReceiptOut(Out):
             duplicate=receipt.outcome is Outcome.DUPLICATE,
             jobs=[JobReceiptOut.of(job) for job in receipt.jobs],
         )
+
+
+def receipt_json(receipt: Receipt) -> bytes:
+    """ReceiptOut.of(receipt) as JSON, written directly: building and dumping the model cost
+    ~5 us of every callback's answer, orjson ~1 (tests hold the two to the same bytes)."""
+    return orjson.dumps(
+        {
+            "status": "received",
+            "delivery_id": receipt.delivery_id,
+            "outcome": receipt.outcome,
+            "duplicate": receipt.outcome is Outcome.DUPLICATE,
+            "jobs": [
+                {
+                    "provider": job.provider,
+                    "job_id": job.job_id,
+                    "state": job.state,
+                    "duplicate": job.duplicate,
+                }
+                for job in receipt.jobs
+            ],
+        }
+    )

@@ -38,9 +38,15 @@ def submissions(family: Family, count: int) -> list[bytes]:
     for number in range(count):
         body = (family.id_format % ("0badcafe", 1, number)).encode().join(parts)
         arrival = Arrival(
-            datetime.now(UTC), family.provider, family.content_type, "127.0.0.1", headers, body
+            received_at=datetime.now(UTC),
+            endpoint=family.provider,
+            content_type=family.content_type,
+            client_addr="127.0.0.1",
+            headers=headers,
+            body=body,
         )
-        pickled.append(pickle.dumps(Submission(arrival, Provider(family.provider))))
+        submission = Submission(arrival=arrival, expected=Provider(family.provider))
+        pickled.append(pickle.dumps(submission))
     return pickled
 
 

@@ -18,7 +18,14 @@ from tests.proxy import FaultyProxy
 
 
 def submission(job_id: str) -> Submission:
-    arrival = Arrival(datetime.now(UTC), "auto", None, None, {}, ci_json(job_id, "Success"))
+    arrival = Arrival(
+        received_at=datetime.now(UTC),
+        endpoint="auto",
+        content_type=None,
+        client_addr=None,
+        headers={},
+        body=ci_json(job_id, "Success"),
+    )
     return Submission(arrival=arrival, expected=None)
 
 

@@ -20,7 +20,14 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
     intakes = [
         admit(
             Submission(
-                Arrival(datetime.now(UTC), "auto", None, None, {}, ci_json(job_id, state)),
+                arrival=Arrival(
+                    received_at=datetime.now(UTC),
+                    endpoint="auto",
+                    content_type=None,
+                    client_addr=None,
+                    headers={},
+                    body=ci_json(job_id, state),
+                ),
                 expected=None,
             ),
             suno_key=None,

@@ -32,7 +32,10 @@ def inbox_with(
 
 def submission(number: int) -> Submission:
     body = b'{"n": %d}' % number
-    return Submission(Arrival(T0, "auto", None, None, {}, body), expected=None)
+    arrival = Arrival(
+        received_at=T0, endpoint="auto", content_type=None, client_addr=None, headers={}, body=body
+    )
+    return Submission(arrival=arrival, expected=None)
 
 
 def sequences(batch: list[tuple[int, float, Submission]]) -> list[int]:

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
+from app.logs import _LineWriter
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client
 from tests.servers import running_server
@@ -123,6 +124,27 @@ async def test_one_json_line_per_request_without_secrets(backend: Backend, tmp_p
     assert any(line["path"] == "/v1/jobs/tencent-ci/j-log" for line in requests)
     assert token not in log_text
     assert API_TOKEN not in log_text
+
+
+async def test_request_lines_of_one_loop_turn_go_out_in_one_write_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    lines = _LineWriter(json=True)
+    for number in range(3):
+        lines.write(f"POST /callbacks {number}", {"n": number})
+    assert writes == []
+    await asyncio.sleep(0)
+
+    assert len(writes) == 1
+    assert [json.loads(line)["n"] for line in writes[0].splitlines()] == [0, 1, 2]
 
 
 async def test_purge_drops_old_bodies_and_keeps_jobs_and_events(

@@ -25,7 +25,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("stemhook.request")
-FIELDS_KEY = "log_fields"  # request.state.log_fields: what a handler adds to its line
+FIELDS_KEY = "log_fields"  # request.state[FIELDS_KEY]: what a handler adds to its line
 _REQUEST_ID = b"x-request-id"
 _MAX_REQUEST_ID = 64
 # Made-up request ids: unique per process and start (a random prefix), cheap per request.

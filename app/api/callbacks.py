@@ -34,6 +34,7 @@ from app.errors import (
 )
 from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
+from app.logs import FIELDS_KEY
 from app.providers.model import Provider
 from app.replay import AUTO_ENDPOINT
 
@@ -213,7 +214,7 @@ async def store(request: Request, submission: Submission) -> Receipt:
         metrics.ingest_seconds.observe(elapsed.total_seconds())
     (await app_watch(request)).notify()
     metrics.stored(receipt)
-    request.state.log_fields.update(
+    request.state[FIELDS_KEY].update(
         provider=receipt.provider,
         delivery_id=receipt.delivery_id,
         outcome=receipt.outcome,

@@ -3,6 +3,10 @@
 All are `async def` although none awaits: FastAPI runs plain `def` dependencies in its thread
 pool, which cost two thread hops per request. The callback routes, the hot path, await the
 accessors directly instead of going through dependency injection at all.
+
+The application's state is read by key, not as attributes: Starlette's State serves attributes
+through __getattr__, reached only after the ordinary look-up has failed and formatted its
+AttributeError message (~1.5 us each, a callback made five such look-ups).
 """
 
 from __future__ import annotations
@@ -23,32 +27,32 @@ from app.watch import JobWatch
 
 
 async def app_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+    settings: Settings = request.app.state["settings"]
     return settings
 
 
 async def app_writer(request: Request) -> Writer:
-    writer: Writer = request.app.state.writer
+    writer: Writer = request.app.state["writer"]
     return writer
 
 
 async def app_watch(request: Request) -> JobWatch:
-    watch: JobWatch = request.app.state.watch
+    watch: JobWatch = request.app.state["watch"]
     return watch
 
 
 async def app_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
+    metrics: Metrics = request.app.state["metrics"]
     return metrics
 
 
 async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.read_db.sessions
+    sessions: async_sessionmaker[AsyncSession] = request.app.state["read_db"].sessions
     return sessions
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.read_db.sessions() as session:
+    async with request.app.state["read_db"].sessions() as session:
         yield session
 
 

@@ -45,7 +45,7 @@ async def healthz() -> Health:
 async def readyz(request: Request, session: SessionDep) -> Readiness:
     if not (await app_writer(request)).alive:
         raise NotReady("the writer process is not running")
-    expected: str | None = request.app.state.head_revision
+    expected: str | None = request.app.state["head_revision"]
     try:
         revision = await schema_revision(session)
     except DBAPIError:

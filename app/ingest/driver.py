@@ -10,7 +10,6 @@ bound column from its type: aware datetimes and JSON; everything else goes to th
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,10 @@ from sqlalchemy.types import TypeEngine
 from app.db import UtcDateTime
 
 Convert = Callable[[Any], Any]
+# Times converted for one cursor, by object: a delivery's arrival time is one object written
+# four times (delivery, job twice, event), and formatting it for SQLite costs ~1.3 us. Each entry
+# holds its time, so no id is reused while the memo lives.
+TimeMemo = dict[int, tuple[datetime, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +43,21 @@ class Compiled:
     # The values of `names`, in order (_picker).
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
-    def parameters(self, values: Mapping[str, Any]) -> Any:
+    def parameters(self, values: Mapping[str, Any], times: TimeMemo) -> Any:
         if self.defaults:
             values = {**self.defaults, **values}
         ordered = list(self.pick(values))
         for index, convert in self.conversions:
-            if ordered[index] is not None:
-                ordered[index] = convert(ordered[index])
+            value = ordered[index]
+            if value is None:
+                continue
+            if type(value) is datetime:
+                converted = times.get(id(value))
+                if converted is None:
+                    converted = times[id(value)] = (value, convert(value))
+                ordered[index] = converted[1]
+            else:
+                ordered[index] = convert(value)
         return tuple(ordered) if self.positional else dict(zip(self.names, ordered, strict=True))
 
 
@@ -84,14 +95,11 @@ def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Conver
     return None
 
 
-@functools.lru_cache(maxsize=1024)
 def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's storage format for DateTime on SQLite ("%Y-%m-%d %H:%M:%S.%f", zero-padded),
     # so values written here compare and read back exactly like those it writes itself;
     # isoformat writes it in a third of strftime's time. A UTC time (nearly all of them) keeps
     # its zone and loses the "+00:00": converting it cost the writer ~5 % of its Python time.
-    # Cached: a delivery's arrival time is written four times (delivery, job twice, event), and
-    # formatting one costs ~1.3 us. Equal instants give the same text, whatever their zone.
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
@@ -114,20 +122,21 @@ class Cursor:
         # psycopg 3 returns rows from executemany, in one pipelined round trip; sqlite3 drops
         # them, so there statements that return rows run one row at a time.
         self._returning_many = connection.dialect.driver == "psycopg"
+        self._times: TimeMemo = {}
 
     def one(self, statement: Compiled, values: Mapping[str, Any]) -> Sequence[Any]:
-        self._cursor.execute(statement.sql, statement.parameters(values))
+        self._cursor.execute(statement.sql, statement.parameters(values, self._times))
         row: Sequence[Any] = self._cursor.fetchone()
         return row
 
     def run(self, statement: Compiled, values: Mapping[str, Any]) -> None:
-        self._cursor.execute(statement.sql, statement.parameters(values))
+        self._cursor.execute(statement.sql, statement.parameters(values, self._times))
 
     def many_returning(
         self, statement: Compiled, rows: Iterable[Mapping[str, Any]]
     ) -> list[Sequence[Any] | None]:
         """Each row's one returned row, in order; None where it returned none (DO NOTHING)."""
-        parameters = [statement.parameters(row) for row in rows]
+        parameters = [statement.parameters(row, self._times) for row in rows]
         if not parameters:
             return []
         if not self._returning_many:
@@ -143,7 +152,7 @@ class Cursor:
         return returned
 
     def many(self, statement: Compiled, rows: Iterable[Mapping[str, Any]]) -> None:
-        parameters = [statement.parameters(row) for row in rows]
+        parameters = [statement.parameters(row, self._times) for row in rows]
         if parameters:
             self._cursor.executemany(statement.sql, parameters)
 

@@ -97,12 +97,21 @@ def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Conver
 
 def _sqlite_time(value: datetime) -> str:
     # SQLAlchemy's storage format for DateTime on SQLite ("%Y-%m-%d %H:%M:%S.%f", zero-padded),
-    # so values written here compare and read back exactly like those it writes itself;
-    # isoformat writes it in a third of strftime's time. A UTC time (nearly all of them) keeps
-    # its zone and loses the "+00:00": converting it cost the writer ~5 % of its Python time.
+    # so values written here compare and read back exactly like those it writes itself. Built
+    # from two-digit strings: isoformat formats an aware time's offset only for it to be cut off,
+    # and strftime is slower still (12.9k against 8.4k instructions a time, under valgrind). A
+    # UTC time (nearly all of them) keeps its zone: converting it cost the writer ~5 % of its
+    # Python time.
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    two = _TWO_DIGITS
+    return (
+        f"{value.year:04d}-{two[value.month]}-{two[value.day]} "
+        f"{two[value.hour]}:{two[value.minute]}:{two[value.second]}.{value.microsecond:06d}"
+    )
+
+
+_TWO_DIGITS = tuple(f"{number:02d}" for number in range(100))
 
 
 def _naive_utc(value: datetime) -> datetime:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, Table, insert
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 
 from app.db import UtcDateTime
 from app.ingest.driver import TimeMemo, compile_for
@@ -40,3 +43,18 @@ def test_each_time_object_is_bound_as_its_own_instant_once_converted() -> None:
         id(same_instant_elsewhere),
         id(later),
     }
+
+
+@given(st.datetimes(timezones=st.just(UTC) | st.timezones()))
+def test_times_are_written_as_sqlalchemy_writes_them_on_sqlite(value: datetime) -> None:
+    statement = compile_for(insert(_times), sqlite.dialect())
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted out of datetime's range
+        return
+    sqlalchemys = SQLITE_DATETIME().bind_processor(sqlite.dialect())
+    assert sqlalchemys is not None
+
+    (_, first, _) = statement.parameters({"id": 1, "first": value, "last": None}, {})
+
+    assert first == sqlalchemys(utc.replace(tzinfo=None))

@@ -26,7 +26,7 @@ from app.db import UtcDateTime
 
 Convert = Callable[[Any], Any]
 # Times converted for one cursor, by object: a delivery's arrival time is one object written
-# four times (delivery, job twice, event), and formatting it for SQLite costs ~1.3 us. Each entry
+# four times (delivery, job twice, event), and formatting it for SQLite costs ~1 us. Each entry
 # holds its time, so no id is reused while the memo lives.
 TimeMemo = dict[int, tuple[datetime, Any]]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,22 +10,15 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
 from app.ingest.committer import Answer, Committer
-from app.ingest.intake import Arrival, Outcome, Receipt, Submission
+from app.ingest.intake import Outcome, Receipt, Submission
 from tests.api.payloads import ci_json
 from tests.conftest import Backend
+from tests.ingest.submissions import detected
 from tests.proxy import FaultyProxy
 
 
 def submission(job_id: str) -> Submission:
-    arrival = Arrival(
-        received_at=datetime.now(UTC),
-        endpoint="auto",
-        content_type=None,
-        client_addr=None,
-        headers={},
-        body=ci_json(job_id, "Success"),
-    )
-    return Submission(arrival=arrival, expected=None)
+    return detected(ci_json(job_id, "Success"))
 
 
 @pytest.mark.postgres_only

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import Engine, text
 
 from app.ingest.admission import admit
 from app.ingest.driver import Cursor
-from app.ingest.intake import Arrival, Outcome, Receipt, Submission
+from app.ingest.intake import Outcome, Receipt
 from app.ingest.statements import build_statements
 from app.ingest.store import store_batch
 from tests.api.payloads import ci_json
+from tests.ingest.submissions import detected
 
 
 def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
@@ -19,17 +18,7 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
     retry each delivery alone if the batch failed, and so hide the failure)."""
     intakes = [
         admit(
-            Submission(
-                arrival=Arrival(
-                    received_at=datetime.now(UTC),
-                    endpoint="auto",
-                    content_type=None,
-                    client_addr=None,
-                    headers={},
-                    body=ci_json(job_id, state),
-                ),
-                expected=None,
-            ),
+            detected(ci_json(job_id, state)),
             suno_key=None,
         )
         for job_id, state in deliveries

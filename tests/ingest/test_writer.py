@@ -17,10 +17,11 @@ from app import models
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
-from app.ingest.intake import Arrival, Outcome, Receipt, Submission
+from app.ingest.intake import Outcome, Receipt, Submission
 from app.ingest.turns import writer_turns
 from app.ingest.writer import Writer
 from tests.api.payloads import ci_json
+from tests.ingest.submissions import detected
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,15 +36,7 @@ async def writer(settings: Settings) -> AsyncIterator[Writer]:
 
 
 def intake(body: bytes, received_at: datetime) -> Submission:
-    arrival = Arrival(
-        received_at=received_at,
-        endpoint="auto",
-        content_type=None,
-        client_addr=None,
-        headers={},
-        body=body,
-    )
-    return Submission(arrival=arrival, expected=None)
+    return detected(body, received_at=received_at)
 
 
 async def test_first_and_last_received_are_the_earliest_and_latest_arrival(

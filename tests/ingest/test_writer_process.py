@@ -11,7 +11,8 @@ import pytest
 
 from app.ingest import writer_process
 from app.ingest.frames import frame
-from app.ingest.intake import Arrival, Submission
+from app.ingest.intake import Submission
+from tests.ingest.submissions import detected
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -32,10 +33,7 @@ def inbox_with(
 
 def submission(number: int) -> Submission:
     body = b'{"n": %d}' % number
-    arrival = Arrival(
-        received_at=T0, endpoint="auto", content_type=None, client_addr=None, headers={}, body=body
-    )
-    return Submission(arrival=arrival, expected=None)
+    return detected(body, received_at=T0)
 
 
 def sequences(batch: list[tuple[int, float, Submission]]) -> list[int]:

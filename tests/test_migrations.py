@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.db import Base, create_sync_engine
@@ -85,23 +85,9 @@ def test_outputs_move_into_their_job_in_order_and_back(
     output_rows = "SELECT job_pk, position, role, object, md5 FROM job_output ORDER BY id"
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO delivery (id, received_at, endpoint, outcome, headers,"
-                    " body_size) VALUES (1, '2026-01-01 00:00:00', 'auto', 'accepted', '{}', 0)"
-                )
-            )
+            _insert_delivery(connection, 1)
             for pk, job_id in ((1, "with"), (2, "without")):
-                connection.execute(
-                    text(
-                        "INSERT INTO job (id, provider, job_id, kind, state, provider_state,"
-                        " deliveries, first_received_at, last_received_at, last_delivery_id,"
-                        " state_delivery_id) VALUES (:pk, 'tencent-ci', :job_id, 'tts',"
-                        " 'succeeded', 'Success', 1, '2026-01-01 00:00:00',"
-                        " '2026-01-01 00:00:00', 1, 1)"
-                    ),
-                    {"pk": pk, "job_id": job_id},
-                )
+                _insert_job(connection, pk, job_id)
             # Stored out of position order: the order that counts is the position.
             for position, role, md5 in ((1, "accompaniment", None), (0, "vocals", "abc")):
                 connection.execute(
@@ -185,23 +171,8 @@ def test_rows_keep_their_links_across_the_delivery_job_rebuild(
     try:
         with engine.begin() as connection:
             for delivery_id in (1, 2):
-                connection.execute(
-                    text(
-                        "INSERT INTO delivery (id, received_at, endpoint, outcome, headers,"
-                        " body_size) VALUES (:id, '2026-01-01 00:00:00', 'auto', 'accepted',"
-                        " '{}', 0)"
-                    ),
-                    {"id": delivery_id},
-                )
-            connection.execute(
-                text(
-                    "INSERT INTO job (id, provider, job_id, kind, state, provider_state,"
-                    " custom_id, deliveries, first_received_at, last_received_at,"
-                    " last_delivery_id, state_delivery_id) VALUES (1, 'suno', 't', 'tts',"
-                    " 'succeeded', 'SUCCESS', 'mine', 2, '2026-01-01 00:00:00',"
-                    " '2026-01-01 00:00:00', 2, 1)"
-                )
-            )
+                _insert_delivery(connection, delivery_id)
+            _insert_job(connection, 1, "t", custom_id="mine")
             connection.execute(
                 text(
                     "INSERT INTO delivery_job (delivery_id, job_pk, duplicate)"
@@ -221,3 +192,28 @@ def test_rows_keep_their_links_across_the_delivery_job_rebuild(
                 assert (rows, list(found)) == ([(1, 1, False), (2, 1, True)], [1])
     finally:
         engine.dispose()
+
+
+def _insert_delivery(connection: Connection, delivery_id: int) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO delivery (id, received_at, endpoint, outcome, headers, body_size)"
+            " VALUES (:id, '2026-01-01 00:00:00', 'auto', 'accepted', '{}', 0)"
+        ),
+        {"id": delivery_id},
+    )
+
+
+def _insert_job(
+    connection: Connection, pk: int, job_id: str, *, custom_id: str | None = None
+) -> None:
+    """A succeeded job first and last touched by delivery 1, as the first schema has it."""
+    connection.execute(
+        text(
+            "INSERT INTO job (id, provider, job_id, kind, state, provider_state, custom_id,"
+            " deliveries, first_received_at, last_received_at, last_delivery_id,"
+            " state_delivery_id) VALUES (:pk, 'tencent-ci', :job_id, 'tts', 'succeeded',"
+            " 'Success', :custom_id, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1, 1)"
+        ),
+        {"pk": pk, "job_id": job_id, "custom_id": custom_id},
+    )

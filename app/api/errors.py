@@ -59,11 +59,14 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return _answer(500, ErrorBody(code="internal", message="internal error"))
 
 
-async def answer_error(request: Request, exc: StemhookError | HTTPException) -> JSONResponse:
-    """The answer for a service or HTTP error raised outside the exception middleware."""
+async def answer_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer for an error raised outside FastAPI's exception middleware: a service or HTTP
+    error as everywhere else, anything else a 500 (logged)."""
     if isinstance(exc, StemhookError):
         return await _service_error(request, exc)
-    return await _http_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

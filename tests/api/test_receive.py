@@ -21,6 +21,8 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import Engine, text
 
 from app.config import Settings
+from app.ingest.intake import Receipt, Submission
+from app.ingest.writer import Writer
 from app.main import create_app
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
@@ -243,6 +245,39 @@ async def test_callbacks_are_served_below_the_root_path(settings: Settings, engi
             answer = await client.post("/stemhook/callbacks/suno", content=suno_json("t-root"))
     assert answer.status_code == 200, answer.text
     assert rows(engine, "SELECT endpoint FROM delivery") == [("suno",)]
+
+
+class _FailingOnce:
+    """A writer whose first write fails as no error the service knows (a bug), then the real
+    one's."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._failed = False
+
+    async def write(self, submission: Submission) -> Receipt:
+        if not self._failed:
+            self._failed = True
+            raise RuntimeError("a bug")
+        return await self._writer.write(submission)
+
+
+async def test_an_unexpected_error_in_a_callback_is_a_logged_500_and_the_next_is_served(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        app.state.writer = _FailingOnce(app.state.writer)
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://stemhook") as client:
+            failed = await client.post("/callbacks/suno", content=suno_json("t-bug"))
+            served = await client.post("/callbacks/suno", content=suno_json("t-bug"))
+    assert failed.status_code == 500
+    assert failed.json() == {"error": {"code": "internal", "message": "internal error"}}
+    assert failed.headers["x-request-id"]
+    assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
+    assert served.status_code == 200, served.text
+    assert rows(engine, "SELECT job_id FROM job") == [("t-bug",)]
 
 
 async def test_family_is_detected_whatever_the_content_type(client: httpx.AsyncClient) -> None:

@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-growth", action="store_true", help="skip empty vs 1M jobs")
     parser.add_argument("--no-parsers", action="store_true", help="skip the parser timings")
+    parser.add_argument(
+        "--generator-idle",
+        action="store_true",
+        help="saturating runs: wrk at SCHED_IDLE, on CPU time no server process wants (a"
+        " diagnostic: a woken wrk otherwise preempts a busy server process, BENCHMARKS.md notes)",
+    )
     parser.add_argument("--growth-jobs", type=int, default=1_000_000)
     parser.add_argument(
         "--profile",
@@ -150,6 +156,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         profile_s=args.profile_seconds or (5 if quick else 10),
         sqlite_fill=args.sqlite_fill,
         postgres_fill=args.postgres_fill,
+        generator_idle=args.generator_idle,
     )
 
 
@@ -166,6 +173,7 @@ def _scope(args: argparse.Namespace) -> str:
             ("--connections", args.connections != CONNECTIONS),
             ("--no-growth", args.no_growth),
             ("--no-parsers", args.no_parsers),
+            ("--generator-idle", args.generator_idle),
         )
         if given
     ]

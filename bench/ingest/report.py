@@ -148,7 +148,7 @@ Load: `wrk` on loopback with a Lua script generated from each family's fixture
 (bench/ingest/lua.py). Every request carries a job id nobody sent before: a random prefix per
 wrk run, the wrk thread and a counter, in the fixture id's own shape and length, so every
 request is a new job (a real insert), never a cheap duplicate, also across rounds and reruns.
-
+{_priority(o.plan.generator_idle)}
 {fixtures}
 
 Servers: `python -m app serve --port P --workers N` (what `stemhook serve` runs: migrations,
@@ -218,6 +218,17 @@ wrk -t1 -c{o.plan.connections[-1]} -d{o.plan.duration_s:g}s --timeout={TIMEOUT_S
     /callbacks/tencent-ci
 ```
 """
+
+
+def _priority(idle: bool) -> str:
+    if not idle:
+        return "wrk runs at normal priority, beside the servers.\n"
+    return (
+        "**Saturating wrk runs at SCHED_IDLE** (`--generator-idle`, `chrt --idle 0`): it gets"
+        " only CPU time no server process wants, and its wake-ups preempt none of them. The paced"
+        " runs' wrk stays at normal priority (a sender kept waiting would send late, and count"
+        " its own lateness as the server's latency).\n"
+    )
 
 
 def _machine(f: Facts) -> str:

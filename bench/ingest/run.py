@@ -60,6 +60,7 @@ class Plan:
     profile_s: int
     sqlite_fill: Path
     postgres_fill: str
+    generator_idle: bool = False  # saturating wrk at SCHED_IDLE (--generator-idle)
 
     @property
     def postgres_server(self) -> str:
@@ -364,7 +365,12 @@ class Bench:
     ) -> wrk.Invocation:
         script = self.scripts[family.provider, lua.Mode.SATURATE]
         return wrk.saturating(
-            target.server.url, target.path, script, duration_s=duration_s, connections=connections
+            target.server.url,
+            target.path,
+            script,
+            duration_s=duration_s,
+            connections=connections,
+            idle=self.plan.generator_idle,
         )
 
     @staticmethod

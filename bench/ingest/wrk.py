@@ -62,9 +62,13 @@ class Invocation:
     connections: int
     threads: int
     args: tuple[str, ...]
+    # At SCHED_IDLE wrk runs only on CPU time no server process wants (bench/ingest/cli.py).
+    idle: bool = False
 
     def argv(self) -> list[str]:
+        priority = ["chrt", "--idle", "0"] if self.idle else []
         return [
+            *priority,
             WRK,
             f"-t{self.threads}",
             f"-c{self.connections}",
@@ -79,10 +83,11 @@ class Invocation:
 
 
 def saturating(
-    base_url: str, path: str, script: Path, *, duration_s: float, connections: int
+    base_url: str, path: str, script: Path, *, duration_s: float, connections: int, idle: bool
 ) -> Invocation:
     # One wrk thread: it keeps far ahead of these servers and leaves the second core to them.
-    return Invocation(base_url, script, duration_s, connections, 1, (run_prefix(), path))
+    args = (run_prefix(), path)
+    return Invocation(base_url, script, duration_s, connections, 1, args, idle)
 
 
 def paced(
@@ -92,6 +97,8 @@ def paced(
     args = (run_prefix(), path, per_connection, str(connections))
     # One connection per thread: each thread's answers then belong to its own last request. At
     # half the rate the threads sleep between requests; the second core stays the servers'.
+    # Always at normal priority: a sender kept waiting for CPU sends late, and its lateness would
+    # be counted as the server's latency.
     return Invocation(base_url, script, duration_s, connections, connections, args)
 
 

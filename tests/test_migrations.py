@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, select, text
 
@@ -54,10 +55,7 @@ def test_replicas_starting_together_migrate_one_after_the_other(
 
 
 def test_upgrading_keeps_existing_rows(backend: Backend, fresh_database_url: str) -> None:
-    settings = Backend(backend.name, fresh_database_url).settings()
-    config = alembic_config(settings)
-    command.upgrade(config, "0001")
-    engine = create_sync_engine(settings)
+    config, engine = _at_revision(backend, fresh_database_url, "0001")
     try:
         with engine.begin() as connection:
             connection.execute(
@@ -78,10 +76,7 @@ def test_upgrading_keeps_existing_rows(backend: Backend, fresh_database_url: str
 def test_outputs_move_into_their_job_in_order_and_back(
     backend: Backend, fresh_database_url: str
 ) -> None:
-    settings = Backend(backend.name, fresh_database_url).settings()
-    config = alembic_config(settings)
-    command.upgrade(config, "0002")
-    engine = create_sync_engine(settings)
+    config, engine = _at_revision(backend, fresh_database_url, "0002")
     output_rows = "SELECT job_pk, position, role, object, md5 FROM job_output ORDER BY id"
     try:
         with engine.begin() as connection:
@@ -163,10 +158,7 @@ def test_rows_keep_their_links_across_the_delivery_job_rebuild(
 ) -> None:
     """Migration 0004 rebuilds delivery_job on SQLite (WITHOUT ROWID): up and down again, its
     rows and what they link stay."""
-    settings = Backend(backend.name, fresh_database_url).settings()
-    config = alembic_config(settings)
-    command.upgrade(config, "0003")
-    engine = create_sync_engine(settings)
+    config, engine = _at_revision(backend, fresh_database_url, "0003")
     links = "SELECT delivery_id, job_pk, duplicate FROM delivery_job ORDER BY delivery_id"
     try:
         with engine.begin() as connection:
@@ -192,6 +184,15 @@ def test_rows_keep_their_links_across_the_delivery_job_rebuild(
                 assert (rows, list(found)) == ([(1, 1, False), (2, 1, True)], [1])
     finally:
         engine.dispose()
+
+
+def _at_revision(backend: Backend, url: str, revision: str) -> tuple[Config, Engine]:
+    """A fresh database of the backend's kind migrated up to `revision`: its Alembic config and
+    an engine on it."""
+    settings = Backend(backend.name, url).settings()
+    config = alembic_config(settings)
+    command.upgrade(config, revision)
+    return config, create_sync_engine(settings)
 
 
 def _insert_delivery(connection: Connection, delivery_id: int) -> None:

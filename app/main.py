@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from app.api import callbacks, deliveries, health, jobs, metrics, stats
 from app.api.errors import install_error_handlers
 from app.api.openapi import document
+from app.api.slow_bodies import SlowBodies
 from app.config import Settings, get_settings
 from app.logs import RequestLog
 from app.metrics import Metrics
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics.create()
+    app.state.slow_bodies = SlowBodies(settings.body_timeout_s)
     install_error_handlers(app)
     routers = (
         jobs.router,

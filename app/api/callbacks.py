@@ -7,7 +7,6 @@ Unauthenticated and oversized requests are refused before anything is stored.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.callback_docs import any_family_body, family_body
-from app.api.deps import app_metrics, app_settings, app_watch, app_writer
+from app.api.deps import app_metrics, app_settings, app_slow_bodies, app_watch, app_writer
 from app.api.errors import answer_error
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut, receipt_json
@@ -26,7 +25,6 @@ from app.config import Settings
 from app.errors import (
     BadPayload,
     PayloadTooLarge,
-    RequestTimeout,
     StorageUnavailable,
     Unauthorized,
     UnstorablePayload,
@@ -171,16 +169,11 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
     body = bytearray()
-    try:
-        async with asyncio.timeout(settings.body_timeout_s):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the body did not arrive within {settings.body_timeout_s:g} s"
-        ) from None
+    with (await app_slow_bodies(request)).deadline():
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
     return bytes(body)
 
 

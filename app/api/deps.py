@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api.slow_bodies import SlowBodies
 from app.config import Settings
 from app.errors import Unauthorized
 from app.ingest.writer import Writer
@@ -39,6 +40,11 @@ async def app_writer(request: Request) -> Writer:
 async def app_watch(request: Request) -> JobWatch:
     watch: JobWatch = request.app.state["watch"]
     return watch
+
+
+async def app_slow_bodies(request: Request) -> SlowBodies:
+    slow_bodies: SlowBodies = request.app.state["slow_bodies"]
+    return slow_bodies
 
 
 async def app_metrics(request: Request) -> Metrics:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.callback_docs import any_family_body, family_body
@@ -163,18 +164,29 @@ async def read_arrival(request: Request, settings: Settings, *, endpoint: str) -
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
-    """The body, refused as soon as it is known to be too big or too slow to arrive."""
+    """The body, refused as soon as it is known to be too big or too slow to arrive.
+
+    Read from the ASGI messages directly: a callback's body nearly always comes in one, and
+    Request.stream()'s generator with a copy into a buffer cost ~2 us a callback."""
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
-    body = bytearray()
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
     with (await app_slow_bodies(request)).deadline():
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
                 raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def kept_headers(request: Request) -> dict[str, str]:

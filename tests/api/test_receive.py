@@ -298,6 +298,24 @@ async def test_family_is_detected_whatever_the_content_type(client: httpx.AsyncC
     assert (await job(client, "suno", "t-ct3"))["kind"] == "separate_vocal"
 
 
+async def test_a_body_sent_in_pieces_is_stored_whole(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    body = ci_json("j-pieces", "Success")
+    pieces = [body[start : start + 100] for start in range(0, len(body), 100)]
+
+    async def sent_in_pieces() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    answer = await client.post("/callbacks/tencent-ci", content=sent_in_pieces())
+
+    assert len(pieces) > 2
+    assert answer.status_code == 200, answer.text
+    assert rows(engine, "SELECT body FROM delivery") == [(body,)]
+    assert (await job(client, "tencent-ci", "j-pieces"))["state"] == "succeeded"
+
+
 async def test_body_above_the_limit_is_refused_with_413_and_not_stored(
     backend: Backend, engine: Engine
 ) -> None:

@@ -15,8 +15,8 @@ Failures:
 - a transaction hangs on a server that stopped answering: a watchdog interrupts its connection
   once it outlives the write timeout, and the committer carries on with a fresh one.
 
-Answers are receipts or exceptions the web process can rebuild (pickled): StorageUnavailable,
-BadSignature, or a RuntimeError naming anything unexpected.
+Answers are receipts (sent as plain values) or exceptions the web process can rebuild (pickled):
+StorageUnavailable, BadSignature, or a RuntimeError naming anything unexpected.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
 from app.ingest.admission import BadSignature, admit
 from app.ingest.driver import Cursor
-from app.ingest.intake import Intake, Outcome, Receipt, Submission
+from app.ingest.intake import Intake, Outcome, Receipt, Submission, Wire
 from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
@@ -44,6 +44,14 @@ T = TypeVar("T")
 
 UNAVAILABLE = "the database cannot take the write now; retry later"
 Answer = Receipt | BaseException
+
+
+def answer_to_wire(answer: Answer) -> Wire | BaseException:
+    return answer if isinstance(answer, BaseException) else answer.to_wire()
+
+
+def answer_from_wire(sent: Wire | BaseException) -> Answer:
+    return sent if isinstance(sent, BaseException) else Receipt.from_wire(sent)
 
 
 class Committer:

@@ -1,7 +1,10 @@
 """Messages between the web process and its writer process: length-prefixed pickles.
 
-Both ends are this program, on a socket pair nobody else holds, so pickle is safe here and it is
-the cheapest way across for the dataclasses involved.
+Both ends are this program, on a socket pair nobody else holds, so pickle is safe here. What
+crosses is plain values (tuples, dicts, str, bytes, numbers, None): each end builds its own
+objects from them (`to_wire`/`from_wire` in app/ingest/intake.py, answers in
+app/ingest/committer.py). A dataclass pickled by reduction costs a look-up of its rebuilding
+function by name at both ends: ~1.3 us of each callback in the web process.
 """
 
 from __future__ import annotations

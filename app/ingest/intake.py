@@ -1,11 +1,12 @@
 """What the web layer hands to the writer, and what the writer answers once committed.
 
 Submissions and receipts cross between the web process and the writer process once per
-delivery, pickled. They pickle as plain values (times as integer microseconds, enums as their
-values): pickle's defaults for a slotted dataclass, an aware datetime and enum members cost the
-web process ~16 us a delivery, where each microsecond is throughput. For the same reason they are
-`normalized` values (read-only to the type checker, not guarded at run time), and enum values
-are turned back into members by a dict lookup rather than by calling the enum (~1 us each).
+delivery, as flat tuples of plain values (`to_wire`, `from_wire`; times as integer microseconds,
+enums as their values) that app/ingest/frames.py sends: pickle's defaults for a slotted
+dataclass, an aware datetime and enum members cost the web process ~16 us a delivery, where
+each microsecond is throughput. For the same reason they are `normalized` values (read-only to
+the type checker, not guarded at run time), and enum values are turned back into members by a
+dict lookup rather than by calling the enum (~1 us each).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 
 from app.providers.model import Job, Provider, State, normalized
 
+# What crosses between the processes: plain values only (app/ingest/frames.py).
+Wire = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -50,23 +53,46 @@ class Submission:
     # When the sender signed (Suno): the arrival, or for a replay the original arrival.
     signed_at: datetime | None = None
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # One flat tuple, its arrival's values included: each object pickled by reduction costs
-        # its function's name and look-up (~1 us a delivery).
+    def to_wire(self) -> Wire:
         arrival = self.arrival
         return (
-            _submission,
-            (
-                _micros(arrival.received_at),
-                arrival.endpoint,
-                arrival.content_type,
-                arrival.client_addr,
-                arrival.headers,
-                arrival.body,
-                None if self.expected is None else self.expected.value,
-                self.replay_of,
-                None if self.signed_at is None else _micros(self.signed_at),
-            ),
+            _micros(arrival.received_at),
+            arrival.endpoint,
+            arrival.content_type,
+            arrival.client_addr,
+            arrival.headers,
+            arrival.body,
+            None if self.expected is None else self.expected.value,
+            self.replay_of,
+            None if self.signed_at is None else _micros(self.signed_at),
+        )
+
+    @staticmethod
+    def from_wire(values: Wire) -> Submission:
+        (
+            received_at,
+            endpoint,
+            content_type,
+            client_addr,
+            headers,
+            body,
+            expected,
+            replay_of,
+            signed_at,
+        ) = values
+        arrival = Arrival(
+            received_at=_time(received_at),
+            endpoint=endpoint,
+            content_type=content_type,
+            client_addr=client_addr,
+            headers=headers,
+            body=body,
+        )
+        return Submission(
+            arrival=arrival,
+            expected=None if expected is None else _provider(expected),
+            replay_of=replay_of,
+            signed_at=None if signed_at is None else _time(signed_at),
         )
 
 
@@ -97,12 +123,31 @@ class Receipt:
     jobs: tuple[JobReceipt, ...] = ()
     error: str | None = None
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def to_wire(self) -> Wire:
         jobs = tuple(
             (job.provider.value, job.job_id, job.state.value, job.duplicate) for job in self.jobs
         )
         provider = None if self.provider is None else self.provider.value
-        return (_receipt, (self.delivery_id, self.outcome.value, provider, jobs, self.error))
+        return (self.delivery_id, self.outcome.value, provider, jobs, self.error)
+
+    @staticmethod
+    def from_wire(values: Wire) -> Receipt:
+        delivery_id, outcome, provider, jobs, error = values
+        return Receipt(
+            delivery_id=delivery_id,
+            outcome=_outcome(outcome),
+            provider=None if provider is None else _provider(provider),
+            jobs=tuple(
+                JobReceipt(
+                    provider=_provider(job_provider),
+                    job_id=job_id,
+                    state=_state(state),
+                    duplicate=duplicate,
+                )
+                for job_provider, job_id, state, duplicate in jobs
+            ),
+            error=error,
+        )
 
 
 _Member = TypeVar("_Member", bound=StrEnum)
@@ -123,54 +168,3 @@ def _micros(at: datetime) -> int:
 
 def _time(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-def _submission(
-    received_at: int,
-    endpoint: str,
-    content_type: str | None,
-    client_addr: str | None,
-    headers: dict[str, str],
-    body: bytes,
-    expected: str | None,
-    replay_of: int | None,
-    signed_at: int | None,
-) -> Submission:
-    arrival = Arrival(
-        received_at=_time(received_at),
-        endpoint=endpoint,
-        content_type=content_type,
-        client_addr=client_addr,
-        headers=headers,
-        body=body,
-    )
-    return Submission(
-        arrival=arrival,
-        expected=None if expected is None else _provider(expected),
-        replay_of=replay_of,
-        signed_at=None if signed_at is None else _time(signed_at),
-    )
-
-
-def _receipt(
-    delivery_id: int,
-    outcome: str,
-    provider: str | None,
-    jobs: tuple[tuple[str, str, str, bool], ...],
-    error: str | None,
-) -> Receipt:
-    return Receipt(
-        delivery_id=delivery_id,
-        outcome=_outcome(outcome),
-        provider=None if provider is None else _provider(provider),
-        jobs=tuple(
-            JobReceipt(
-                provider=_provider(job_provider),
-                job_id=job_id,
-                state=_state(state),
-                duplicate=duplicate,
-            )
-            for job_provider, job_id, state, duplicate in jobs
-        ),
-        error=error,
-    )

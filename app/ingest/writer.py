@@ -28,7 +28,7 @@ from typing import cast
 
 from app.config import Settings
 from app.errors import StorageUnavailable
-from app.ingest.committer import UNAVAILABLE, Answer
+from app.ingest.committer import UNAVAILABLE, Answer, answer_from_wire
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Receipt, Submission
 from app.ingest.writer_process import serve
@@ -99,7 +99,7 @@ class Writer:
         future: asyncio.Future[Receipt] = self._loop.create_future()
         deadline = time.monotonic() + self._timeout_s
         self._waiting[sequence] = (deadline, future)
-        link.send(frame((sequence, deadline, submission)))
+        link.send(frame((sequence, deadline, submission.to_wire())))
         return await future
 
     async def _spawn(self) -> None:
@@ -205,7 +205,7 @@ class _Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for answers in self._unframer.feed(data):
             for sequence, answer in answers:
-                self._settle(sequence, answer)
+                self._settle(sequence, answer_from_wire(answer))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

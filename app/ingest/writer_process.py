@@ -24,7 +24,7 @@ from collections import deque
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
-from app.ingest.committer import UNAVAILABLE, Answer, Committer
+from app.ingest.committer import UNAVAILABLE, Answer, Committer, answer_to_wire
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Submission
 from app.ingest.turns import Turn
@@ -61,7 +61,9 @@ def serve(channel: socket.socket, settings: Settings) -> None:
                 answers = _unavailable(inbox.take_expired(time.monotonic()))
                 if turn is not Turn.MISSED:  # missed: another worker's writer kept the database
                     answers += _stored(committer, inbox.take(everything=turn is Turn.WAITED))
-            channel.sendall(frame(answers))
+            channel.sendall(
+                frame([(sequence, answer_to_wire(answer)) for sequence, answer in answers])
+            )
     except (BrokenPipeError, ConnectionResetError):
         pass  # the web process is gone: nobody is waiting for these answers
     finally:
@@ -145,4 +147,7 @@ class _Inbox:
         if not data:
             self._closed = True
             return
-        self._waiting.extend(self._unframer.feed(data))
+        self._waiting.extend(
+            (sequence, deadline, Submission.from_wire(submission))
+            for sequence, deadline, submission in self._unframer.feed(data)
+        )

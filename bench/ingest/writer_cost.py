@@ -1,7 +1,7 @@
 """CPU per delivery of the writer process's steps, in process: `python -m bench.ingest.writer_cost`.
 
 What a writer process does with each batch, timed step by step with the process's CPU clock on
-a fresh SQLite file (synchronous=FULL): unpickle the submissions as they come off the socket,
+a fresh SQLite file (synchronous=FULL): unframe the submissions as they come off the socket,
 admit them (parse, detect, normalize), store them (app/ingest/store.py), commit. Batches of 16
 distinct deliveries, as under load. No server and no load generator, so the figures hold still
 where the end-to-end ones move with the machine.
@@ -10,7 +10,6 @@ where the end-to-end ones move with the machine.
 from __future__ import annotations
 
 import argparse
-import pickle
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.ingest.admission import admit
 from app.ingest.driver import Cursor
+from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Arrival, Submission
 from app.ingest.statements import build_statements
 from app.ingest.store import store_batch
@@ -27,14 +27,14 @@ from app.providers.model import Provider
 from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
 
-STEPS = ("unpickle", "admit", "store", "commit")
+STEPS = ("unframe", "admit", "store", "commit")
 
 
 def submissions(family: Family, count: int) -> list[bytes]:
-    """Pickled submissions of distinct deliveries, as the web process sends them."""
+    """Framed submissions of distinct deliveries, as the web process sends them."""
     parts = family.parts()
     headers = {"host": "stemhook", "content-type": family.content_type, "user-agent": "wrk"}
-    pickled = []
+    framed = []
     for number in range(count):
         body = (family.id_format % ("0badcafe", 1, number)).encode().join(parts)
         arrival = Arrival(
@@ -46,8 +46,8 @@ def submissions(family: Family, count: int) -> list[bytes]:
             body=body,
         )
         submission = Submission(arrival=arrival, expected=Provider(family.provider))
-        pickled.append(pickle.dumps(submission))
-    return pickled
+        framed.append(frame((number, 0.0, submission.to_wire())))
+    return framed
 
 
 def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> dict[str, float]:
@@ -56,12 +56,15 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
     upgrade_to_head(settings)
     engine = create_sync_engine(settings)
     sql = build_statements(engine.dialect)
-    pickled = submissions(family, deliveries)
+    framed = submissions(family, deliveries)
     spent = dict.fromkeys(STEPS, 0.0)
     for start in range(0, deliveries, batch):
         began = time.process_time()
-        arrived = [pickle.loads(each) for each in pickled[start : start + batch]]
-        unpickled = time.process_time()
+        arrived = [
+            Submission.from_wire(wire)
+            for _, _, wire in Unframer().feed(b"".join(framed[start : start + batch]))
+        ]
+        unframed = time.process_time()
         intakes = [admit(submission, suno_key=None) for submission in arrived]
         admitted = time.process_time()
         with engine.connect() as connection:
@@ -73,7 +76,7 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
             committed = time.process_time()
         for step, seconds in zip(
             STEPS,
-            (unpickled - began, admitted - unpickled, stored - admitted, committed - stored),
+            (unframed - began, admitted - unframed, stored - admitted, committed - stored),
             strict=True,
         ):
             spent[step] += seconds

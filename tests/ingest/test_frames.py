@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import StorageUnavailable
+from app.ingest.committer import answer_from_wire, answer_to_wire
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Arrival, JobReceipt, Outcome, Receipt, Submission
 from app.providers.model import Provider, State
@@ -30,15 +31,21 @@ def submission(received_at: datetime, signed_at: datetime | None) -> Submission:
     return Submission(arrival=arrival, expected=Provider.SUNO, replay_of=7, signed_at=signed_at)
 
 
+def crossed(message: Any) -> Any:
+    """The message as the other process receives it."""
+    [received] = Unframer().feed(frame(message))
+    return received
+
+
 @given(received_at=times, signed_at=st.none() | times)
-def test_a_submission_pickles_to_an_equal_one_to_the_microsecond(
+def test_a_submission_crosses_to_an_equal_one_to_the_microsecond(
     received_at: datetime, signed_at: datetime | None
 ) -> None:
     sent = submission(received_at, signed_at)
-    assert pickle.loads(pickle.dumps(sent)) == sent
+    assert Submission.from_wire(crossed(sent.to_wire())) == sent
 
 
-def test_receipts_and_submissions_without_a_family_pickle_to_equal_ones() -> None:
+def test_answers_and_submissions_without_a_family_cross_to_equal_ones() -> None:
     job = JobReceipt(provider=Provider.TENCENT_CI, job_id="j-1", state=State.FAILED, duplicate=True)
     receipts = [
         Receipt(
@@ -48,14 +55,18 @@ def test_receipts_and_submissions_without_a_family_pickle_to_equal_ones() -> Non
     ]
     detected = Submission(arrival=submission(datetime.now(UTC), None).arrival, expected=None)
 
-    for sent in [*receipts, detected]:
-        assert pickle.loads(pickle.dumps(sent)) == sent
+    for receipt in receipts:
+        assert answer_from_wire(crossed(answer_to_wire(receipt))) == receipt
+    assert Submission.from_wire(crossed(detected.to_wire())) == detected
+    error = answer_from_wire(crossed(answer_to_wire(StorageUnavailable("retry"))))
+    assert isinstance(error, StorageUnavailable)
+    assert str(error) == "retry"
 
 
 def test_messages_come_out_whole_however_the_stream_is_cut() -> None:
-    messages = [
-        (1, 2.5, submission(datetime(2026, 1, 1, tzinfo=UTC), None)),
-        [(1, Receipt(delivery_id=1, outcome=Outcome.ACCEPTED))],
+    messages: list[Any] = [
+        (1, 2.5, submission(datetime(2026, 1, 1, tzinfo=UTC), None).to_wire()),
+        [(1, Receipt(delivery_id=1, outcome=Outcome.ACCEPTED).to_wire())],
         [(2, StorageUnavailable("retry"))],
         b"x" * 70_000,
     ]
@@ -77,4 +88,4 @@ def test_a_time_just_after_the_epoch_and_before_it_survive() -> None:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for at in (epoch, epoch - timedelta(microseconds=1), epoch + timedelta(microseconds=1)):
         sent = submission(at, at)
-        assert pickle.loads(pickle.dumps(sent)) == sent
+        assert Submission.from_wire(crossed(sent.to_wire())) == sent

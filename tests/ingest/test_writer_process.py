@@ -24,7 +24,7 @@ def inbox_with(
     """An inbox whose web process has sent `count` submissions (and closed its end, or not)."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        body = b"".join(frame((n, deadline(n), submission(n))) for n in range(count))
+        body = b"".join(frame((n, deadline(n), submission(n).to_wire())) for n in range(count))
         ours.sendall(body)
         if closed:
             ours.shutdown(socket.SHUT_WR)

@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bench.ingest.hiccups import Machine
 from bench.ingest.run import HALF, Run
 
 
@@ -36,6 +37,7 @@ class Paced:
     p50_ms: float  # from when each request was due
     p99_ms: float
     max_ms: float
+    machine: Machine | None  # what the machine itself did meanwhile
 
 
 def select(runs: Iterable[Run], **criteria: object) -> list[Run]:
@@ -81,4 +83,5 @@ def paced(runs: list[Run], **criteria: object) -> Paced | None:
         p50_ms=load.paced.p50_ms,
         p99_ms=load.paced.p99_ms,
         max_ms=load.paced.max_ms,
+        machine=chosen[0].machine,
     )

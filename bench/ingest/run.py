@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.ingest import lua, wrk
 from bench.ingest.databases import Backend, Mark, Scratch, Stored, copy_of, fresh
+from bench.ingest.hiccups import Machine, MachineWatch
 from bench.ingest.payloads import Family
 from bench.ingest.profile import Profile, group_cpu_s, record, render, summarize
 from bench.ingest.servers import (
@@ -92,6 +93,7 @@ class Run:
     connections: int
     load: wrk.Load
     cpu: Cpu | None = None
+    machine: Machine | None = None  # paced runs: what the machine itself did meanwhile
 
 
 def peaks(runs: Iterable[Run]) -> list[Run]:
@@ -322,7 +324,8 @@ class Bench:
             connections=connections,
             rate=rate,
         )
-        load = self._acknowledged(target, wrk.run(invocation))
+        with MachineWatch() as watch:
+            load = self._acknowledged(target, wrk.run(invocation))
         self.runs.append(
             Run(
                 "paced",
@@ -334,13 +337,15 @@ class Bench:
                 0,
                 connections,
                 load,
+                machine=watch.machine,
             )
         )
-        assert load.paced is not None
+        assert load.paced is not None and watch.machine is not None
         self.log(
             f"paced  w{workers} {family.provider:17} {target.label:25} asked {rate:6,.0f} got"
             f" {load.rate:6,.0f} req/s  p50 {load.paced.p50_ms:6.2f}  p99 {load.paced.p99_ms:6.2f}"
-            " ms (from due time)"
+            f" ms (from due time); machine: longest hiccup"
+            f" {watch.machine.longest_hiccup_ms:.1f} ms, steal {watch.machine.steal_pct:.1f} %"
         )
 
     def load(

@@ -6,6 +6,7 @@ import statistics
 
 from bench.ingest.databases import Backend
 from bench.ingest.figures import Figure, Ratio, figure, paced, ratio, select
+from bench.ingest.hiccups import Machine
 from bench.ingest.outcome import Outcome
 from bench.ingest.payloads import Family
 from bench.ingest.profile import breakdown
@@ -104,7 +105,7 @@ def half_rate(o: Outcome) -> str:
                 rows.append(
                     f"| {workers} | {backend.label} | {family.provider} | {p.asked:,.0f}"
                     f" | {p.achieved:,.0f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.max_ms:.1f}"
-                    f" | {ok} |"
+                    f" | {ok} | {_machine(p.machine)} |"
                 )
     if not rows:
         return ""
@@ -118,8 +119,16 @@ median saturated rate of that cell (the rates in the table above), for
 left, so a server that falls behind shows it (no coordinated omission, as in wrk2). Target:
 p99 under {TARGET_P99_MS:g} ms.
 
-| workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |
-|---|---|---|---|---|---|---|---|---|
+The last column is what the machine itself did during the run (bench/ingest/hiccups.py): the
+longest a thread of the benchmark that asked to sleep 1 ms overslept (a hiccup: the machine
+held every ready thread, the server's too, that long), all the oversleeping beyond 20 ms added
+up, and the share of the cores the hypervisor gave to other guests (steal). A server latency
+no longer than the longest hiccup may be the machine's; a commit's fsync stalling on the disk
+shows in neither (the fsync probe in [Method](#method)).
+
+| workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |\
+ machine: hiccup ms (longest · beyond 20) · steal |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 
@@ -333,6 +342,12 @@ def growth_verdict(o: Outcome) -> str:
     if not changes:
         return ""
     return f"Rate with {full} ÷ empty database (flat: ≥ {FLAT:g}): " + ", ".join(changes) + "."
+
+
+def _machine(m: Machine | None) -> str:
+    if m is None:
+        return "not measured"
+    return f"{m.longest_hiccup_ms:.1f} · {m.hiccup_ms_over_20:.0f} · {m.steal_pct:.1f} %"
 
 
 def _fig(f: Figure | None) -> str:

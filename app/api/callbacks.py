@@ -218,7 +218,8 @@ async def store(request: Request, submission: Submission) -> Receipt:
         metrics.ingest_seconds.observe(elapsed.total_seconds())
     (await app_watch(request)).notify()
     metrics.stored(receipt)
-    request.state[FIELDS_KEY].update(
+    # The request log's fields, read from the scope: request.state wraps it in a new object.
+    request.scope["state"][FIELDS_KEY].update(
         provider=receipt.provider,
         delivery_id=receipt.delivery_id,
         outcome=receipt.outcome,

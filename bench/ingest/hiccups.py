@@ -18,7 +18,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 _TICK_S = 0.001
 _STEAL_FIELD = 7  # of the "cpu" line of /proc/stat, after the name: user nice system idle ...
@@ -47,12 +46,7 @@ class MachineWatch:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exception: object) -> None:
         self._stop.set()
         self._thread.join()
         spent = [

@@ -34,7 +34,7 @@ from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
 from app.ingest.admission import BadSignature, admit
 from app.ingest.driver import Cursor
-from app.ingest.intake import Intake, Outcome, Receipt, Submission, Wire
+from app.ingest.intake import Intake, Outcome, Receipt, ReceiptWire, Submission
 from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
@@ -46,11 +46,11 @@ UNAVAILABLE = "the database cannot take the write now; retry later"
 Answer = Receipt | BaseException
 
 
-def answer_to_wire(answer: Answer) -> Wire | BaseException:
+def answer_to_wire(answer: Answer) -> ReceiptWire | BaseException:
     return answer if isinstance(answer, BaseException) else answer.to_wire()
 
 
-def answer_from_wire(sent: Wire | BaseException) -> Answer:
+def answer_from_wire(sent: ReceiptWire | BaseException) -> Answer:
     return sent if isinstance(sent, BaseException) else Receipt.from_wire(sent)
 
 

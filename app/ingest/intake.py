@@ -14,12 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from app.providers.model import Job, Provider, State, normalized
 
-# What crosses between the processes: plain values only (app/ingest/frames.py).
-Wire = tuple[Any, ...]
+# What crosses between the processes: plain values only (app/ingest/frames.py). Times are
+# integer microseconds since the epoch, enum members their values.
+SubmissionWire = tuple[
+    int, str, str | None, str | None, dict[str, str], bytes, str | None, int | None, int | None
+]
+ReceiptWire = tuple[int, str, str | None, tuple[tuple[str, str, str, bool], ...], str | None]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -53,7 +57,7 @@ class Submission:
     # When the sender signed (Suno): the arrival, or for a replay the original arrival.
     signed_at: datetime | None = None
 
-    def to_wire(self) -> Wire:
+    def to_wire(self) -> SubmissionWire:
         arrival = self.arrival
         return (
             _micros(arrival.received_at),
@@ -68,7 +72,7 @@ class Submission:
         )
 
     @staticmethod
-    def from_wire(values: Wire) -> Submission:
+    def from_wire(values: SubmissionWire) -> Submission:
         (
             received_at,
             endpoint,
@@ -123,7 +127,7 @@ class Receipt:
     jobs: tuple[JobReceipt, ...] = ()
     error: str | None = None
 
-    def to_wire(self) -> Wire:
+    def to_wire(self) -> ReceiptWire:
         jobs = tuple(
             (job.provider.value, job.job_id, job.state.value, job.duplicate) for job in self.jobs
         )
@@ -131,7 +135,7 @@ class Receipt:
         return (self.delivery_id, self.outcome.value, provider, jobs, self.error)
 
     @staticmethod
-    def from_wire(values: Wire) -> Receipt:
+    def from_wire(values: ReceiptWire) -> Receipt:
         delivery_id, outcome, provider, jobs, error = values
         return Receipt(
             delivery_id=delivery_id,

@@ -205,17 +205,17 @@ def kept_headers(request: Request) -> dict[str, str]:
 async def store(request: Request, submission: Submission) -> Receipt:
     """Commit through the writer, wake long polls, and account for it (metrics, log line)."""
     metrics = await app_metrics(request)
-    metrics.body_bytes.observe(len(submission.arrival.body))
+    metrics.body_read(len(submission.arrival.body))
     try:
         receipt = await (await app_writer(request)).write(submission)
     except StorageUnavailable:
-        metrics.database_errors.labels("unavailable").inc()
+        metrics.unavailable()
         raise
     except BadSignature as exc:
         raise Unauthorized(str(exc)) from None
     finally:
         elapsed = datetime.now(UTC) - submission.arrival.received_at
-        metrics.ingest_seconds.observe(elapsed.total_seconds())
+        metrics.answered(elapsed.total_seconds())
     (await app_watch(request)).notify()
     metrics.stored(receipt)
     # The request log's fields, read from the scope: request.state wraps it in a new object.

@@ -8,6 +8,8 @@ Unauthenticated and oversized requests are refused before anything is stored.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,25 +154,55 @@ def authenticate_sender(request: Request, settings: Settings) -> None:
 
 async def read_arrival(request: Request, settings: Settings, *, endpoint: str) -> Arrival:
     received_at = datetime.now(UTC)
-    body = await read_body(request, settings)
+    headers = read_headers(request.scope["headers"])
+    body = await read_body(request, settings, declared=headers.content_length)
+    client = request.scope.get("client")
     return Arrival(
         received_at=received_at,
         endpoint=endpoint,
-        content_type=request.headers.get("content-type"),
-        client_addr=request.client.host if request.client else None,
-        headers=kept_headers(request),
+        content_type=headers.content_type,
+        client_addr=client[0] if client else None,
+        headers=headers.kept,
         body=body,
     )
 
 
-async def read_body(request: Request, settings: Settings) -> bytes:
+@dataclass(slots=True)
+class RequestHeaders:
+    kept: dict[str, str]  # minus credentials; a repeated header's values joined by ", "
+    content_type: str | None  # the first of each, as Starlette's Headers.get() gives it
+    content_length: str | None
+
+
+def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
+    """The ASGI scope's headers (names lower-case), read in one pass: Starlette's Headers
+    decodes them all again on each look-up, ~3 us a callback for these three."""
+    kept: dict[str, str] = {}
+    content_type: str | None = None
+    content_length: str | None = None
+    for raw_name, raw_value in raw:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if name == "content-type" and content_type is None:
+            content_type = value
+        elif name == "content-length" and content_length is None:
+            content_length = value
+        elif name in _NOT_KEPT_HEADERS:
+            continue
+        if name in kept:
+            value = f"{kept[name]}, {value}"
+        elif len(kept) == _MAX_KEPT_HEADERS:
+            continue
+        kept[name] = value[:_MAX_HEADER_VALUE]
+    return RequestHeaders(kept, content_type, content_length)
+
+
+async def read_body(request: Request, settings: Settings, *, declared: str | None) -> bytes:
     """The body, refused as soon as it is known to be too big or too slow to arrive.
 
     Read from the ASGI messages directly: a callback's body nearly always comes in one, and
     Request.stream()'s generator with a copy into a buffer cost ~2 us a callback."""
     limit = settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
     receive = request.receive
     chunks: list[bytes] = []
@@ -187,19 +219,6 @@ async def read_body(request: Request, settings: Settings) -> bytes:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def kept_headers(request: Request) -> dict[str, str]:
-    """The request's headers minus credentials; a repeated header's values joined by ", "."""
-    kept: dict[str, str] = {}
-    for name, value in request.headers.items():
-        if name in _NOT_KEPT_HEADERS:
-            continue
-        if name not in kept and len(kept) == _MAX_KEPT_HEADERS:
-            continue
-        joined = f"{kept[name]}, {value}" if name in kept else value
-        kept[name] = joined[:_MAX_HEADER_VALUE]
-    return kept
 
 
 async def store(request: Request, submission: Submission) -> Receipt:
@@ -219,12 +238,11 @@ async def store(request: Request, submission: Submission) -> Receipt:
     (await app_watch(request)).notify()
     metrics.stored(receipt)
     # The request log's fields, read from the scope: request.state wraps it in a new object.
-    request.scope["state"][FIELDS_KEY].update(
-        provider=receipt.provider,
-        delivery_id=receipt.delivery_id,
-        outcome=receipt.outcome,
-        jobs=[f"{job.job_id}:{job.state}" for job in receipt.jobs],
-    )
+    fields = request.scope["state"][FIELDS_KEY]
+    fields["provider"] = receipt.provider
+    fields["delivery_id"] = receipt.delivery_id
+    fields["outcome"] = receipt.outcome
+    fields["jobs"] = [f"{job.job_id}:{job.state}" for job in receipt.jobs]
     return receipt
 
 

@@ -31,6 +31,7 @@ _MAX_REQUEST_ID = 64
 # Made-up request ids: unique per process and start (a random prefix), cheap per request.
 _PROCESS = secrets.token_hex(4)
 _SEQUENCE = itertools.count(1)
+_MILLIS = [f",{millis:03d}" for millis in range(1000)]  # a line's time ends ",042"
 
 
 def json_lines() -> bool:
@@ -96,10 +97,11 @@ class RequestLog:
                         "method": method,
                         "path": path,
                         "status": status,
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        # To 0.01 ms, as round(ms, 2) but without its float-to-text round trip.
+                        "ms": round((time.perf_counter() - started) * 100_000) / 100,
                         "client": client[0] if client else None,
-                        **fields,
                     },
+                    fields,
                 )
 
 
@@ -117,7 +119,8 @@ class _LineWriter:
     The lines of one turn of the event loop go out in one write at its end: standard error is
     line-buffered, and a system call per line cost the web process ~3 us a callback under load.
     A line is at most one turn late, and only lines of requests already answered can be lost to
-    a crash, as before. The time's second is formatted once per second (strftime ~1.4 us)."""
+    a crash, as before. The time's second is formatted once per second (strftime ~1.4 us), its
+    milliseconds taken from a table."""
 
     def __init__(self, *, json: bool) -> None:
         self._json = json
@@ -125,21 +128,24 @@ class _LineWriter:
         self._second = -1
         self._second_text = ""
 
-    def write(self, message: str, fields: dict[str, Any]) -> None:
-        now = time.time()
-        second = int(now)
+    def write(self, message: str, *fields: dict[str, Any]) -> None:
+        """One line: the message, then each of `fields` in turn (JSON only)."""
+        millis = int(time.time() * 1000)
+        second = millis // 1000
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        at = f"{self._second_text},{int(now * 1000) % 1000:03d}"
+        at = self._second_text + _MILLIS[millis % 1000]
         if self._json:
-            head = {"time": at, "level": "INFO", "logger": log.name, "message": message}
-            line = orjson.dumps(head | fields, default=str).decode() + "\n"
+            line = {"time": at, "level": "INFO", "logger": log.name, "message": message}
+            for more in fields:
+                line.update(more)
+            text = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
         else:
-            line = f"{at} INFO    {log.name} {message}\n"
+            text = f"{at} INFO    {log.name} {message}\n"
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(line)
+        self._pending.append(text)
 
     def _flush(self) -> None:
         lines, self._pending = self._pending, []

@@ -1,0 +1,97 @@
+"""uvicorn's protocol with each response sent in one write (app/http_protocol.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.types import Receive, Scope, Send
+from uvicorn import Config
+from uvicorn.server import ServerState
+
+from app.http_protocol import HttpProtocol, OneWritePerTurn
+
+pytestmark = pytest.mark.anyio
+
+
+class Recording(asyncio.Transport):
+    """A connection's transport that records what is done to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closing, "written after close"
+        self.events.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.closing = True
+        self.events.append(("close", b""))
+
+    def abort(self) -> None:
+        self.close()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        addresses = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
+        return addresses.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def answer_in_two_messages(scope: Scope, receive: Receive, send: Send) -> None:
+    assert scope["type"] == "http"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def test_a_response_goes_out_in_one_write() -> None:
+    config = Config(answer_in_two_messages, http=HttpProtocol, log_config=None, lifespan="off")
+    protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Recording()
+    protocol.connection_made(transport)
+
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n")
+    for _ in range(10):  # the application's task, then the end of its turn
+        await asyncio.sleep(0)
+
+    [(event, data)] = transport.events
+    assert event == "write"
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\nhello")
+
+
+async def test_writes_wait_for_the_end_of_the_turn_and_go_before_a_close() -> None:
+    transport = Recording()
+    writes = OneWritePerTurn(transport)
+
+    writes.write(b"one ")
+    writes.write(b"two")
+    assert transport.events == []
+    await asyncio.sleep(0)
+    writes.write(b"three")
+    writes.close()
+    await asyncio.sleep(0)
+
+    assert transport.events == [("write", b"one two"), ("write", b"three"), ("close", b"")]
+
+
+async def test_an_abort_drops_what_waits() -> None:
+    transport = Recording()
+    writes = OneWritePerTurn(transport)
+
+    writes.write(b"never sent")
+    writes.abort()
+    await asyncio.sleep(0)
+
+    assert transport.events == [("close", b"")]

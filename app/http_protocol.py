@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with each response sent in one write instead of two.
+"""uvicorn's httptools protocol, with each response sent in one write instead of two, and the
+request head bounded in size and in time.
 
 uvicorn writes a response's status line and headers as soon as the application sends them, and
 the body when it follows: two send() calls, two TCP segments, and two wake-ups of the client,
@@ -6,20 +7,95 @@ which on a busy machine each preempt the server (py-spy put 18 % of the web proc
 those two writes under load). Here a connection's writes of one turn of the event loop are
 joined and sent at its end: a response, and any others the connection finished in that turn, in
 one segment.
+
+httptools takes a header section of any size, and uvicorn waits for it as long as it trickles
+in: a 32 MiB header was buffered whole, and a head sent a line at a time held its connection
+forever (slow loris; tests/reliability/test_header_limits.py). Here a head above MAX_HEAD_BYTES
+is answered 431, and one still incomplete STEMHOOK_BODY_TIMEOUT_S after its first bytes 408,
+before the connection is closed. A head that arrives whole, as nearly every one does, costs two
+attribute checks; a timer is armed only for one that does not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from http import HTTPStatus
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.api.schemas.common import ErrorBody, ErrorOut
+from app.config import get_settings
+from app.errors import HeadTooLarge, RequestTimeout, StemhookError
+
+# nginx takes up to 4 x 8 KiB by default, h11 16 KiB: 64 KiB leaves room for any real sender.
+MAX_HEAD_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
+
 
 class HttpProtocol(HttpToolsProtocol):
+    # Bytes of the current request's head read so far (0: none yet); None once it is complete.
+    _head_bytes: int | None = 0
+    _head_timer: asyncio.TimerHandle | None = None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have asyncio.Transport's methods, not its class.
         super().connection_made(OneWritePerTurn(cast(asyncio.Transport, transport)))
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes is None:
+            super().data_received(data)
+            return
+        self._head_bytes += len(data)
+        super().data_received(data)
+        # Still in a head once the parser has taken everything: these bytes were all head.
+        if self._head_bytes and not self.transport.is_closing():
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(HeadTooLarge(f"the request head exceeds {MAX_HEAD_BYTES} bytes"))
+            elif self._head_timer is None:
+                timeout_s = get_settings().body_timeout_s
+                self._head_timer = self.loop.call_later(timeout_s, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes = 0  # what follows is the next request's head
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        timeout_s = get_settings().body_timeout_s
+        self._refuse(RequestTimeout(f"the request head did not arrive within {timeout_s:g} s"))
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, error: StemhookError) -> None:
+        """Answer as the application answers its errors, then close the connection."""
+        self._stop_head_timer()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
+        log.warning("refused a request head from %s: %s", client, error.message)
+        body = ErrorOut(error=ErrorBody(code=error.code, message=error.message))
+        content = body.model_dump_json(exclude_none=True).encode()
+        head = (
+            f"HTTP/1.1 {error.status_code} {HTTPStatus(error.status_code).phrase}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(content)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + content)
+        self.transport.close()
 
 
 class OneWritePerTurn(asyncio.Transport):

@@ -10,7 +10,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn import Config
 from uvicorn.server import ServerState
 
-from app.http_protocol import HttpProtocol, OneWritePerTurn
+from app.http_protocol import MAX_HEAD_BYTES, HttpProtocol, OneWritePerTurn
 
 pytestmark = pytest.mark.anyio
 
@@ -55,20 +55,55 @@ async def answer_in_two_messages(scope: Scope, receive: Receive, send: Send) -> 
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-async def test_a_response_goes_out_in_one_write() -> None:
+def connected() -> tuple[HttpProtocol, Recording]:
     config = Config(answer_in_two_messages, http=HttpProtocol, log_config=None, lifespan="off")
     protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={})
     transport = Recording()
     protocol.connection_made(transport)
+    return protocol, transport
 
-    protocol.data_received(b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n")
+
+async def answered(protocol: HttpProtocol, *pieces: bytes) -> None:
+    for piece in pieces:
+        protocol.data_received(piece)
     for _ in range(10):  # the application's task, then the end of its turn
         await asyncio.sleep(0)
+
+
+async def test_a_response_goes_out_in_one_write() -> None:
+    protocol, transport = connected()
+
+    await answered(protocol, b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n")
 
     [(event, data)] = transport.events
     assert event == "write"
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert data.endswith(b"\r\n\r\nhello")
+
+
+async def test_a_head_in_pieces_and_a_big_body_with_its_head_are_served() -> None:
+    protocol, transport = connected()
+    get = b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n"
+    body = b"x" * (2 * MAX_HEAD_BYTES)
+    post = b"POST / HTTP/1.1\r\nhost: stemhook\r\ncontent-length: %d\r\n\r\n" % len(body)
+
+    await answered(protocol, get[:10], get[10:])
+    await answered(protocol, post + body)  # one read: far more than a head's limit, mostly body
+
+    assert [data[:15] for _, data in transport.events] == [b"HTTP/1.1 200 OK"] * 2
+    assert protocol._head_timer is None
+
+
+async def test_a_head_beyond_the_limit_is_answered_431_and_closed() -> None:
+    protocol, transport = connected()
+    padding = b"x-padding: " + b"a" * 4096
+
+    await answered(protocol, b"POST / HTTP/1.1\r\n", *[padding] * 20)
+
+    (_, answer), close = transport.events
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b'{"error":{"code":"head_too_large"' in answer
+    assert close == ("close", b"")
 
 
 async def test_writes_wait_for_the_end_of_the_turn_and_go_before_a_close() -> None:

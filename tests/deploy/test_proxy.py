@@ -1,7 +1,8 @@
 """deploy/nginx.conf in front of a real stemhook: what it forwards, what it refuses, how fast.
 
-Also the answer to tests/reliability/test_header_limits.py: uvicorn bounds neither the size nor
-the duration of a request head; behind this proxy neither reaches it.
+The proxy bounds the size and the duration of a request head more tightly than stemhook itself
+does (tests/reliability/test_header_limits.py): behind it, an oversized or trickled head never
+reaches stemhook.
 """
 
 from __future__ import annotations

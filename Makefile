@@ -39,7 +39,8 @@ endif
 bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
 
-# Ingest throughput/latency beside the references, parser cost, growth, profile: BENCHMARKS.md.
+# Ingest throughput/latency beside the references, parser cost, growth, profile, then the
+# reliability suite's figures: BENCHMARKS.md.
 # wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.
 WRK := $(firstword $(shell command -v wrk))
 
@@ -50,6 +51,7 @@ ifeq ($(WRK),)
 endif
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest --profile
+	$(BIN)/python -m bench.reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,7 +16,7 @@ from bench.ingest.facts import fingerprint, gather
 from bench.ingest.outcome import Outcome
 from bench.ingest.parsers import parser_costs
 from bench.ingest.payloads import FAMILIES, family
-from bench.ingest.report import kept_notes, render
+from bench.ingest.report import kept_notes, kept_reliability, render
 from bench.ingest.run import Bench, Plan, peaks
 from bench.ingest.servers import REPO
 from bench.query_data import DEFAULT_POSTGRES, DEFAULT_SQLITE
@@ -79,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     (workdir / "results.json").write_text(
         json.dumps([dataclasses.asdict(run) for run in bench.runs], indent=1)
     )
-    text = render(outcome, kept_notes(output) if output else "")
+    text = (
+        render(outcome, kept_notes(output), kept_reliability(output))
+        if output
+        else render(outcome, "")
+    )
     print("\n" + text)
     if output:
         output.write_text(text)

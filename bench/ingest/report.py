@@ -1,7 +1,8 @@
 """BENCHMARKS.md: the figures of one run, how they were taken, and on what.
 
 The file is rewritten by every full run; everything below NOTES_MARK is written by hand (what
-the figures mean, what was tried) and kept across rewrites.
+the figures mean, what was tried) and kept across rewrites, and so is the reliability section
+above it, between RELIABILITY_BEGIN and RELIABILITY_END (written by bench/reliability.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bench.ingest.tables import (
 from bench.ingest.wrk import TIMEOUT_S
 
 NOTES_MARK = "<!-- Hand-written below this line: kept when the benchmark rewrites this file. -->"
+RELIABILITY_BEGIN = "<!-- Reliability figures: written by `python -m bench.reliability`. -->"
+RELIABILITY_END = "<!-- End of the reliability figures. -->"
 DEFAULT_NOTES = """
 ## Notes
 
@@ -36,7 +39,7 @@ _What the figures mean and what was tried: written by hand, kept across runs._
 """
 
 
-def render(outcome: Outcome, notes: str) -> str:
+def render(outcome: Outcome, notes: str, reliability: str = "") -> str:
     sections = [
         _header(outcome),
         _summary(outcome),
@@ -49,6 +52,7 @@ def render(outcome: Outcome, notes: str) -> str:
         where_time_goes(outcome),
         _method(outcome),
         _machine(outcome.facts),
+        reliability,
         NOTES_MARK + "\n" + notes.strip("\n") + "\n",
     ]
     return "\n".join(section for section in sections if section)
@@ -60,6 +64,14 @@ def kept_notes(path: Path) -> str:
         if NOTES_MARK in text:
             return text.split(NOTES_MARK, 1)[1]
     return DEFAULT_NOTES
+
+
+def kept_reliability(path: Path) -> str:
+    text = path.read_text() if path.exists() else ""
+    if RELIABILITY_BEGIN in text and RELIABILITY_END in text:
+        section = text.split(RELIABILITY_BEGIN, 1)[1].split(RELIABILITY_END, 1)[0]
+        return RELIABILITY_BEGIN + section + RELIABILITY_END + "\n"
+    return ""
 
 
 # --- sections -----------------------------------------------------------------------------

@@ -4,9 +4,8 @@ request head bounded in size and in time.
 uvicorn writes a response's status line and headers as soon as the application sends them, and
 the body when it follows: two send() calls, two TCP segments, and two wake-ups of the client,
 which on a busy machine each preempt the server (py-spy put 18 % of the web process's samples on
-those two writes under load). Here a connection's writes of one turn of the event loop are
-joined and sent at its end: a response, and any others the connection finished in that turn, in
-one segment.
+those two writes under load). Here a write is held until the connection's next one, which it
+joins, or until the end of the event loop's turn: the head goes out with the body, at once.
 
 httptools takes a header section of any size, and uvicorn waits for it as long as it trickles
 in: a 32 MiB header was buffered whole, and a head sent a line at a time held its connection
@@ -42,7 +41,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have asyncio.Transport's methods, not its class.
-        super().connection_made(OneWritePerTurn(cast(asyncio.Transport, transport)))
+        super().connection_made(HeldWrites(cast(asyncio.Transport, transport)))
 
     def data_received(self, data: bytes) -> None:
         # The base class by name, not super(): this runs for every read, and hooks of their own
@@ -93,48 +92,54 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class OneWritePerTurn(asyncio.Transport):
-    """A transport whose writes wait for the end of the event loop's turn, then go out as one.
+class HeldWrites(asyncio.Transport):
+    """A transport that holds a write until the next one, then sends both as one; a write
+    nothing follows goes out at the end of the event loop's turn.
 
-    Everything else is the wrapped transport's; closing sends what waits first, as the wrapped
+    Everything else is the wrapped transport's; closing sends what is held first, as the wrapped
     transport itself would before it closes."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         super().__init__()
         self._transport = transport
         self._loop = asyncio.get_running_loop()
-        self._pending: list[bytes] = []
+        self._held: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._send)
-        # A transport copies what it is given: the caller may reuse a bytearray at once.
-        self._pending.append(data if type(data) is bytes else bytes(data))
+        held = self._held
+        if held is None:
+            # A transport copies what it is given: the caller may reuse a bytearray at once.
+            self._held = data if type(data) is bytes else bytes(data)
+            self._loop.call_soon(self._send_held)
+        else:
+            self._held = None
+            self._transport.write(held + data)
 
-    def _send(self) -> None:
-        pending = self._pending
-        if pending:
+    def _send_held(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
             if not self._transport.is_closing():
-                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-            self._pending = []
+                self._transport.write(held)
 
     def close(self) -> None:
-        self._send()
+        self._send_held()
         self._transport.close()
 
     def abort(self) -> None:
-        self._pending.clear()
+        self._held = None
         self._transport.abort()
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
 
     def write_eof(self) -> None:
-        self._send()
+        self._send_held()
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+        held = len(self._held) if self._held is not None else 0
+        return self._transport.get_write_buffer_size() + held
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._transport.set_write_buffer_limits(high, low)

@@ -1,4 +1,5 @@
-"""uvicorn's protocol with each response sent in one write (app/http_protocol.py)."""
+"""uvicorn's protocol with each response sent in one write, and the request head bounded
+(app/http_protocol.py; the real server: tests/reliability/test_header_limits.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn import Config
 from uvicorn.server import ServerState
 
-from app.http_protocol import MAX_HEAD_BYTES, HttpProtocol, OneWritePerTurn
+from app.http_protocol import MAX_HEAD_BYTES, HeldWrites, HttpProtocol
 
 pytestmark = pytest.mark.anyio
 
@@ -106,24 +107,31 @@ async def test_a_head_beyond_the_limit_is_answered_431_and_closed() -> None:
     assert close == ("close", b"")
 
 
-async def test_writes_wait_for_the_end_of_the_turn_and_go_before_a_close() -> None:
+async def test_a_write_waits_for_the_next_or_the_end_of_the_turn_and_goes_before_a_close() -> None:
     transport = Recording()
-    writes = OneWritePerTurn(transport)
+    writes = HeldWrites(transport)
 
-    writes.write(b"one ")
-    writes.write(b"two")
+    writes.write(b"head ")
     assert transport.events == []
+    writes.write(b"body")
+    assert transport.events == [("write", b"head body")]
+    writes.write(b"alone")
     await asyncio.sleep(0)
-    writes.write(b"three")
+    writes.write(b"last")
     writes.close()
     await asyncio.sleep(0)
 
-    assert transport.events == [("write", b"one two"), ("write", b"three"), ("close", b"")]
+    assert transport.events == [
+        ("write", b"head body"),
+        ("write", b"alone"),
+        ("write", b"last"),
+        ("close", b""),
+    ]
 
 
 async def test_an_abort_drops_what_waits() -> None:
     transport = Recording()
-    writes = OneWritePerTurn(transport)
+    writes = HeldWrites(transport)
 
     writes.write(b"never sent")
     writes.abort()

@@ -80,16 +80,15 @@ class Metrics:
     _counts: Tally[tuple[Counter, tuple[str, ...]]] = field(default_factory=Tally)
     # Labelled counters by their labels: labels() checks and locks on every call (~1 us).
     _children: dict[tuple[Counter, tuple[str, ...]], Counter] = field(default_factory=dict)
-    _histograms: tuple[_PendingHistogram, _PendingHistogram] = field(init=False)
+    _latencies: _PendingHistogram = field(init=False)
+    _sizes: _PendingHistogram = field(init=False)
     # Several processes count into shared files: hand over at the end of each loop turn.
     _shared: bool = field(default_factory=lambda: MULTIPROCESS_DIR in os.environ)
     _handover_due: bool = False
 
     def __post_init__(self) -> None:
-        self._histograms = (
-            _PendingHistogram(self.ingest_seconds, _LATENCY_BUCKETS),
-            _PendingHistogram(self.body_bytes, _SIZE_BUCKETS),
-        )
+        self._latencies = _PendingHistogram(self.ingest_seconds, _LATENCY_BUCKETS)
+        self._sizes = _PendingHistogram(self.body_bytes, _SIZE_BUCKETS)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -129,11 +128,11 @@ class Metrics:
         )
 
     def body_read(self, size: int) -> None:
-        self._histograms[1].observe(size)
+        self._sizes.observe(size)
         self._hand_over_soon()
 
     def answered(self, seconds: float) -> None:
-        self._histograms[0].observe(seconds)
+        self._latencies.observe(seconds)
         self._hand_over_soon()
 
     def unavailable(self) -> None:
@@ -166,8 +165,8 @@ class Metrics:
                 child = self._children[key] = counter.labels(*labels)
             child.inc(count)
         self._counts.clear()
-        for histogram in self._histograms:
-            histogram.hand_over()
+        self._latencies.hand_over()
+        self._sizes.hand_over()
 
     def _count(self, counter: Counter, *labels: str) -> None:
         self._counts[counter, labels] += 1

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest.report import NOTES_MARK, RELIABILITY_BEGIN, RELIABILITY_END
+from bench.ingest.report import (
+    NOTES_MARK,
+    RELIABILITY_BEGIN,
+    RELIABILITY_END,
+    reliability_section,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "BENCHMARKS.md"
@@ -128,9 +133,8 @@ def render(suite: Suite, commit: str) -> str:
 
 def placed(report: str, section: str) -> str:
     """The report with its reliability section replaced, or put just above the notes."""
-    if RELIABILITY_BEGIN in report and RELIABILITY_END in report:
-        before, rest = report.split(RELIABILITY_BEGIN, 1)
-        return before + section.rstrip("\n") + rest.split(RELIABILITY_END, 1)[1]
+    if old := reliability_section(report):
+        return report.replace(old, section, 1)
     before, mark, after = report.partition(NOTES_MARK)
     return before + section + "\n" + mark + after
 

@@ -67,9 +67,13 @@ def kept_notes(path: Path) -> str:
 
 
 def kept_reliability(path: Path) -> str:
-    text = path.read_text() if path.exists() else ""
-    if RELIABILITY_BEGIN in text and RELIABILITY_END in text:
-        section = text.split(RELIABILITY_BEGIN, 1)[1].split(RELIABILITY_END, 1)[0]
+    return reliability_section(path.read_text()) if path.exists() else ""
+
+
+def reliability_section(report: str) -> str:
+    """The report's reliability section, markers and final newline included; "" if none."""
+    if RELIABILITY_BEGIN in report and RELIABILITY_END in report:
+        section = report.split(RELIABILITY_BEGIN, 1)[1].split(RELIABILITY_END, 1)[0]
         return RELIABILITY_BEGIN + section + RELIABILITY_END + "\n"
     return ""
 

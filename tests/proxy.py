@@ -7,6 +7,8 @@ this instead:
 - `mute()`: connections stay open, new ones are even accepted, but nothing is answered any more,
   as from a hung pooler or a network that silently drops; `mute_at(marker)` does the same from
   the moment a client sends `marker` (say the COMMIT), which is swallowed with it;
+- `delay_at(marker, seconds)`: the next client message holding `marker` is passed on late, as
+  from a server slow to make a commit durable;
 - `restore()`: forwarding again on the same port. Connections that carried anything while
   muted are cut (their protocol state is lost); idle ones simply carry on.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +46,7 @@ class FaultyProxy:
         self._links: list[_Link] = []
         self._muted = threading.Event()
         self._mute_marker: bytes | None = None
+        self._delay: tuple[bytes, float] | None = None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._listening = threading.Event()
@@ -57,6 +61,9 @@ class FaultyProxy:
 
     def mute_at(self, marker: bytes) -> None:
         self._mute_marker = marker
+
+    def delay_at(self, marker: bytes, seconds: float) -> None:
+        self._delay = (marker, seconds)
 
     def restore(self) -> None:
         self._mute_marker = None
@@ -117,6 +124,10 @@ class FaultyProxy:
                 if self._muted.is_set():
                     link.broken = True
                     continue
+                delay = self._delay
+                if delay is not None and source is link.client and delay[0] in data:
+                    self._delay = None
+                    time.sleep(delay[1])
                 target.sendall(data)
         except OSError:
             pass

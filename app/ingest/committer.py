@@ -15,6 +15,10 @@ Failures:
 - a transaction hangs on a server that stopped answering: a watchdog interrupts its connection
   once it outlives the write timeout, and the committer carries on with a fresh one.
 
+A commit slower than SLOW_COMMIT_S is logged as a warning with its duration (`commit_ms`): every
+delivery waiting behind it is answered that much later, and the cause lies where stemhook cannot
+see, in the disk's flush (SQLite, synchronous=FULL) or the database server.
+
 Answers are receipts (sent as plain values) or exceptions the web process can rebuild (pickled):
 StorageUnavailable, BadSignature, or a RuntimeError naming anything unexpected.
 """
@@ -43,6 +47,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNAVAILABLE = "the database cannot take the write now; retry later"
+# The service's latency target (p99 under 50 ms, BENCHMARKS.md): one commit this slow misses it
+# for the deliveries in its batch and those waiting behind it.
+SLOW_COMMIT_S = 0.05
 Answer = Receipt | BaseException
 
 
@@ -98,7 +105,11 @@ class Committer:
 
     def _outcomes(self, intakes: list[Intake]) -> list[Answer]:
         try:
-            return list(self._transaction(lambda cursor: store_batch(cursor, self._sql, intakes)))
+            return list(
+                self._transaction(
+                    lambda cursor: store_batch(cursor, self._sql, intakes), deliveries=len(intakes)
+                )
+            )
         except Exception as exc:
             if is_unavailable(exc):
                 log.warning("database unavailable for %d deliveries: %s", len(intakes), exc)
@@ -112,28 +123,40 @@ class Committer:
         reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
         try:
             return self._transaction(
-                lambda cursor: keep_raw(cursor, self._sql, intake, Outcome.ORPHANED, reason)
+                lambda cursor: keep_raw(cursor, self._sql, intake, Outcome.ORPHANED, reason),
+                deliveries=1,
             )
         except Exception as exc:
             log.exception("delivery could not be stored at all")
             return StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else _unexpected(exc)
 
-    def _transaction(self, work: Callable[[Cursor], T]) -> T:
+    def _transaction(self, work: Callable[[Cursor], T], *, deliveries: int) -> T:
         connection, self._connection = self._connection or self._engine.connect(), None
         try:
             # The watchdog covers the COMMIT (or ROLLBACK) too: a server can hang on it as well.
-            with self._watchdog.watching(connection), connection.begin():
-                cursor = Cursor(connection)
-                try:
-                    if self._sql.lock_writers is not None:
-                        cursor.run(self._sql.lock_writers, {})
-                    result = work(cursor)
-                finally:
-                    cursor.close()
+            with self._watchdog.watching(connection):
+                with connection.begin():
+                    cursor = Cursor(connection)
+                    try:
+                        if self._sql.lock_writers is not None:
+                            cursor.run(self._sql.lock_writers, {})
+                        result = work(cursor)
+                    finally:
+                        cursor.close()
+                    stored = time.monotonic()
+                committed = time.monotonic()
         except BaseException:
             connection.close()
             raise
         self._connection = connection
+        if committed - stored > SLOW_COMMIT_S:
+            commit_ms = round((committed - stored) * 1000, 1)
+            log.warning(
+                "committing %d deliveries took %.0f ms",
+                deliveries,
+                commit_ms,
+                extra={"commit_ms": commit_ms, "deliveries": deliveries},
+            )
         return result
 
 

@@ -1,7 +1,8 @@
-"""The committer against a PostgreSQL that stops answering halfway through a transaction."""
+"""The committer against a PostgreSQL that stops answering, or answers late, mid-transaction."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
-from app.ingest.committer import Answer, Committer
+from app.ingest.committer import SLOW_COMMIT_S, Answer, Committer
 from app.ingest.intake import Outcome, Receipt, Submission
 from tests.api.payloads import ci_json
 from tests.conftest import Backend
@@ -44,3 +45,27 @@ def test_a_commit_the_server_never_answers_is_interrupted(
     finally:
         committer.close()
         engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_a_slow_commit_is_logged_with_its_duration(
+    backend: Backend, proxy: FaultyProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = backend.url.replace(":5432/", f":{proxy.port}/")
+    engine = create_sync_engine(Backend("proxied", url).settings())
+    committer = Committer(engine, suno_key=None, timeout_s=5)
+    caplog.set_level(logging.WARNING, logger="app.ingest.committer")
+    try:
+        committer.commit([submission("j-quick")])
+        assert not caplog.records
+        proxy.delay_at(b"COMMIT", 3 * SLOW_COMMIT_S)
+        answers = committer.commit([submission("j-slow-1"), submission("j-slow-2")])
+    finally:
+        committer.close()
+        engine.dispose()
+
+    assert all(isinstance(a, Receipt) and a.outcome is Outcome.ACCEPTED for a in answers)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.deliveries == 2  # type: ignore[attr-defined]
+    assert record.commit_ms >= 3 * SLOW_COMMIT_S * 1000  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ class Paced:
     p99_ms: float
     max_ms: float
     machine: Machine | None  # what the machine itself did meanwhile
+    slow_commits_ms: tuple[float, ...]  # the commits stemhook logged as slow meanwhile
 
 
 def select(runs: Iterable[Run], **criteria: object) -> list[Run]:
@@ -84,4 +85,5 @@ def paced(runs: list[Run], **criteria: object) -> Paced | None:
         p99_ms=load.paced.p99_ms,
         max_ms=load.paced.max_ms,
         machine=chosen[0].machine,
+        slow_commits_ms=chosen[0].slow_commits_ms,
     )

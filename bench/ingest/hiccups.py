@@ -8,8 +8,9 @@ Two measures, taken beside the run:
   second, next to the paced run's 32 wrk threads.
 - steal: the share of the cores' time the hypervisor gave to other guests (/proc/stat), which
   this guest cannot use whatever runs in it.
-A commit's fsync stalling on the disk shows in neither; the fsync probe before the runs reports
-those (facts.py).
+A commit's fsync stalling on the disk shows in neither: the fsync probe before the runs
+(facts.py) says how often the disk stalls, and stemhook's own slow-commit warnings during the run
+(Server.slow_commits_ms) say when it did.
 """
 
 from __future__ import annotations

@@ -94,6 +94,9 @@ class Run:
     load: wrk.Load
     cpu: Cpu | None = None
     machine: Machine | None = None  # paced runs: what the machine itself did meanwhile
+    # Paced stemhook runs: the commits it logged as slow meanwhile (ms), the disk's or the
+    # database server's stalls rather than its own.
+    slow_commits_ms: tuple[float, ...] = ()
 
 
 def peaks(runs: Iterable[Run]) -> list[Run]:
@@ -324,8 +327,10 @@ class Bench:
             connections=connections,
             rate=rate,
         )
+        log_size = target.server.log_size()
         with MachineWatch() as watch:
             load = self._acknowledged(target, wrk.run(invocation))
+        slow_commits_ms = target.server.slow_commits_ms(since=log_size)
         self.runs.append(
             Run(
                 "paced",
@@ -338,6 +343,7 @@ class Bench:
                 connections,
                 load,
                 machine=watch.machine,
+                slow_commits_ms=slow_commits_ms,
             )
         )
         assert load.paced is not None and watch.machine is not None
@@ -345,7 +351,9 @@ class Bench:
             f"paced  w{workers} {family.provider:17} {target.label:25} asked {rate:6,.0f} got"
             f" {load.rate:6,.0f} req/s  p50 {load.paced.p50_ms:6.2f}  p99 {load.paced.p99_ms:6.2f}"
             f" ms (from due time); machine: longest hiccup"
-            f" {watch.machine.longest_hiccup_ms:.1f} ms, steal {watch.machine.steal_pct:.1f} %"
+            f" {watch.machine.longest_hiccup_ms:.1f} ms, steal {watch.machine.steal_pct:.1f} %;"
+            f" slow commits {len(slow_commits_ms)}"
+            f" (longest {max(slow_commits_ms, default=0):.0f} ms)"
         )
 
     def load(

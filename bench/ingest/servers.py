@@ -10,6 +10,7 @@ answers.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -45,6 +46,21 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def slow_commits_ms(self, since: int) -> tuple[float, ...]:
+        """The durations of the commits stemhook logged as slow (app/ingest/committer.py)
+        after `since` bytes of its log."""
+        with self.log.open("rb") as log:
+            log.seek(since)
+            lines = log.read().splitlines()
+        return tuple(
+            json.loads(line)["commit_ms"]
+            for line in lines
+            if line.startswith(b"{") and b'"commit_ms"' in line
+        )
 
 
 def free_port() -> int:

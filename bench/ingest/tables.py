@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from app.ingest.committer import SLOW_COMMIT_S
 from bench.ingest.databases import Backend
 from bench.ingest.figures import Figure, Ratio, figure, paced, ratio, select
 from bench.ingest.hiccups import Machine
@@ -105,7 +106,7 @@ def half_rate(o: Outcome) -> str:
                 rows.append(
                     f"| {workers} | {backend.label} | {family.provider} | {p.asked:,.0f}"
                     f" | {p.achieved:,.0f} | {p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.max_ms:.1f}"
-                    f" | {ok} | {_machine(p.machine)} |"
+                    f" | {ok} | {_machine(p.machine)} | {_slow_commits(p.slow_commits_ms)} |"
                 )
     if not rows:
         return ""
@@ -123,12 +124,15 @@ The last column is what the machine itself did during the run (bench/ingest/hicc
 longest a thread of the benchmark that asked to sleep 1 ms overslept (a hiccup: the machine
 held every ready thread, the server's too, that long), all the oversleeping beyond 20 ms added
 up, and the share of the cores the hypervisor gave to other guests (steal). A server latency
-no longer than the longest hiccup may be the machine's; a commit's fsync stalling on the disk
-shows in neither (the fsync probe in [Method](#method)).
+no longer than the longest hiccup may be the machine's. A commit's fsync stalling on the disk
+shows in neither: stemhook itself logs every commit slower than
+{SLOW_COMMIT_S * 1000:g} ms (app/ingest/committer.py), and the last column counts those of the
+run, with the longest. Every request waiting behind such a commit waits for it too.
 
 | workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |\
- machine: hiccup ms (longest · beyond 20) · steal |
-|---|---|---|---|---|---|---|---|---|---|
+ machine: hiccup ms (longest · beyond 20) · steal | commits over {SLOW_COMMIT_S * 1000:g} ms\
+ (longest ms) |
+|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 
@@ -348,6 +352,10 @@ def _machine(m: Machine | None) -> str:
     if m is None:
         return "not measured"
     return f"{m.longest_hiccup_ms:.1f} · {m.hiccup_ms_over_20:.0f} · {m.steal_pct:.1f} %"
+
+
+def _slow_commits(durations_ms: tuple[float, ...]) -> str:
+    return f"{len(durations_ms)} ({max(durations_ms):.0f})" if durations_ms else "0"
 
 
 def _fig(f: Figure | None) -> str:

@@ -328,7 +328,7 @@ class Bench:
             rate=rate,
         )
         log_size = target.server.log_size()
-        with MachineWatch() as watch:
+        with MachineWatch(self.workdir) as watch:
             load = self._acknowledged(target, wrk.run(invocation))
         slow_commits_ms = target.server.slow_commits_ms(since=log_size)
         self.runs.append(
@@ -351,7 +351,8 @@ class Bench:
             f"paced  w{workers} {family.provider:17} {target.label:25} asked {rate:6,.0f} got"
             f" {load.rate:6,.0f} req/s  p50 {load.paced.p50_ms:6.2f}  p99 {load.paced.p99_ms:6.2f}"
             f" ms (from due time); machine: longest hiccup"
-            f" {watch.machine.longest_hiccup_ms:.1f} ms, steal {watch.machine.steal_pct:.1f} %;"
+            f" {watch.machine.longest_hiccup_ms:.1f} ms, steal {watch.machine.steal_pct:.1f} %,"
+            f" longest disk sync {watch.machine.longest_sync_ms:.1f} ms;"
             f" slow commits {len(slow_commits_ms)}"
             f" (longest {max(slow_commits_ms, default=0):.0f} ms)"
         )

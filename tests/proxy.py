@@ -67,6 +67,7 @@ class FaultyProxy:
 
     def restore(self) -> None:
         self._mute_marker = None
+        self._delay = None
         self._muted.clear()
         self._cut(lambda link: link.broken)
         if not self._listening.is_set():

@@ -17,7 +17,7 @@ Failures:
 
 A commit slower than SLOW_COMMIT_S is logged as a warning with its duration (`commit_ms`): every
 delivery waiting behind it is answered that much later, and the cause lies where stemhook cannot
-see, in the disk's flush (SQLite, synchronous=FULL) or the database server.
+see, usually in the disk's flush (SQLite) or the database server.
 
 Answers are receipts (sent as plain values) or exceptions the web process can rebuild (pickled):
 StorageUnavailable, BadSignature, or a RuntimeError naming anything unexpected.

@@ -10,7 +10,7 @@ import pytest
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
-from app.ingest.committer import SLOW_COMMIT_S, Answer, Committer
+from app.ingest.committer import Answer, Committer
 from app.ingest.intake import Outcome, Receipt, Submission
 from tests.api.payloads import ci_json
 from tests.conftest import Backend
@@ -49,23 +49,32 @@ def test_a_commit_the_server_never_answers_is_interrupted(
 
 @pytest.mark.postgres_only
 def test_a_slow_commit_is_logged_with_its_duration(
-    backend: Backend, proxy: FaultyProxy, caplog: pytest.LogCaptureFixture
+    backend: Backend,
+    proxy: FaultyProxy,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A threshold well above what a commit of the shared server takes, even on a busy disk.
+    monkeypatch.setattr("app.ingest.committer.SLOW_COMMIT_S", 0.5)
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     engine = create_sync_engine(Backend("proxied", url).settings())
     committer = Committer(engine, suno_key=None, timeout_s=5)
     caplog.set_level(logging.WARNING, logger="app.ingest.committer")
     try:
-        committer.commit([submission("j-quick")])
-        assert not caplog.records
-        proxy.delay_at(b"COMMIT", 3 * SLOW_COMMIT_S)
+        # Slow statements are not a slow commit: only the COMMIT is timed.
+        proxy.delay_at(b"INSERT", 1.0)
+        (slow_statements,) = committer.commit([submission("j-slow-insert")])
+        assert not [r for r in caplog.records if r.name == "app.ingest.committer"]
+
+        proxy.delay_at(b"COMMIT", 1.0)
         answers = committer.commit([submission("j-slow-1"), submission("j-slow-2")])
     finally:
         committer.close()
         engine.dispose()
 
-    assert all(isinstance(a, Receipt) and a.outcome is Outcome.ACCEPTED for a in answers)
-    (record,) = caplog.records
+    outcomes = [a.outcome for a in (slow_statements, *answers) if isinstance(a, Receipt)]
+    assert outcomes == [Outcome.ACCEPTED] * 3
+    (record,) = [r for r in caplog.records if r.name == "app.ingest.committer"]
     assert record.levelno == logging.WARNING
     assert record.deliveries == 2  # type: ignore[attr-defined]
-    assert record.commit_ms >= 3 * SLOW_COMMIT_S * 1000  # type: ignore[attr-defined]
+    assert record.commit_ms >= 1000  # type: ignore[attr-defined]

@@ -17,12 +17,19 @@ from pathlib import Path
 
 import psycopg
 
+from bench.ingest.hiccups import durable_append
 from bench.ingest.servers import REPO
 from bench.ingest.wrk import WRK
 
 PACKAGES = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "xmltodict", "orjson")
 PACKAGES_DB = ("sqlalchemy", "psycopg")
-POSTGRES_SETTINGS = ("synchronous_commit", "fsync", "wal_sync_method", "shared_buffers")
+POSTGRES_SETTINGS = (
+    "synchronous_commit",
+    "fsync",
+    "wal_sync_method",
+    "shared_buffers",
+    "data_directory",
+)
 # What the figures depend on: a change elsewhere (tests, docs) does not move them.
 MEASURED_PATHS = ("app", "migrations", "pyproject.toml")
 
@@ -72,6 +79,7 @@ class Facts:
     packages: dict[str, str]
     wrk: str
     scratch_filesystem: str
+    postgres_filesystem: str  # of its data directory, when the server is on this machine
     fdatasync: Syncs
     load: list[str] = field(default_factory=list)  # load averages as the run went
     code_at_end: str = ""
@@ -88,6 +96,7 @@ class Facts:
 
 
 def gather(scratch: Path, postgres_server: str) -> Facts:
+    postgres_settings = {name: _postgres(postgres_server, name) for name in POSTGRES_SETTINGS}
     facts = Facts(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         commit=_git("rev-parse", "--short", "HEAD"),
@@ -101,10 +110,11 @@ def gather(scratch: Path, postgres_server: str) -> Facts:
         python=platform.python_version(),
         sqlite=sqlite3.sqlite_version,
         postgresql=_postgres(postgres_server, "server_version"),
-        postgres_settings={name: _postgres(postgres_server, name) for name in POSTGRES_SETTINGS},
+        postgres_settings=postgres_settings,
         packages={name: _version(name) for name in PACKAGES + PACKAGES_DB},
         wrk=_wrk_version(),
         scratch_filesystem=_filesystem(scratch),
+        postgres_filesystem=_postgres_filesystem(postgres_settings["data_directory"]),
         fdatasync=_fdatasync(scratch),
     )
     facts.note_load("start")
@@ -160,6 +170,12 @@ def _wrk_version() -> str:
     return (run.stdout + run.stderr).splitlines()[0].split(" Copyright")[0].strip()
 
 
+def _postgres_filesystem(data_directory: str) -> str:
+    """Where PostgreSQL keeps its data, if it told us: it may lie on another disk than the SQLite
+    files, and then the sync probes beside those say nothing of its commits."""
+    return _filesystem(Path(data_directory)) if data_directory.startswith("/") else "unknown"
+
+
 def _filesystem(path: Path) -> str:
     """The mount holding the SQLite files: on tmpfs an fsync would prove nothing."""
     best = ("?", "?", "")
@@ -179,11 +195,7 @@ def _fdatasync(directory: Path, seconds: float = SYNC_PROBE_S) -> Syncs:
     with path.open("ab") as file:
         until = time.monotonic() + seconds
         while time.monotonic() < until:
-            file.write(b"\0" * 4096)
-            file.flush()
-            started = time.perf_counter()
-            os.fdatasync(file.fileno())
-            took.append(time.perf_counter() - started)
+            took.append(durable_append(file))
     path.unlink()
     took.sort()
     return Syncs(

@@ -8,11 +8,12 @@ Three measures, taken beside the run:
   second, next to the paced run's 32 wrk threads.
 - steal: the share of the cores' time the hypervisor gave to other guests (/proc/stat), which
   this guest cannot use whatever runs in it.
-- the disk: every 50 ms a 4 KB append to a file beside the databases is made durable
+- the disk: every 50 ms a 4 KB append to a file beside the SQLite databases is made durable
   (fdatasync), as a commit is, and the longest such sync is kept. A disk that stalls holds
-  every commit meanwhile, whichever process makes it, so a server latency no longer than the
-  longest sync may be the disk's. Its own cost: 20 syncs a second, next to the hundreds a
-  second of the server under test.
+  every commit on it meanwhile, whichever process makes it, so a server latency no longer
+  than the longest sync may be the disk's (PostgreSQL's too where its data lies on the same
+  disk: the report's Machine section says). Its own cost: 20 syncs a second, next to the
+  hundreds a second of the server under test.
 stemhook's own slow-commit warnings during the run (Server.slow_commits_ms) say which of its
 commits waited.
 """
@@ -24,10 +25,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _TICK_S = 0.001
 _SYNC_EVERY_S = 0.05
-_SYNC_BYTES = b"\0" * 4096
+_PAGE = b"\0" * 4096
 _STEAL_FIELD = 7  # of the "cpu" line of /proc/stat, after the name: user nice system idle ...
 
 
@@ -49,6 +51,7 @@ class MachineWatch:
         self._over_20_s = 0.0
         self._longest_sync_s = 0.0
         self._sync_path = directory / "machine-watch.sync"
+        self._sync_failed: OSError | None = None
         self._threads = [
             threading.Thread(target=self._meter, name="hiccup-meter", daemon=True),
             threading.Thread(target=self._sync_meter, name="sync-meter", daemon=True),
@@ -66,6 +69,8 @@ class MachineWatch:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+        if self._sync_failed is not None:
+            raise self._sync_failed  # a disk that could not be measured is not a quiet one
         spent = [
             after - before for before, after in zip(self._cpu_before, _cpu_ticks(), strict=True)
         ]
@@ -87,14 +92,24 @@ class MachineWatch:
                 self._over_20_s += late - 0.020
 
     def _sync_meter(self) -> None:
-        with self._sync_path.open("ab") as file:
-            while not self._stop.wait(_SYNC_EVERY_S):
-                file.write(_SYNC_BYTES)
-                file.flush()
-                started = time.monotonic()
-                os.fdatasync(file.fileno())
-                self._longest_sync_s = max(self._longest_sync_s, time.monotonic() - started)
-        self._sync_path.unlink()
+        try:
+            with self._sync_path.open("ab") as file:
+                while not self._stop.wait(_SYNC_EVERY_S):
+                    self._longest_sync_s = max(self._longest_sync_s, durable_append(file))
+        except OSError as exc:
+            self._sync_failed = exc
+        finally:
+            self._sync_path.unlink(missing_ok=True)
+
+
+def durable_append(file: BinaryIO) -> float:
+    """Seconds a 4 KB append took to be made durable, as SQLite makes a commit in WAL mode at
+    FULL (fdatasync)."""
+    file.write(_PAGE)
+    file.flush()
+    started = time.perf_counter()
+    os.fdatasync(file.fileno())
+    return time.perf_counter() - started
 
 
 def _cpu_ticks() -> list[int]:

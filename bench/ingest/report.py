@@ -206,7 +206,8 @@ run: {o.facts.fdatasync}. A stall of S ms during a paced run holds the requests 
 first S − 50 ms past 50 ms: in a 5 s run, one stall of 100 ms or more puts p99 at 50 ms or
 over. PostgreSQL runs with
 synchronous_commit={pg.get("synchronous_commit")}, fsync={pg.get("fsync")}
-(wal_sync_method={pg.get("wal_sync_method")}): durable at commit as well.
+(wal_sync_method={pg.get("wal_sync_method")}): durable at commit as well. Its data directory
+lies on {o.facts.postgres_filesystem}.
 After each stemhook server stopped, its database was checked: at least as many accepted
 deliveries as requests wrk saw acknowledged (more when requests were in flight as a run ended),
 each a new job, no duplicate, rejected or orphaned delivery:

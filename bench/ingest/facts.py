@@ -96,7 +96,7 @@ class Facts:
 
 
 def gather(scratch: Path, postgres_server: str) -> Facts:
-    postgres_settings = {name: _postgres(postgres_server, name) for name in POSTGRES_SETTINGS}
+    postgres_settings = _postgres(postgres_server, ("server_version", *POSTGRES_SETTINGS))
     facts = Facts(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         commit=_git("rev-parse", "--short", "HEAD"),
@@ -109,7 +109,7 @@ def gather(scratch: Path, postgres_server: str) -> Facts:
         system=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         sqlite=sqlite3.sqlite_version,
-        postgresql=_postgres(postgres_server, "server_version"),
+        postgresql=postgres_settings.pop("server_version"),
         postgres_settings=postgres_settings,
         packages={name: _version(name) for name in PACKAGES + PACKAGES_DB},
         wrk=_wrk_version(),
@@ -149,13 +149,14 @@ def _cpu() -> str:
     return platform.processor() or "?"
 
 
-def _postgres(server: str, setting: str) -> str:
+def _postgres(server: str, settings: tuple[str, ...]) -> dict[str, str]:
+    """The server's values of `settings`, over one connection; "unreachable" if it is not."""
     try:
         with psycopg.connect(f"{server}/postgres", connect_timeout=5) as connection:
-            row = connection.execute(f"SHOW {setting}").fetchone()
+            rows = [connection.execute(f"SHOW {name}").fetchone() for name in settings]
     except psycopg.OperationalError:
-        return "unreachable"
-    return str(row[0]) if row else "?"
+        return dict.fromkeys(settings, "unreachable")
+    return {name: str(row[0]) if row else "?" for name, row in zip(settings, rows, strict=True)}
 
 
 def _version(package: str) -> str:

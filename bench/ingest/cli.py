@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -37,10 +38,31 @@ CONNECTIONS = [32, 128]  # the saturating runs' wrk connection counts (Plan.conn
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     plan = _plan(args)
+    workdir = Path(tempfile.mkdtemp(prefix="stemhook-ingest-"))
+    memory = _tmpfs_directory()
+    try:
+        _run(args, argv, plan, Bench(plan, workdir, memory))
+    finally:
+        if memory is not None:
+            shutil.rmtree(memory)
+
+
+def _tmpfs_directory() -> Path | None:
+    """A scratch directory on /dev/shm where that is a tmpfs (the paced control's database)."""
+    mounts = Path("/proc/mounts")
+    if not mounts.exists():
+        return None
+    if not any(
+        line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.read_text().splitlines()
+    ):
+        return None
+    return Path(tempfile.mkdtemp(prefix="stemhook-ingest-", dir="/dev/shm"))
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None, plan: Plan, bench: Bench) -> None:
     scope = _scope(args)
     output: Path | None = args.output or (REPO / "BENCHMARKS.md" if scope == "full" else None)
-    workdir = Path(tempfile.mkdtemp(prefix="stemhook-ingest-"))
-    bench = Bench(plan, workdir)
+    workdir = bench.workdir
     facts = gather(workdir, plan.postgres_server)
     bench.log(f"{scope} run; scratch files in {workdir}")
 
@@ -104,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, help="runs per target (default 3, quick 2)")
     parser.add_argument("--duration", type=float, help="seconds per run (default 5, quick 2)")
     parser.add_argument(
+        "--paced-duration",
+        type=float,
+        help="seconds of each half-rate run (default 30, quick 5)",
+    )
+    parser.add_argument(
         "--connections",
         type=int,
         nargs="+",
@@ -151,6 +178,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         workers=tuple(args.workers or ((1,) if quick else (1, 2))),
         rounds=args.rounds or (2 if quick else 3),
         duration_s=args.duration or (2.0 if quick else 5.0),
+        paced_s=args.paced_duration or (5.0 if quick else 30.0),
         warmup_s=1.0,
         connections=tuple(args.connections),
         growth_families=() if args.no_growth else growth_families,
@@ -174,6 +202,7 @@ def _scope(args: argparse.Namespace) -> str:
             ("--workers", args.workers),
             ("--rounds", args.rounds),
             ("--duration", args.duration),
+            ("--paced-duration", args.paced_duration),
             ("--connections", args.connections != CONNECTIONS),
             ("--no-growth", args.no_growth),
             ("--no-parsers", args.no_parsers),

@@ -33,6 +33,7 @@ and filtered runs print the same report and write a file only with --output.
 """
 PROVIDERS = [f.provider for f in FAMILIES]
 CONNECTIONS = [32, 128]  # the saturating runs' wrk connection counts (Plan.connections)
+PACED_CONNECTIONS = 64  # the half-rate runs' (Plan.paced_connections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -131,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds of each half-rate run (default 30, quick 5)",
     )
     parser.add_argument(
+        "--paced-connections",
+        type=int,
+        default=PACED_CONNECTIONS,
+        help="senders of the half-rate runs, each a wrk thread with one connection (64)",
+    )
+    parser.add_argument(
         "--connections",
         type=int,
         nargs="+",
@@ -179,6 +186,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         rounds=args.rounds or (2 if quick else 3),
         duration_s=args.duration or (2.0 if quick else 5.0),
         paced_s=args.paced_duration or (5.0 if quick else 30.0),
+        paced_connections=args.paced_connections,
         warmup_s=1.0,
         connections=tuple(args.connections),
         growth_families=() if args.no_growth else growth_families,
@@ -203,6 +211,7 @@ def _scope(args: argparse.Namespace) -> str:
             ("--rounds", args.rounds),
             ("--duration", args.duration),
             ("--paced-duration", args.paced_duration),
+            ("--paced-connections", args.paced_connections != PACED_CONNECTIONS),
             ("--connections", args.connections != CONNECTIONS),
             ("--no-growth", args.no_growth),
             ("--no-parsers", args.no_parsers),

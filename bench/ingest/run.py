@@ -54,6 +54,7 @@ class Plan:
     # Longer than a saturating run: a p99 needs rare events (a disk stall here: up to ~10 a
     # minute) sampled at their rate, not a window that holds one or none of them.
     paced_s: float
+    paced_connections: int
     warmup_s: float
     # Saturating runs go at each of these wrk connection counts, and a target's rate in a round
     # is its best: a server that batches needs more requests in flight to be saturated than one
@@ -350,12 +351,14 @@ class Bench:
             == ("ingest", measured.name, measured.backend, "empty", family.provider, workers)
         ]
         rate = HALF * statistics.median(rates)
-        connections = self.plan.connections[0]
-        # Half the rate from the first connection count's senders. With fewer (8 until
-        # 2026-11-21), each connection's next request waited for its previous answer, and one
-        # answer slower than a connection's interval set its timetable back: a yardstick of the
-        # harness, not of the server (PostgreSQL at half rate: p99 0.4-0.5 s with 8, 32-45 ms
-        # with 32). Each sender is a wrk thread, so not more than needed.
+        connections = self.plan.paced_connections
+        # Each sender has one request in flight, so an answer slower than its interval
+        # (connections / rate) sets its timetable back, and every request due meanwhile counts
+        # that delay: a yardstick of the harness, not of the server, which providers sending
+        # each callback on its own would not see. Enough senders keep the interval above the
+        # server's own tail (PostgreSQL at half rate: p99 0.4-0.5 s with 8, 32-45 ms with 32;
+        # durable SQLite, Suno at 2,700 req/s, whose answers took up to 12-15 ms at p99 in its
+        # request log: 8.8-41 ms with 32, 13-19 ms with 64). Each is a wrk thread, so not more.
         invocation = wrk.paced(
             target.server.url,
             target.path,

@@ -116,7 +116,7 @@ def half_rate(o: Outcome) -> str:
     return f"""## Latency at half the maximum rate
 
 wrk 4 has no fixed-rate mode (that is wrk2, not installed), so the paced phase is wrk with a
-Lua timetable: {o.plan.connections[0]} connections, each its own wrk thread, each sending
+Lua timetable: {o.plan.paced_connections} connections, each its own wrk thread, each sending
 its requests at fixed intervals through `delay()`; together they ask for {HALF:g} × the
 median saturated rate of that cell (the rates in the table above), for
 {o.plan.paced_s:g} s. Latency is counted from when a request was due, not from when it

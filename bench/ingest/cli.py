@@ -57,7 +57,10 @@ def _tmpfs_directory() -> Path | None:
         line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts.read_text().splitlines()
     ):
         return None
-    return Path(tempfile.mkdtemp(prefix="stemhook-ingest-", dir="/dev/shm"))
+    try:
+        return Path(tempfile.mkdtemp(prefix="stemhook-ingest-", dir="/dev/shm"))
+    except OSError:
+        return None
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None, plan: Plan, bench: Bench) -> None:

@@ -5,7 +5,7 @@ Three measures, taken beside the run:
   records how much later than that it woke. A stall of the whole machine (a vCPU the hypervisor
   descheduled, a core held by other work) holds it as it holds the server, so a server latency
   no longer than the longest hiccup may be the machine's. Its own cost: ~1,000 short wake-ups a
-  second, next to the paced run's 32 wrk threads.
+  second, next to the paced run's wrk threads (64).
 - steal: the share of the cores' time the hypervisor gave to other guests (/proc/stat), which
   this guest cannot use whatever runs in it.
 - the disk: every 50 ms a 4 KB append to a file beside the SQLite databases is made durable

@@ -203,8 +203,9 @@ providers would never send again. stemhook's writer process commits whatever arr
 in one transaction (group commit): one sync per batch, not per request. The SQLite files lie
 on {o.facts.scratch_filesystem}; a 4 KB append + fdatasync there, one after another before the
 run: {o.facts.fdatasync}. A stall of S ms during a paced run holds the requests due in its
-first S − 50 ms past 50 ms: in a 5 s run, one stall of 100 ms or more puts p99 at 50 ms or
-over. PostgreSQL runs with
+first S − 50 ms past 50 ms: in a {o.plan.paced_s:g} s run, one stall of
+{50 + 10 * o.plan.paced_s:g} ms or more puts p99 at 50 ms or over (the paced control's file
+lies on /dev/shm instead). PostgreSQL runs with
 synchronous_commit={pg.get("synchronous_commit")}, fsync={pg.get("fsync")}
 (wal_sync_method={pg.get("wal_sync_method")}): durable at commit as well. Its data directory
 lies on {o.facts.postgres_filesystem}.
@@ -217,8 +218,8 @@ each a new job, no duplicate, rejected or orphaned delivery:
 ### Reproduce
 
 ```sh
-make bench            # = .venv/bin/python -m bench.ingest --profile: ~20 minutes
-.venv/bin/python -m bench.ingest --quick      # ~3 minutes, 1 worker, prints only
+make bench            # = .venv/bin/python -m bench.ingest --profile: ~30 minutes
+.venv/bin/python -m bench.ingest --quick      # ~4 minutes, 1 worker, prints only
 .venv/bin/python -m bench.ingest --family tencent-ci --backend sqlite --workers 1
 .venv/bin/python -m bench.ingest --profile suno --no-growth --no-parsers
 ```

@@ -58,8 +58,8 @@ class Plan:
     warmup_s: float
     # Saturating runs go at each of these wrk connection counts, and a target's rate in a round
     # is its best: a server that batches needs more requests in flight to be saturated than one
-    # that answers each on its own. The paced phase uses the first; growth and the profile the
-    # last, where stemhook is busiest.
+    # that answers each on its own. Growth and the profile use the last, where stemhook is
+    # busiest (the paced phase has paced_connections of its own).
     connections: tuple[int, ...]
     growth_families: tuple[Family, ...]  # empty: no growth phase
     growth_jobs: int
@@ -348,7 +348,14 @@ class Bench:
             run.load.rate
             for run in peaks(self.runs)
             if (run.phase, run.target, run.backend, run.database, run.family, run.workers)
-            == ("ingest", measured.name, measured.backend, "empty", family.provider, workers)
+            == (
+                "ingest",
+                measured.name,
+                measured.backend,
+                measured.database,
+                family.provider,
+                workers,
+            )
         ]
         rate = HALF * statistics.median(rates)
         connections = self.plan.paced_connections

@@ -135,10 +135,10 @@ column is the server's side of it: stemhook logs every commit slower than
 commit waits for it too.
 
 The control row, SQLite on tmpfs, is a second stemhook server (1 worker, its own database in
-/dev/shm, synchronous=FULL) paced at the rate of the durable SQLite row above it, after the
-latter: its syncs cost nothing and never stall, so it is what stemhook and the machine do at
-that rate without the disk. It is not durable and not a target cell; the difference between the
-two rows is the disk's.
+/dev/shm, synchronous=FULL) paced at the rate of the durable SQLite row of the same family
+above, after that family's durable runs: its syncs cost nothing and never stall, so it is what
+stemhook and the machine do at that rate without the disk. It is not durable and not a target
+cell; the difference between the two rows is the disk's.
 
 | workers | backend | family | asked req/s | got req/s | p50 ms | p99 ms | max ms | p99 < 50 |\
  machine: hiccup ms (longest · beyond 20) · steal · longest sync ms |\

@@ -11,8 +11,9 @@ httptools takes a header section of any size, and uvicorn waits for it as long a
 in: a 32 MiB header was buffered whole, and a head sent a line at a time held its connection
 forever (slow loris; tests/reliability/test_header_limits.py). Here a head above MAX_HEAD_BYTES
 is answered 431, and one still incomplete STEMHOOK_BODY_TIMEOUT_S after its first bytes 408,
-before the connection is closed. A head that arrives whole, as nearly every one does, costs two
-look-ups; a timer is armed only for one that does not.
+before the connection is closed, lingering as nginx closes (HttpProtocol._refuse). A head that
+arrives whole, as nearly every one does, costs two look-ups; a timer is armed only for one that
+does not.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from app.errors import HeadTooLarge, RequestTimeout, StemhookError
 
 # nginx takes up to 4 x 8 KiB by default, h11 16 KiB: 64 KiB leaves room for any real sender.
 MAX_HEAD_BYTES = 64 * 1024
+# How long a refused connection is still read (and what arrives dropped) after its answer.
+LINGER_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class HttpProtocol(HttpToolsProtocol):
     # Bytes read while a request head was incomplete; a timer only while one is.
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
+    _refused = False  # answered and lingering: what arrives is dropped until the close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have asyncio.Transport's methods, not its class.
@@ -46,6 +50,8 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # The base class by name, not super(): this runs for every read, and hooks of their own
         # on each request's head and end cost ~1 us a request more than looking at the scope.
+        if self._refused:
+            return
         HttpToolsProtocol.data_received(self, data)
         # uvicorn starts a request's scope when its first byte is parsed, and sets its method
         # once the head is complete: a scope without one is a head the parser stopped inside.
@@ -76,7 +82,11 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, error: StemhookError) -> None:
-        """Answer as the application answers its errors, then close the connection."""
+        """Answer as the application answers its errors, then close the connection lingering:
+        the answer and a FIN go out at once, but the connection is read, and what arrives
+        dropped, for LINGER_S more. A close with the sender's bytes still unread resets the
+        connection, and the reset can discard the answer in the sender's buffers before it is
+        read (seen here: an endless header's 431 lost, in one test run of many)."""
         self._stop_head_timer()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
         log.warning("refused a request head from %s: %s", client, error.message)
@@ -89,7 +99,10 @@ class HttpProtocol(HttpToolsProtocol):
             "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + content)
-        self.transport.close()
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
 
 class HeldWrites(asyncio.Transport):

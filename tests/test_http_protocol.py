@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn import Config
 from uvicorn.server import ServerState
 
+from app import http_protocol
 from app.http_protocol import MAX_HEAD_BYTES, HeldWrites, HttpProtocol
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +35,12 @@ class Recording(asyncio.Transport):
 
     def abort(self) -> None:
         self.close()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.events.append(("eof", b""))
 
     def is_closing(self) -> bool:
         return self.closing
@@ -95,16 +102,24 @@ async def test_a_head_in_pieces_and_a_big_body_with_its_head_are_served() -> Non
     assert protocol._head_timer is None
 
 
-async def test_a_head_beyond_the_limit_is_answered_431_and_closed() -> None:
+async def test_a_head_beyond_the_limit_is_answered_431_and_closed_lingering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_protocol, "LINGER_S", 0.05)
     protocol, transport = connected()
     padding = b"x-padding: " + b"a" * 4096
 
     await answered(protocol, b"POST / HTTP/1.1\r\n", *[padding] * 20)
+    (_, answer), eof = transport.events
+    await answered(protocol, *[padding] * 20)  # still read, and dropped
+    lingered = list(transport.events)
+    await asyncio.sleep(0.1)
 
-    (_, answer), close = transport.events
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b'{"error":{"code":"head_too_large"' in answer
-    assert close == ("close", b"")
+    assert eof == ("eof", b"")
+    assert lingered == transport.events[:2]
+    assert transport.events[2:] == [("close", b"")]
 
 
 async def test_a_write_waits_for_the_next_or_the_end_of_the_turn_and_goes_before_a_close() -> None:

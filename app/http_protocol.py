@@ -11,9 +11,9 @@ httptools takes a header section of any size, and uvicorn waits for it as long a
 in: a 32 MiB header was buffered whole, and a head sent a line at a time held its connection
 forever (slow loris; tests/reliability/test_header_limits.py). Here a head above MAX_HEAD_BYTES
 is answered 431, and one still incomplete STEMHOOK_BODY_TIMEOUT_S after its first bytes 408,
-before the connection is closed, lingering as nginx closes (HttpProtocol._refuse). A head that
-arrives whole, as nearly every one does, costs two look-ups; a timer is armed only for one that
-does not.
+after any earlier request's answer, and the connection is closed lingering, as nginx closes
+(HttpProtocol._answer_and_linger). A head that arrives whole, as nearly every one does, costs two
+look-ups; a timer is armed only for one that does not.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class HttpProtocol(HttpToolsProtocol):
     # Bytes read while a request head was incomplete; a timer only while one is.
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
-    _refused = False  # answered and lingering: what arrives is dropped until the close
+    _refused = False  # refused: what arrives is dropped until the close
+    _linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have asyncio.Transport's methods, not its class.
@@ -69,6 +70,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def _head_too_slow(self) -> None:
@@ -82,14 +85,33 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, error: StemhookError) -> None:
-        """Answer as the application answers its errors, then close the connection lingering:
-        the answer and a FIN go out at once, but the connection is read, and what arrives
-        dropped, for LINGER_S more. A close with the sender's bytes still unread resets the
-        connection, and the reset can discard the answer in the sender's buffers before it is
-        read (seen here: an endless header's 431 lost, in one test run of many)."""
+        """Answer as the application answers its errors, after any earlier request's answer
+        still to go out (HTTP/1.1 answers in order), and close the connection; what arrives
+        from now on is dropped."""
         self._stop_head_timer()
+        self._refused = True
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
         log.warning("refused a request head from %s: %s", client, error.message)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self._answer_and_linger(error)
+            return
+        # The newest request's answer is the last before the refusal: pipelined ones go in turn.
+        answered = cycle.on_response
+
+        def then_refuse() -> None:
+            answered()
+            if not self.transport.is_closing():
+                self._unset_keepalive_if_required()  # armed by the answer; the linger closes
+                self._answer_and_linger(error)
+
+        cycle.on_response = then_refuse
+
+    def _answer_and_linger(self, error: StemhookError) -> None:
+        """The answer and a FIN go out at once, but the connection is read, and what arrives
+        dropped, for LINGER_S more, as nginx closes. A close with the sender's bytes still unread
+        resets the connection, and the reset can discard the answer in the sender's buffers
+        before it is read (seen here: an endless header's 431 lost, in one test run of many)."""
         body = ErrorOut(error=ErrorBody(code=error.code, message=error.message))
         content = body.model_dump_json(exclude_none=True).encode()
         head = (
@@ -99,10 +121,19 @@ class HttpProtocol(HttpToolsProtocol):
             "connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + content)
-        self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.loop.call_later(LINGER_S, self.transport.close)
+        self.flow.resume_reading()  # paused while pipelined requests waited
+        self._linger = self.loop.call_later(LINGER_S, self._end_linger)
+
+    def _end_linger(self) -> None:
+        self._linger = None
+        # An answer still unsent by now is one the sender is not reading: the connection is not
+        # kept for it.
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.transport.close()
 
 
 class HeldWrites(asyncio.Transport):

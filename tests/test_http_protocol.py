@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import Config
 from uvicorn.server import ServerState
 
 from app import http_protocol
+from app.config import get_settings
 from app.http_protocol import MAX_HEAD_BYTES, HeldWrites, HttpProtocol
 
 pytestmark = pytest.mark.anyio
@@ -24,9 +25,12 @@ class Recording(asyncio.Transport):
         super().__init__()
         self.events: list[tuple[str, bytes]] = []
         self.closing = False
+        self.unsent = 0  # what the peer has not taken yet
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        # uvloop raises on both ("Cannot call write() after write_eof()").
         assert not self.closing, "written after close"
+        assert ("eof", b"") not in self.events, "written after the end of writing"
         self.events.append(("write", bytes(data)))
 
     def close(self) -> None:
@@ -34,13 +38,17 @@ class Recording(asyncio.Transport):
         self.events.append(("close", b""))
 
     def abort(self) -> None:
-        self.close()
+        self.closing = True
+        self.events.append(("abort", b""))
 
     def can_write_eof(self) -> bool:
         return True
 
     def write_eof(self) -> None:
         self.events.append(("eof", b""))
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
 
     def is_closing(self) -> bool:
         return self.closing
@@ -63,8 +71,8 @@ async def answer_in_two_messages(scope: Scope, receive: Receive, send: Send) -> 
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-def connected() -> tuple[HttpProtocol, Recording]:
-    config = Config(answer_in_two_messages, http=HttpProtocol, log_config=None, lifespan="off")
+def connected(app: ASGIApp = answer_in_two_messages) -> tuple[HttpProtocol, Recording]:
+    config = Config(app, http=HttpProtocol, log_config=None, lifespan="off")
     protocol = HttpProtocol(config=config, server_state=ServerState(), app_state={})
     transport = Recording()
     protocol.connection_made(transport)
@@ -102,16 +110,22 @@ async def test_a_head_in_pieces_and_a_big_body_with_its_head_are_served() -> Non
     assert protocol._head_timer is None
 
 
-async def test_a_head_beyond_the_limit_is_answered_431_and_closed_lingering(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_protocol, "LINGER_S", 0.05)
-    protocol, transport = connected()
-    padding = b"x-padding: " + b"a" * 4096
+PADDING = b"x-padding: " + b"a" * 4096
+TOO_LONG = [b"POST / HTTP/1.1\r\n", *[PADDING] * 20]
 
-    await answered(protocol, b"POST / HTTP/1.1\r\n", *[padding] * 20)
+
+@pytest.fixture
+def short_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_protocol, "LINGER_S", 0.05)
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_head_beyond_the_limit_is_answered_431_and_closed_lingering() -> None:
+    protocol, transport = connected()
+
+    await answered(protocol, *TOO_LONG)
     (_, answer), eof = transport.events
-    await answered(protocol, *[padding] * 20)  # still read, and dropped
+    await answered(protocol, *[PADDING] * 20)  # still read, and dropped
     lingered = list(transport.events)
     await asyncio.sleep(0.1)
 
@@ -120,6 +134,69 @@ async def test_a_head_beyond_the_limit_is_answered_431_and_closed_lingering(
     assert eof == ("eof", b"")
     assert lingered == transport.events[:2]
     assert transport.events[2:] == [("close", b"")]
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_head_that_does_not_arrive_in_time_is_answered_408(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_BODY_TIMEOUT_S", "0.05")
+    get_settings.cache_clear()
+    protocol, transport = connected()
+    try:
+        await answered(protocol, b"POST / HTTP/1.1\r\nhost: stem")
+        assert transport.events == []
+        await asyncio.sleep(0.07)
+        (_, answer), eof = transport.events
+    finally:
+        get_settings.cache_clear()
+
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert eof == ("eof", b"")
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_refusal_waits_for_the_answer_to_an_earlier_request() -> None:
+    release = asyncio.Event()
+
+    async def answer_when_released(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await answer_in_two_messages(scope, receive, send)
+
+    protocol, transport = connected(answer_when_released)
+
+    await answered(protocol, b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n", *TOO_LONG)
+    assert transport.events == []
+    release.set()
+    await answered(protocol)
+    await asyncio.sleep(0.1)
+
+    [first, second] = [data for event, data in transport.events if event == "write"]
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert second.startswith(b"HTTP/1.1 431 ")
+    assert [event for event, _ in transport.events] == ["write", "write", "eof", "close"]
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_an_answer_the_sender_does_not_read_is_dropped_with_the_connection() -> None:
+    protocol, transport = connected()
+
+    await answered(protocol, *TOO_LONG)
+    transport.unsent = 1024
+    await asyncio.sleep(0.1)
+
+    assert [event for event, _ in transport.events] == ["write", "eof", "abort"]
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_connection_lost_while_lingering_is_left_alone() -> None:
+    protocol, transport = connected()
+
+    await answered(protocol, *TOO_LONG)
+    protocol.connection_lost(ConnectionResetError())
+    await asyncio.sleep(0.1)
+
+    assert [event for event, _ in transport.events] == ["write", "eof"]
 
 
 async def test_a_write_waits_for_the_next_or_the_end_of_the_turn_and_goes_before_a_close() -> None:
@@ -152,4 +229,4 @@ async def test_an_abort_drops_what_waits() -> None:
     writes.abort()
     await asyncio.sleep(0)
 
-    assert transport.events == [("close", b"")]
+    assert transport.events == [("abort", b"")]

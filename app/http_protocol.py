@@ -9,11 +9,12 @@ joins, or until the end of the event loop's turn: the head goes out with the bod
 
 httptools takes a header section of any size, and uvicorn waits for it as long as it trickles
 in: a 32 MiB header was buffered whole, and a head sent a line at a time held its connection
-forever (slow loris; tests/reliability/test_header_limits.py). Here a head above MAX_HEAD_BYTES
-is answered 431, and one still incomplete STEMHOOK_BODY_TIMEOUT_S after its first bytes 408,
-after any earlier request's answer, and the connection is closed lingering, as nginx closes
-(HttpProtocol._answer_and_linger). A head that arrives whole, as nearly every one does, costs two
-look-ups; a timer is armed only for one that does not.
+forever (slow loris; tests/reliability/test_header_limits.py). Here a head still incomplete
+after MAX_HEAD_BYTES more than the read it began in is answered 431, and one still incomplete
+STEMHOOK_BODY_TIMEOUT_S after its first bytes 408, after any earlier request's answer; then the
+connection is closed lingering, as nginx closes (HttpProtocol._answer_and_linger). A head that
+arrives whole, as nearly every one does, costs two look-ups; a timer is armed only for one that
+does not.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 
 
 class HttpProtocol(HttpToolsProtocol):
-    # Bytes read while a request head was incomplete; a timer only while one is.
+    # The scope of a request head the parser stopped inside, the bytes read for it since, and a
+    # timer: only while there is one.
+    _head_scope: object | None = None
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
     _refused = False  # refused: what arrives is dropped until the close
@@ -58,15 +61,29 @@ class HttpProtocol(HttpToolsProtocol):
         # once the head is complete: a scope without one is a head the parser stopped inside.
         scope = self.scope
         if scope is not None and "method" not in scope and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(HeadTooLarge(f"the request head exceeds {MAX_HEAD_BYTES} bytes"))
-            elif self._head_timer is None:
-                timeout_s = get_settings().body_timeout_s
-                self._head_timer = self.loop.call_later(timeout_s, self._head_too_slow)
-        elif self._head_bytes:
-            self._head_bytes = 0
+            if scope is self._head_scope:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(HeadTooLarge(f"the request head exceeds {MAX_HEAD_BYTES} bytes"))
+            else:
+                # A head that began in this read, after an earlier request's bytes maybe: the
+                # parser does not say where, so it is counted from the next read (a read takes
+                # at most 256 KiB).
+                self._head_scope, self._head_bytes = scope, 0
+                self._stop_head_timer()
+                self._head_timer = self.loop.call_later(
+                    get_settings().body_timeout_s, self._head_too_slow
+                )
+        elif self._head_scope is not None:
+            self._head_scope = None
             self._stop_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._head_timer is not None:
+            # The next request's head has begun: its own timer ends the connection if it stalls,
+            # with a 408, not the keep-alive timer uvicorn has just armed, without one.
+            self._unset_keepalive_if_required()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
@@ -75,8 +92,12 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _head_too_slow(self) -> None:
-        self._head_timer = None
         timeout_s = get_settings().body_timeout_s
+        if self.flow.read_paused:
+            # uvicorn stopped reading until earlier requests are answered: not the sender's delay.
+            self._head_timer = self.loop.call_later(timeout_s, self._head_too_slow)
+            return
+        self._head_timer = None
         self._refuse(RequestTimeout(f"the request head did not arrive within {timeout_s:g} s"))
 
     def _stop_head_timer(self) -> None:
@@ -101,8 +122,7 @@ class HttpProtocol(HttpToolsProtocol):
 
         def then_refuse() -> None:
             answered()
-            if not self.transport.is_closing():
-                self._unset_keepalive_if_required()  # armed by the answer; the linger closes
+            if not self.transport.is_closing():  # the server is shutting down
                 self._answer_and_linger(error)
 
         cycle.on_response = then_refuse
@@ -123,7 +143,6 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.write(head.encode() + content)
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.flow.resume_reading()  # paused while pipelined requests waited
         self._linger = self.loop.call_later(LINGER_S, self._end_linger)
 
     def _end_linger(self) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -112,6 +113,8 @@ async def test_a_head_in_pieces_and_a_big_body_with_its_head_are_served() -> Non
 
 PADDING = b"x-padding: " + b"a" * 4096
 TOO_LONG = [b"POST / HTTP/1.1\r\n", *[PADDING] * 20]
+GET = b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n"
+HEAD_TIMEOUT_S = 0.05
 
 
 @pytest.fixture
@@ -136,45 +139,119 @@ async def test_a_head_beyond_the_limit_is_answered_431_and_closed_lingering() ->
     assert transport.events[2:] == [("close", b"")]
 
 
-@pytest.mark.usefixtures("short_linger")
-async def test_a_head_that_does_not_arrive_in_time_is_answered_408(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("STEMHOOK_BODY_TIMEOUT_S", "0.05")
+@pytest.fixture
+def short_head_timeout(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("STEMHOOK_BODY_TIMEOUT_S", str(HEAD_TIMEOUT_S))
     get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("short_linger", "short_head_timeout")
+async def test_a_head_that_does_not_arrive_in_time_is_answered_408() -> None:
     protocol, transport = connected()
-    try:
-        await answered(protocol, b"POST / HTTP/1.1\r\nhost: stem")
-        assert transport.events == []
-        await asyncio.sleep(0.07)
-        (_, answer), eof = transport.events
-    finally:
-        get_settings.cache_clear()
+
+    await answered(protocol, b"POST / HTTP/1.1\r\nhost: stem")
+    assert transport.events == []
+    await asyncio.sleep(HEAD_TIMEOUT_S * 1.5)
+    (_, answer), eof = transport.events
 
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert eof == ("eof", b"")
 
 
-@pytest.mark.usefixtures("short_linger")
-async def test_a_refusal_waits_for_the_answer_to_an_earlier_request() -> None:
+def held_back() -> tuple[ASGIApp, asyncio.Event]:
+    """An application that answers once released."""
     release = asyncio.Event()
 
     async def answer_when_released(scope: Scope, receive: Receive, send: Send) -> None:
         await release.wait()
         await answer_in_two_messages(scope, receive, send)
 
-    protocol, transport = connected(answer_when_released)
+    return answer_when_released, release
 
-    await answered(protocol, b"GET / HTTP/1.1\r\nhost: stemhook\r\n\r\n", *TOO_LONG)
+
+def written(transport: Recording) -> list[bytes]:
+    """Each write's status line, and the other events by name."""
+    return [data.split(b"\r\n")[0] if data else event.encode() for event, data in transport.events]
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_refusal_follows_the_answers_to_earlier_requests() -> None:
+    app, release = held_back()
+    protocol, transport = connected(app)
+
+    await answered(protocol, GET, GET, *TOO_LONG)  # the second waits behind the first
     assert transport.events == []
     release.set()
     await answered(protocol)
     await asyncio.sleep(0.1)
 
-    [first, second] = [data for event, data in transport.events if event == "write"]
-    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert second.startswith(b"HTTP/1.1 431 ")
-    assert [event for event, _ in transport.events] == ["write", "write", "eof", "close"]
+    assert written(transport) == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        b"eof",
+        b"close",
+    ]
+    assert protocol.server_state.total_requests == 2
+
+
+@pytest.mark.usefixtures("short_linger")
+async def test_a_server_shutting_down_closes_after_the_answer_without_a_refusal() -> None:
+    app, release = held_back()
+    protocol, transport = connected(app)
+
+    await answered(protocol, GET, *TOO_LONG)
+    protocol.shutdown()  # the answer in flight is the last, then the connection closes
+    release.set()
+    await answered(protocol)
+    await asyncio.sleep(0.1)
+
+    assert written(transport) == [b"HTTP/1.1 200 OK", b"close"]
+
+
+@pytest.mark.usefixtures("short_linger", "short_head_timeout")
+async def test_a_head_begun_before_the_answer_before_it_is_timed_out_not_kept_alive() -> None:
+    app, release = held_back()
+    protocol, transport = connected(app)
+    protocol.timeout_keep_alive = 0  # type: ignore[assignment]  # would close at once
+
+    await answered(protocol, GET, b"POST / HTTP/1.1\r\nhost: stem")
+    release.set()
+    await answered(protocol)
+    assert written(transport) == [b"HTTP/1.1 200 OK"]
+    await asyncio.sleep(HEAD_TIMEOUT_S * 1.5)
+
+    assert written(transport) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 408 Request Timeout", b"eof"]
+
+
+@pytest.mark.usefixtures("short_linger", "short_head_timeout")
+async def test_a_head_left_unread_while_earlier_requests_wait_is_not_timed_out() -> None:
+    app, release = held_back()
+    protocol, transport = connected(app)
+
+    # The second request waits behind the first, and uvicorn reads nothing more until then.
+    await answered(protocol, GET + GET + b"POST / HTTP/1.1\r\nhost: stem")
+    await asyncio.sleep(HEAD_TIMEOUT_S * 3)
+    assert transport.events == []
+    release.set()
+    await answered(protocol)
+    assert written(transport) == [b"HTTP/1.1 200 OK"] * 2
+    await asyncio.sleep(HEAD_TIMEOUT_S * 4)  # the next check of the head, then the linger
+
+    assert written(transport)[2:] == [b"HTTP/1.1 408 Request Timeout", b"eof", b"close"]
+
+
+async def test_a_body_read_with_the_start_of_the_next_head_is_not_counted_in_the_head() -> None:
+    protocol, transport = connected()
+    body = b"x" * (2 * MAX_HEAD_BYTES)
+    post = b"POST / HTTP/1.1\r\nhost: stemhook\r\ncontent-length: %d\r\n\r\n" % len(body)
+
+    await answered(protocol, post + body + GET[:10])
+    await answered(protocol, GET[10:])
+
+    assert written(transport) == [b"HTTP/1.1 200 OK"] * 2
 
 
 @pytest.mark.usefixtures("short_linger")

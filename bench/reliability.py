@@ -4,8 +4,8 @@ examples fuzzed, deliveries lost.
 Runs the tests that hold them (tests/reliability, the parsers' property tests, the API's
 schemathesis run) on SQLite and the real PostgreSQL (CI=true: an unreachable PostgreSQL fails
 the run), and writes what they printed into BENCHMARKS.md's reliability section, between
-its markers; nothing is written unless every test passed. The ingest benchmark keeps that
-section when it rewrites the file (bench/ingest/report.py).
+its markers, where the ingest benchmark left it pending (bench/ingest/report.py); nothing is
+written unless every test passed.
 
     .venv/bin/python -m bench.reliability
 """
@@ -21,12 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest.report import (
-    NOTES_MARK,
-    RELIABILITY_BEGIN,
-    RELIABILITY_END,
-    reliability_section,
-)
+from bench.ingest.report import RELIABILITY_BEGIN, RELIABILITY_END, reliability_section
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "BENCHMARKS.md"
@@ -132,11 +127,10 @@ def render(suite: Suite, commit: str) -> str:
 
 
 def placed(report: str, section: str) -> str:
-    """The report with its reliability section replaced, or put just above the notes."""
+    """The report with its reliability section replaced, or added at its end."""
     if old := reliability_section(report):
         return report.replace(old, section, 1)
-    before, mark, after = report.partition(NOTES_MARK)
-    return before + section + "\n" + mark + after
+    return report.rstrip("\n") + "\n\n" + section
 
 
 def main() -> None:

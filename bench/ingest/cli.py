@@ -17,7 +17,7 @@ from bench.ingest.facts import fingerprint, gather
 from bench.ingest.outcome import Outcome
 from bench.ingest.parsers import parser_costs
 from bench.ingest.payloads import FAMILIES, family
-from bench.ingest.report import kept_notes, kept_reliability, render
+from bench.ingest.report import RELIABILITY_PENDING, render
 from bench.ingest.run import Bench, Plan, peaks
 from bench.ingest.servers import REPO
 from bench.query_data import DEFAULT_POSTGRES, DEFAULT_SQLITE
@@ -28,8 +28,9 @@ FastAPI endpoint and one that only parses (same uvicorn settings, same worker co
 SQLite and PostgreSQL with 1 and 2 workers; latency at half the maximum rate; parser cost per
 payload; an empty database against 1,000,000 jobs; optionally a py-spy profile.
 
-A full, unfiltered run writes BENCHMARKS.md (hand-written notes at its end are kept); --quick
-and filtered runs print the same report and write a file only with --output.
+A full, unfiltered run overwrites BENCHMARKS.md with its report (its reliability section left
+for bench.reliability); --quick and filtered runs print the same report and write a file only
+with --output.
 """
 PROVIDERS = [f.provider for f in FAMILIES]
 CONNECTIONS = [32, 128]  # the saturating runs' wrk connection counts (Plan.connections)
@@ -105,11 +106,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, plan: Plan, bench
     (workdir / "results.json").write_text(
         json.dumps([dataclasses.asdict(run) for run in bench.runs], indent=1)
     )
-    text = (
-        render(outcome, kept_notes(output), kept_reliability(output))
-        if output
-        else render(outcome, "")
-    )
+    text = render(outcome, RELIABILITY_PENDING if output else "")
     print("\n" + text)
     if output:
         output.write_text(text)
@@ -153,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "--generator-idle",
         action="store_true",
         help="saturating runs: wrk at SCHED_IDLE, on CPU time no server process wants (a"
-        " diagnostic: a woken wrk otherwise preempts a busy server process, BENCHMARKS.md notes)",
+        " diagnostic: a woken wrk otherwise preempts a busy server process, docs/decisions/0006)",
     )
     parser.add_argument("--growth-jobs", type=int, default=1_000_000)
     parser.add_argument(

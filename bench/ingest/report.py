@@ -1,13 +1,12 @@
 """BENCHMARKS.md: the figures of one run, how they were taken, and on what.
 
-The file is rewritten by every full run; everything below NOTES_MARK is written by hand (what
-the figures mean, what was tried) and kept across rewrites, and so is the reliability section
-above it, between RELIABILITY_BEGIN and RELIABILITY_END (written by bench/reliability.py).
+Every full run overwrites the whole file: nothing of an earlier run, and nothing written by hand,
+is kept. Its last section, between RELIABILITY_BEGIN and RELIABILITY_END, is left pending here
+and filled by bench/reliability.py, which `make bench` runs next. What the figures decided lives
+in docs/decisions/, not in this file.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Facts
@@ -29,17 +28,18 @@ from bench.ingest.tables import (
 )
 from bench.ingest.wrk import TIMEOUT_S
 
-NOTES_MARK = "<!-- Hand-written below this line: kept when the benchmark rewrites this file. -->"
 RELIABILITY_BEGIN = "<!-- Reliability figures: written by `python -m bench.reliability`. -->"
 RELIABILITY_END = "<!-- End of the reliability figures. -->"
-DEFAULT_NOTES = """
-## Notes
+RELIABILITY_PENDING = f"""{RELIABILITY_BEGIN}
+## Reliability: faults, hostile input, fuzzing
 
-_What the figures mean and what was tried: written by hand, kept across runs._
+_Not measured yet in this run: `make bench` runs `python -m bench.reliability` next, which
+writes its figures here._
+{RELIABILITY_END}
 """
 
 
-def render(outcome: Outcome, notes: str, reliability: str = "") -> str:
+def render(outcome: Outcome, reliability: str = "") -> str:
     sections = [
         _header(outcome),
         _summary(outcome),
@@ -53,21 +53,8 @@ def render(outcome: Outcome, notes: str, reliability: str = "") -> str:
         _method(outcome),
         _machine(outcome.facts),
         reliability,
-        NOTES_MARK + "\n" + notes.strip("\n") + "\n",
     ]
     return "\n".join(section for section in sections if section)
-
-
-def kept_notes(path: Path) -> str:
-    if path.exists():
-        text = path.read_text()
-        if NOTES_MARK in text:
-            return text.split(NOTES_MARK, 1)[1]
-    return DEFAULT_NOTES
-
-
-def kept_reliability(path: Path) -> str:
-    return reliability_section(path.read_text()) if path.exists() else ""
 
 
 def reliability_section(report: str) -> str:
@@ -105,8 +92,9 @@ references on the same machine. Written by `{o.command}` on {f.date}, {o.scope} 
 at {tree}; code fingerprint `{f.code}` (sha256 of app/, migrations/ and pyproject.toml as
 they were on disk, the same at the end of the run unless said below).
 {changed}
-The code under test is being optimized: figures from another commit are other figures. Compare
-ratios, not absolute rates, between runs (see [Method](#method)).
+Each `make bench` overwrites this whole file with its own run; what earlier runs decided, and
+the measurements behind it, are in [docs/decisions/](docs/decisions/README.md). Figures from
+another commit or machine are other figures: compare ratios, not absolute rates.
 """
 
 
@@ -160,81 +148,35 @@ def _method(o: Outcome) -> str:
     pg = o.facts.postgres_settings
     return f"""## Method
 
-Load: `wrk` on loopback with a Lua script generated from each family's fixture
-(bench/ingest/lua.py). Every request carries a job id nobody sent before: a random prefix per
-wrk run, the wrk thread and a counter, in the fixture id's own shape and length, so every
-request is a new job (a real insert), never a cheap duplicate, also across rounds and reruns.
-{_priority(o.plan.generator_idle)}
+Load: `wrk` on loopback, with a Lua script generated from each family's fixture
+(bench/ingest/lua.py); every request carries a job id nobody sent before, so each is a real
+insert, never a cheap duplicate. {_priority(o.plan.generator_idle)}
 {fixtures}
 
-Servers: `python -m app serve --port P --workers N` (what `stemhook serve` runs: migrations,
-then uvicorn with httptools and uvloop from uvicorn[standard], proxy headers, access log off)
-with `STEMHOOK_DATABASE_URL` pointing at a database of its own, fresh for each server, and no
-other STEMHOOK_* setting (no callback token, no Suno signature); the references in
-bench/ingest/reference.py run through the same `uvicorn.run` call with the same worker count.
-The servers are started from a scratch directory, so a `.env` in the checkout changes nothing.
-All servers of a worker count run at once; only the one under load is busy.
+Servers: `python -m app serve --port P --workers N` (what `stemhook serve` runs), each on a
+fresh database of its own with no other STEMHOOK_* setting, beside two references run through
+the same `uvicorn.run` call (bench/ingest/reference.py): *bare* reads the body and answers 200,
+*parse* also decodes it as stemhook does. Within a round each target runs once at each of
+{counts(o.plan.connections)} connections and its rate is its best; ratios are taken within a
+round and the median over rounds is reported, because absolute rates drift by ±15–30 % on a
+shared machine and side-by-side ratios far less. Any non-2xx answer, socket error or request
+slower than {TIMEOUT_S} s stops the run.
 
-Interleaving: within a round each target (bare, parse, stemhook per backend) gets one run,
-one after another; the next round starts with the next target. Ratios are taken within a
-round, then the median over rounds is reported: absolute rates drift ±15–30 % over tens of
-minutes on this shared machine, ratios measured side by side far less.
-
-Connections: each target is loaded at {counts(o.plan.connections)} connections in turn, and
-its rate in a round is its best: the saturated rate of a server is the most it answers
-however many requests are in flight (as TechEmpower reports each framework's best of its
-concurrency levels). The references are best at the fewest; stemhook, which answers a batch
-after one commit, needs more requests in flight to keep its web process and its writer
-process busy at once. The rates at each count are in [By connection count](#by-connection-count).
-
-With 2 workers, how wrk's keep-alive connections spread over the two worker processes is
-decided when they connect, by whichever worker accepts first, and differs from run to run:
-2-worker rates and ratios vary more (see their ranges).
-
-Errors: any answer other than 2xx (wrk's "Non-2xx or 3xx responses"; the paced script counts
-every non-2xx itself), any socket error and any request slower than {TIMEOUT_S} s stops the
-benchmark with wrk's output.
-
-Durability: SQLite runs with `STEMHOOK_SQLITE_SYNCHRONOUS=FULL` (the default, set explicitly):
-the WAL is synced before a commit returns, and stemhook answers 200 only after its commit, so
-every acknowledged delivery survives a power cut, not only a crash. NORMAL would sync only at
-checkpoints: faster, but a power cut could lose deliveries already acknowledged, which the
-providers would never send again. stemhook's writer process commits whatever arrived together
-in one transaction (group commit): one sync per batch, not per request. The SQLite files lie
-on {o.facts.scratch_filesystem}; a 4 KB append + fdatasync there, one after another before the
-run: {o.facts.fdatasync}. A stall of S ms during a paced run holds the requests due in its
-first S − 50 ms past 50 ms: in a {o.plan.paced_s:g} s run, one stall of
-{50 + 10 * o.plan.paced_s:g} ms or more puts p99 at 50 ms or over (the paced control's file
-lies on /dev/shm instead). PostgreSQL runs with
+Durability: SQLite at synchronous=FULL in WAL mode, its files on {o.facts.scratch_filesystem}
+(a 4 KB append + fdatasync there, before the run: {o.facts.fdatasync}); PostgreSQL at
 synchronous_commit={pg.get("synchronous_commit")}, fsync={pg.get("fsync")}
-(wal_sync_method={pg.get("wal_sync_method")}): durable at commit as well. Its data directory
-lies on {o.facts.postgres_filesystem}.
-After each stemhook server stopped, its database was checked: at least as many accepted
-deliveries as requests wrk saw acknowledged (more when requests were in flight as a run ended),
-each a new job, no duplicate, rejected or orphaned delivery:
+(wal_sync_method={pg.get("wal_sync_method")}), its data on {o.facts.postgres_filesystem}.
+stemhook answers only after its commit, so every acknowledged delivery is durable
+([why](docs/decisions/0005-durability-settings.md)). After each stemhook server stopped, its
+database held at least as many accepted deliveries as wrk saw acknowledged, each a new job, none
+duplicated, rejected or orphaned:
 
 {chr(10).join(f"- {line}" for line in stored)}
 
-### Reproduce
-
-```sh
-make bench            # = .venv/bin/python -m bench.ingest --profile: ~30 minutes
-.venv/bin/python -m bench.ingest --quick      # ~4 minutes, 1 worker, prints only
-.venv/bin/python -m bench.ingest --family tencent-ci --backend sqlite --workers 1
-.venv/bin/python -m bench.ingest --profile suno --no-growth --no-parsers
-```
-
-This run: `{o.command}`. Scratch files (server logs, generated Lua scripts, the raw profile,
-results.json with every run) were in `{o.workdir}`. One run by hand, against a server started
-as above:
-
-```sh
-.venv/bin/python -c 'from bench.ingest import lua, payloads; print(lua.script(
-    payloads.family("tencent-ci"), lua.Mode.SATURATE))' > tencent-ci-saturate.lua
-wrk -t1 -c{o.plan.connections[-1]} -d{o.plan.duration_s:g}s --timeout={TIMEOUT_S}s \\
-    -s tencent-ci-saturate.lua http://127.0.0.1:P -- $(openssl rand -hex 4) \\
-    /callbacks/tencent-ci
-```
+How each table is measured, and every option: [bench/README.md](bench/README.md). Reproduce
+with `make bench` (~30 minutes: this file, then its reliability section) or, printing only,
+`.venv/bin/python -m bench.ingest --quick` (~4 minutes). This run: `{o.command}`, scratch
+files (server logs, Lua scripts, raw profile, results.json) in `{o.workdir}`.
 """
 
 

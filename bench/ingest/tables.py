@@ -303,7 +303,7 @@ and fills this section._
                 right = f"{wall:.1%} | {gil:.1%} | `{frame}`"
             parts.append(f"| {left} | | {right} |")
         parts.append("")
-    parts.append("_What this says: see the hand-written notes at the end._\n")
+    parts.append("_What earlier profiles led to: [docs/decisions/](docs/decisions/README.md)._\n")
     return "\n".join(parts)
 
 

@@ -23,7 +23,11 @@ from app.runtime import running
 AUTO_ENDPOINT = "auto"
 
 
-async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Receipt:
+async def replay_delivery(
+    delivery: models.Delivery, *, first_arrival: datetime, writer: Writer
+) -> Receipt:
+    """`first_arrival` is when the callback first came (queries.deliveries.first_arrival): a
+    signature is judged by it, whichever replay of it is replayed."""
     if delivery.body is None:
         raise Gone(f"the body of delivery {delivery.id} is no longer kept")
     arrival = Arrival(
@@ -39,7 +43,7 @@ async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Recei
         arrival=arrival,
         expected=expected,
         replay_of=delivery.id,
-        signed_at=delivery.received_at,
+        signed_at=first_arrival,
     )
     try:
         return await writer.write(submission)
@@ -63,7 +67,10 @@ async def replay_stored(
             if delivery is None:
                 continue
             try:
-                receipt = await replay_delivery(delivery, writer=runtime.writer)
+                # Candidates are originals, never replays: each first arrived itself.
+                receipt = await replay_delivery(
+                    delivery, first_arrival=delivery.received_at, writer=runtime.writer
+                )
             except (Conflict, Gone):
                 results["not replayed"] += 1
             else:

@@ -8,13 +8,16 @@ import hmac
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from app import models
 from app.config import Settings
 from app.ingest.intake import Outcome
 from app.replay import replay_stored
@@ -132,16 +135,24 @@ async def test_replay_needs_the_body_and_a_known_delivery(
     assert unknown.status_code == 404
 
 
+SUNO_KEY = "suno-hmac-key"
+
+
+def suno_signed(task_id: str, at: int) -> dict[str, str]:
+    """Headers signing a Suno callback for `task_id` at unix time `at`."""
+    message = f"{task_id}.{at}".encode()
+    digest = hmac.new(SUNO_KEY.encode(), message, hashlib.sha256).digest()
+    return {
+        "X-Webhook-Timestamp": str(at),
+        "X-Webhook-Signature": base64.b64encode(digest).decode(),
+    }
+
+
 async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: Backend) -> None:
-    key = "suno-hmac-key"
+    key = SUNO_KEY
     body = suno_json("t-signed")
     arrived = int(time.time()) - 200  # stale by now, but fresh when the callback came
-
-    def signature(task_id: str) -> str:
-        digest = hmac.new(key.encode(), f"{task_id}.{arrived}".encode(), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()
-
-    headers = {"X-Webhook-Timestamp": str(arrived), "X-Webhook-Signature": signature("t-signed")}
+    headers = suno_signed("t-signed", arrived)
     async for client in open_client(backend.settings()):
         signed = (await client.post("/callbacks", content=body, headers=headers)).json()
         unsigned = (await client.post("/callbacks", content=suno_json("t-unsigned"))).json()
@@ -151,6 +162,27 @@ async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: B
 
     assert (good.status_code, good.json()["outcome"]) == (200, "duplicate")
     assert (bad.status_code, bad.json()["error"]["code"]) == (409, "conflict")
+
+
+async def test_a_replay_of_a_replay_is_judged_by_the_original_arrival(
+    backend: Backend, engine: Engine
+) -> None:
+    arrived = datetime.now(UTC) - timedelta(hours=1)
+    headers = suno_signed("t-again", int(arrived.timestamp()))
+    async for client in open_client(backend.settings()):
+        original = await client.post("/callbacks", content=suno_json("t-again"), headers=headers)
+    delivery_id = original.json()["delivery_id"]
+    with Session(engine) as session:
+        session.get_one(models.Delivery, delivery_id).received_at = arrived
+        session.commit()
+    async for client in open_client(backend.settings(suno_hmac_key=SUNO_KEY)):
+        replay = await client.post(f"/v1/deliveries/{delivery_id}/replay", headers=AUTH)
+        replay_id = replay.json()["delivery_id"]
+        again = await client.post(f"/v1/deliveries/{replay_id}/replay", headers=AUTH)
+
+    assert (replay.status_code, replay.json()["outcome"]) == (200, "duplicate")
+    assert again.status_code == 200, again.text
+    assert again.json()["replay_of"] == replay_id
 
 
 async def test_bulk_replay_runs_each_matching_delivery_once(

@@ -8,6 +8,7 @@ import hmac
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,11 @@ from sqlalchemy.orm import Session
 
 from app import models
 from app.config import Settings
-from app.ingest.intake import Outcome
-from app.replay import replay_stored
+from app.errors import StorageUnavailable
+from app.ingest.intake import Outcome, Receipt, Submission
+from app.ingest.writer import Writer
+from app.replay import replay_matching, replay_stored
+from app.runtime import running
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
@@ -211,6 +215,48 @@ async def test_bulk_replay_runs_each_matching_delivery_once(
     assert "Replayed 1 deliveries: 1 rejected." in cli.stdout
     job = await get(client, "/v1/jobs/tencent-ci/j-bulk")
     assert job["state"] == "succeeded"
+
+
+class _UnavailableAt:
+    """The real writer, except that the writes numbered in `refused` (from 1) answer as it does
+    when the database cannot take them."""
+
+    def __init__(self, writer: Writer, refused: set[int]) -> None:
+        self._writer, self._refused, self._count = writer, refused, 0
+
+    async def write(self, submission: Submission) -> Receipt:
+        self._count += 1
+        if self._count in self._refused:
+            raise StorageUnavailable("the database cannot take the write now")
+        return await self._writer.write(submission)
+
+
+async def test_bulk_replay_waits_out_503s_and_goes_on(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend, settings: Settings
+) -> None:
+    for job_id in ("j-wait", "j-gone", "j-next"):
+        with refusing_job(engine, backend, job_id):
+            await client.post("/callbacks", content=ci_json(job_id, "Success"))
+    waited: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        waited.append(seconds)
+
+    async with running(settings) as runtime:
+        # The first delivery is refused twice, the second on every try, the third never.
+        flaky = replace(runtime, writer=_UnavailableAt(runtime.writer, {1, 2, 4, 5, 6, 7, 8, 9}))
+        counts = await replay_matching(
+            flaky, outcomes=(Outcome.ORPHANED,), since=None, again=False, pause=pause
+        )
+        later = await replay_matching(
+            runtime, outcomes=(Outcome.ORPHANED,), since=None, again=False
+        )
+
+    assert counts == {"accepted": 2, "unavailable": 1}
+    assert waited == [1, 2, 1, 2, 4, 8, 16]
+    assert later == {"accepted": 1}
+    for job_id in ("j-wait", "j-gone", "j-next"):
+        assert (await get(client, f"/v1/jobs/tencent-ci/{job_id}"))["state"] == "succeeded"
 
 
 async def test_stats_count_jobs_and_deliveries_in_the_window(client: httpx.AsyncClient) -> None:

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Retention: when set ("30d"), each process drops older delivery bodies every purge_every.
     purge_deliveries_older_than: timedelta | None = None
     purge_every: timedelta = timedelta(hours=1)
+    # A /v1/jobs cursor whose listing began longer ago is refused: its snapshot's catch-up read
+    # grows with every delivery since, and a forged old cursor must not buy a full scan.
+    cursor_max_age: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
 
@@ -64,7 +67,7 @@ class Settings(BaseSettings):
             raise ValueError(f"every API token needs at least {MIN_TOKEN_LENGTH} characters")
         return tokens
 
-    @field_validator("purge_deliveries_older_than", "purge_every", mode="before")
+    @field_validator("purge_deliveries_older_than", "purge_every", "cursor_max_age", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
         if isinstance(value, str) and value and value[-1] in "smhd":

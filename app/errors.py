@@ -15,7 +15,8 @@ StemhookError
 └── NotReady              503  /readyz: this process cannot do its work now
 
 Parsers raise app.providers.model.ParseError, which the receive pipeline turns into BadPayload
-once the body is stored. Anything else is a bug and answers 500.
+once the body is stored; so does anything else raised while parsing a body (the body caused it,
+app/ingest/admission.py). Anything else raised elsewhere is a bug and answers 500.
 """
 
 from __future__ import annotations

@@ -7,23 +7,37 @@ delivery's would, so replaying twice, or replaying what was accepted, only adds 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from app import models
 from app.config import Settings
-from app.errors import Conflict, Gone
+from app.errors import Conflict, Gone, StorageUnavailable
 from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.writer import Writer
 from app.providers.model import Provider
 from app.queries.deliveries import replay_candidates
-from app.runtime import running
+from app.runtime import Runtime, running
 
+log = logging.getLogger(__name__)
 AUTO_ENDPOINT = "auto"
+# A bulk replay's waits before trying a delivery the database refused with 503 again: about half
+# a minute in all, then it is counted unavailable (replay again later) and the next one is tried.
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+NOT_REPLAYED = "not replayed"
+UNAVAILABLE = "unavailable"
+Pause = Callable[[float], Awaitable[None]]
 
 
-async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Receipt:
+async def replay_delivery(
+    delivery: models.Delivery, *, first_arrival: datetime, writer: Writer
+) -> Receipt:
+    """`first_arrival` is when the callback first came (queries.deliveries.first_arrival): a
+    signature is judged by it, whichever replay of it is replayed."""
     if delivery.body is None:
         raise Gone(f"the body of delivery {delivery.id} is no longer kept")
     arrival = Arrival(
@@ -39,7 +53,7 @@ async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Recei
         arrival=arrival,
         expected=expected,
         replay_of=delivery.id,
-        signed_at=delivery.received_at,
+        signed_at=first_arrival,
     )
     try:
         return await writer.write(submission)
@@ -48,24 +62,55 @@ async def replay_delivery(delivery: models.Delivery, *, writer: Writer) -> Recei
 
 
 async def replay_stored(
-    settings: Settings, *, outcomes: tuple[Outcome, ...], since: datetime | None, again: bool
+    settings: Settings,
+    *,
+    outcomes: tuple[Outcome, ...],
+    since: datetime | None,
+    again: bool,
 ) -> Counter[str]:
     """Replay every matching stored delivery, one by one; counts what became of them."""
-    results: Counter[str] = Counter()
     async with running(settings) as runtime:
+        return await replay_matching(runtime, outcomes=outcomes, since=since, again=again)
+
+
+async def replay_matching(
+    runtime: Runtime,
+    *,
+    outcomes: tuple[Outcome, ...],
+    since: datetime | None,
+    again: bool,
+    pause: Pause = asyncio.sleep,
+) -> Counter[str]:
+    results: Counter[str] = Counter()
+    async with runtime.read_db.sessions() as session:
+        candidates = await replay_candidates(session, outcomes=outcomes, since=since, again=again)
+    for delivery_id in candidates:
         async with runtime.read_db.sessions() as session:
-            candidates = await replay_candidates(
-                session, outcomes=outcomes, since=since, again=again
-            )
-        for delivery_id in candidates:
-            async with runtime.read_db.sessions() as session:
-                delivery = await session.get(models.Delivery, delivery_id)
-            if delivery is None:
-                continue
-            try:
-                receipt = await replay_delivery(delivery, writer=runtime.writer)
-            except (Conflict, Gone):
-                results["not replayed"] += 1
-            else:
-                results[receipt.outcome] += 1
+            delivery = await session.get(models.Delivery, delivery_id)
+        if delivery is not None:
+            results[await _replay_patiently(delivery, runtime.writer, pause)] += 1
     return results
+
+
+async def _replay_patiently(delivery: models.Delivery, writer: Writer, pause: Pause) -> str:
+    """What became of one delivery, waiting out a database that cannot take the write for a
+    while (BACKOFF_S); still refused after that, it counts as unavailable and the rest go on."""
+    waits = iter(BACKOFF_S)
+    while True:
+        try:
+            # Candidates are originals, never replays: each first arrived itself.
+            receipt = await replay_delivery(
+                delivery, first_arrival=delivery.received_at, writer=writer
+            )
+        except (Conflict, Gone):
+            return NOT_REPLAYED
+        except StorageUnavailable:
+            wait_s = next(waits, None)
+            if wait_s is None:
+                return UNAVAILABLE
+            log.warning(
+                "database unavailable; replaying delivery %d again in %g s", delivery.id, wait_s
+            )
+            await pause(wait_s)
+        else:
+            return receipt.outcome

@@ -79,7 +79,8 @@ async def replay(
     delivery = await session.get(models.Delivery, delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id}")
-    receipt = await replay_delivery(delivery, writer=writer)
+    first_arrival = await delivery_queries.first_arrival(session, delivery)
+    receipt = await replay_delivery(delivery, first_arrival=first_arrival, writer=writer)
     watch.notify()
     (await app_metrics(request)).stored(receipt)
     return ReplayOut.of(receipt, replay_of=delivery_id)

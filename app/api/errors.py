@@ -1,4 +1,8 @@
-"""Every error leaves as {"error": {"code", "message"}} with its status (see app/errors.py)."""
+"""Every error leaves as {"error": {"code", "message"}} with its status (see app/errors.py).
+
+A client that hangs up before its body is in is not an error of the service: one INFO line, and
+the request log shows 499 (nginx's "client closed request"), an answer nobody receives.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from app.api.schemas.common import ErrorBody, ErrorOut
 from app.db import is_unavailable
@@ -17,6 +22,7 @@ from app.errors import BadPayload, StemhookError, StorageUnavailable
 from app.ingest.committer import UNAVAILABLE
 
 log = logging.getLogger(__name__)
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _answer(status: int, body: ErrorBody, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -54,6 +60,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected(request, exc)
 
 
+async def _client_disconnected(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ClientDisconnect)
+    log.info("the client disconnected before sending its whole body")
+    body = ErrorBody(code="client_disconnected", message="the client disconnected")
+    return _answer(CLIENT_CLOSED_REQUEST, body)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return _answer(500, ErrorBody(code="internal", message="internal error"))
@@ -66,6 +79,8 @@ async def answer_error(request: Request, exc: Exception) -> JSONResponse:
         return await _service_error(request, exc)
     if isinstance(exc, HTTPException):
         return await _http_error(request, exc)
+    if isinstance(exc, ClientDisconnect):
+        return await _client_disconnected(request, exc)
     return await _unexpected(request, exc)
 
 
@@ -75,4 +90,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     # Registered by class so that they answer without Starlette re-raising (Exception is not).
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -48,12 +49,15 @@ JOB_DELIVERIES = "job-deliveries"
 
 
 @router.get("", summary="List jobs, newest first by last received delivery")
-async def list_jobs(params: Annotated[JobParams, Query()], session: SessionDep) -> Page[JobOut]:
+async def list_jobs(
+    params: Annotated[JobParams, Query()], session: SessionDep, settings: SettingsDep
+) -> Page[JobOut]:
     page = await job_queries.list_jobs(
         session,
         params.filter(),
         limit=params.limit,
         after=decode_job_position(params.cursor),
+        began_since=datetime.now(UTC) - settings.cursor_max_age,
     )
     return Page[JobOut](
         items=[JobOut.of(job) for job in page.jobs],

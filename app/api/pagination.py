@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from app.errors import InvalidRequest
-from app.queries.jobs import JobPosition
+from app.queries.jobs import MAX_ID, JobPosition
 
 
 def encode_job_position(position: JobPosition | None) -> str | None:
@@ -25,14 +25,8 @@ def encode_job_position(position: JobPosition | None) -> str | None:
 def decode_job_position(cursor: str | None) -> JobPosition | None:
     if cursor is None:
         return None
-    fields = _decode("jobs", cursor)
-    try:
-        received_at = datetime.fromisoformat(fields["t"])
-        if received_at.tzinfo is None:
-            raise ValueError("naive time")
-        return JobPosition(int(fields["w"]), received_at, int(fields["i"]))
-    except (KeyError, TypeError, ValueError):
-        raise _invalid() from None
+    fields = _decode("jobs", cursor, {"w", "t", "i"})
+    return JobPosition(_identifier(fields["w"]), _time(fields["t"]), _identifier(fields["i"]))
 
 
 def encode_before_id(listing: str, before_id: int | None) -> str | None:
@@ -42,10 +36,8 @@ def encode_before_id(listing: str, before_id: int | None) -> str | None:
 def decode_before_id(listing: str, cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    before = _decode(listing, cursor).get("b")
-    if not isinstance(before, int) or isinstance(before, bool):
-        raise _invalid()
-    return before
+    # A page that has a next one ends at a delivery with another below it: never at id 1.
+    return _identifier(_decode(listing, cursor, {"b"})["b"], least=2)
 
 
 def _encode(listing: str, fields: dict[str, Any]) -> str:
@@ -53,15 +45,35 @@ def _encode(listing: str, fields: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _decode(listing: str, cursor: str) -> dict[str, Any]:
+def _decode(listing: str, cursor: str, names: set[str]) -> dict[str, Any]:
+    """The cursor's fields, exactly `names` (and the listing's name) or refused."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         fields = orjson.loads(raw)
     except (binascii.Error, ValueError):
         raise _invalid() from None
-    if not isinstance(fields, dict) or fields.get("l") != listing:
+    if not isinstance(fields, dict) or fields.get("l") != listing or fields.keys() != names | {"l"}:
         raise _invalid()
     return fields
+
+
+def _identifier(value: object, *, least: int = 1) -> int:
+    """A row id, as the databases hold them (beyond 2**63 - 1 SQLite cannot even compare)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= MAX_ID:
+        raise _invalid()
+    return value
+
+
+def _time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise _invalid()
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _invalid() from None
 
 
 def _invalid() -> InvalidRequest:

@@ -3,14 +3,26 @@
 Shared by live deliveries and replays: parse the body with the current parsers, then check the
 opt-in Suno signature against the stored headers, at the moment the delivery arrived (a replay
 days later is judged by when the callback came, not by when it is replayed).
+
+Whatever `parse_callback` raises is the body's fault, not only ParseError: a parser that trips
+over input nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that
+delivery, stored raw, with a warning line naming the exception. The line is drawn around
+`parse_callback` alone: a failure anywhere else (signature check, storage) is a bug or an outage
+and stays one.
 """
 
 from __future__ import annotations
 
+import logging
+
 from app.ingest.intake import Arrival, Intake, Submission
 from app.providers import suno
 from app.providers.model import ParseError, Provider
-from app.providers.registry import parse_callback
+from app.providers.registry import ParsedCallback, parse_callback
+
+log = logging.getLogger(__name__)
+# The stored reason quotes an unforeseen exception's text, which a body can make long.
+_MAX_UNFORESEEN = 500
 
 
 class BadSignature(Exception):
@@ -19,14 +31,25 @@ class BadSignature(Exception):
 
 def admit(submission: Submission, *, suno_key: str | None) -> Intake:
     arrival, expected, replay_of = submission.arrival, submission.expected, submission.replay_of
-    try:
-        parsed = parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
-    except ParseError as exc:
-        return Intake(arrival=arrival, provider=expected, error=str(exc), replay_of=replay_of)
+    parsed = _parse(arrival, expected)
+    if isinstance(parsed, str):
+        return Intake(arrival=arrival, provider=expected, error=parsed, replay_of=replay_of)
     if parsed.provider is Provider.SUNO and suno_key is not None:
         signed_at = (submission.signed_at or arrival.received_at).timestamp()
         _verify_suno(arrival, suno_key, [job.job_id for job in parsed.jobs], signed_at)
     return Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs, replay_of=replay_of)
+
+
+def _parse(arrival: Arrival, expected: Provider | None) -> ParsedCallback | str:
+    """The parsed callback, or why the body cannot be one."""
+    try:
+        return parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
+    except ParseError as exc:
+        return str(exc)
+    except Exception as exc:  # whatever a parser raises, the body made it raise
+        reason = f"unparseable body ({type(exc).__name__}: {exc})"[:_MAX_UNFORESEEN]
+        log.warning("a parser raised %s on a delivery; rejecting it", type(exc).__name__)
+        return reason
 
 
 def _verify_suno(arrival: Arrival, key: str, task_ids: list[str], signed_at: float) -> None:

@@ -95,7 +95,7 @@ class Committer:
                 admitted.append((index, admit(submission, suno_key=self._suno_key)))
             except BadSignature as exc:
                 answers[index] = exc
-            except Exception as exc:  # a parser bug: answer 500, keep the others going
+            except Exception as exc:  # a bug outside parsing: answer 500, keep the others going
                 log.exception("admitting a delivery failed")
                 answers[index] = _unexpected(exc)
         stored = self._outcomes([intake for _, intake in admitted]) if admitted else []

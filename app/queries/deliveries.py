@@ -114,6 +114,25 @@ async def find_delivery(session: AsyncSession, delivery_id: int) -> DeliveryDeta
     )
 
 
+async def first_arrival(session: AsyncSession, delivery: models.Delivery) -> datetime:
+    """When the callback a delivery carries first came: its own arrival, or for a replay (of a
+    replay, ...) the original's, found up the replay_of chain in one query."""
+    if delivery.replay_of is None:
+        return delivery.received_at
+    row = models.Delivery
+    chain = (
+        select(row.id, row.replay_of, row.received_at)
+        .where(row.id == delivery.replay_of)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(row.id, row.replay_of, row.received_at).where(row.id == chain.c.replay_of)
+    )
+    statement = select(chain.c.received_at).where(chain.c.replay_of.is_(None))
+    original: datetime = (await session.execute(statement)).scalar_one()
+    return original
+
+
 async def replay_candidates(
     session: AsyncSession,
     *,

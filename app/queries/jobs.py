@@ -6,6 +6,11 @@ were at that watermark. A job touched after it would otherwise jump to the top, 
 reader, and be skipped; instead it keeps its place, keyed by its newest delivery at or below
 the watermark. Jobs first seen after the watermark are left to the next listing. This is exact
 because deliveries become visible in id order (see app/ingest/statements.py).
+
+A later page's cost grows with the deliveries since its watermark (the jobs they touched are
+read apart), so a cursor is held to what a real page could have given: its watermark names a
+delivery, and its listing began no longer ago than the caller allows. Deliveries are never
+deleted, so both are one look-up by id.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
 from app.db import Id, UtcDateTime
+from app.errors import InvalidRequest
 from app.providers.model import Provider, State
 
 MAX_ID = 2**63 - 1
@@ -70,8 +76,17 @@ async def job_events(session: AsyncSession, job_pk: int) -> list[models.JobEvent
 
 
 async def list_jobs(
-    session: AsyncSession, where: JobFilter, *, limit: int, after: JobPosition | None
+    session: AsyncSession,
+    where: JobFilter,
+    *,
+    limit: int,
+    after: JobPosition | None,
+    began_since: datetime,
 ) -> JobPage:
+    """A page of jobs; `after` (a previous page's end) must come from a listing that began at
+    or after `began_since`."""
+    if after is not None:
+        await _check_snapshot(session, after.watermark, began_since)
     watermark = after.watermark if after else await _current_watermark(session)
     if watermark is None:
         return JobPage([], None)
@@ -90,6 +105,22 @@ async def list_jobs(
         JobPosition(watermark, last_key, last_job.id) if more and last_job and last_key else None
     )
     return JobPage([job for _key, job in page], next_position)
+
+
+async def _check_snapshot(session: AsyncSession, watermark: int, began_since: datetime) -> None:
+    delivery = models.Delivery
+    statement = (
+        select(delivery.id, delivery.received_at)
+        .where(delivery.id >= watermark)
+        .order_by(delivery.id)
+        .limit(2)
+    )
+    found = (await session.execute(statement)).all()
+    if not found or found[0].id != watermark:
+        raise InvalidRequest("cursor: no page ever ended there; pass back next_cursor unchanged")
+    # The listing saw no delivery after its watermark, so it began before the next one arrived.
+    if len(found) == 2 and found[1].received_at < began_since:
+        raise InvalidRequest("cursor: expired (STEMHOOK_CURSOR_MAX_AGE); start the listing again")
 
 
 async def _current_watermark(session: AsyncSession) -> int | None:

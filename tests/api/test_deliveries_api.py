@@ -8,16 +8,23 @@ import hmac
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from app import models
 from app.config import Settings
-from app.ingest.intake import Outcome
-from app.replay import replay_stored
+from app.errors import StorageUnavailable
+from app.ingest.intake import Outcome, Receipt, Submission
+from app.ingest.writer import Writer
+from app.replay import replay_matching, replay_stored
+from app.runtime import running
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
@@ -132,16 +139,24 @@ async def test_replay_needs_the_body_and_a_known_delivery(
     assert unknown.status_code == 404
 
 
+SUNO_KEY = "suno-hmac-key"
+
+
+def suno_signed(task_id: str, at: int) -> dict[str, str]:
+    """Headers signing a Suno callback for `task_id` at unix time `at`."""
+    message = f"{task_id}.{at}".encode()
+    digest = hmac.new(SUNO_KEY.encode(), message, hashlib.sha256).digest()
+    return {
+        "X-Webhook-Timestamp": str(at),
+        "X-Webhook-Signature": base64.b64encode(digest).decode(),
+    }
+
+
 async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: Backend) -> None:
-    key = "suno-hmac-key"
+    key = SUNO_KEY
     body = suno_json("t-signed")
     arrived = int(time.time()) - 200  # stale by now, but fresh when the callback came
-
-    def signature(task_id: str) -> str:
-        digest = hmac.new(key.encode(), f"{task_id}.{arrived}".encode(), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()
-
-    headers = {"X-Webhook-Timestamp": str(arrived), "X-Webhook-Signature": signature("t-signed")}
+    headers = suno_signed("t-signed", arrived)
     async for client in open_client(backend.settings()):
         signed = (await client.post("/callbacks", content=body, headers=headers)).json()
         unsigned = (await client.post("/callbacks", content=suno_json("t-unsigned"))).json()
@@ -151,6 +166,27 @@ async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: B
 
     assert (good.status_code, good.json()["outcome"]) == (200, "duplicate")
     assert (bad.status_code, bad.json()["error"]["code"]) == (409, "conflict")
+
+
+async def test_a_replay_of_a_replay_is_judged_by_the_original_arrival(
+    backend: Backend, engine: Engine
+) -> None:
+    arrived = datetime.now(UTC) - timedelta(hours=1)
+    headers = suno_signed("t-again", int(arrived.timestamp()))
+    async for client in open_client(backend.settings()):
+        original = await client.post("/callbacks", content=suno_json("t-again"), headers=headers)
+    delivery_id = original.json()["delivery_id"]
+    with Session(engine) as session:
+        session.get_one(models.Delivery, delivery_id).received_at = arrived
+        session.commit()
+    async for client in open_client(backend.settings(suno_hmac_key=SUNO_KEY)):
+        replay = await client.post(f"/v1/deliveries/{delivery_id}/replay", headers=AUTH)
+        replay_id = replay.json()["delivery_id"]
+        again = await client.post(f"/v1/deliveries/{replay_id}/replay", headers=AUTH)
+
+    assert (replay.status_code, replay.json()["outcome"]) == (200, "duplicate")
+    assert again.status_code == 200, again.text
+    assert again.json()["replay_of"] == replay_id
 
 
 async def test_bulk_replay_runs_each_matching_delivery_once(
@@ -179,6 +215,48 @@ async def test_bulk_replay_runs_each_matching_delivery_once(
     assert "Replayed 1 deliveries: 1 rejected." in cli.stdout
     job = await get(client, "/v1/jobs/tencent-ci/j-bulk")
     assert job["state"] == "succeeded"
+
+
+class _UnavailableAt:
+    """The real writer, except that the writes numbered in `refused` (from 1) answer as it does
+    when the database cannot take them."""
+
+    def __init__(self, writer: Writer, refused: set[int]) -> None:
+        self._writer, self._refused, self._count = writer, refused, 0
+
+    async def write(self, submission: Submission) -> Receipt:
+        self._count += 1
+        if self._count in self._refused:
+            raise StorageUnavailable("the database cannot take the write now")
+        return await self._writer.write(submission)
+
+
+async def test_bulk_replay_waits_out_503s_and_goes_on(
+    client: httpx.AsyncClient, engine: Engine, backend: Backend, settings: Settings
+) -> None:
+    for job_id in ("j-wait", "j-gone", "j-next"):
+        with refusing_job(engine, backend, job_id):
+            await client.post("/callbacks", content=ci_json(job_id, "Success"))
+    waited: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        waited.append(seconds)
+
+    async with running(settings) as runtime:
+        # The first delivery is refused twice, the second on every try, the third never.
+        flaky = replace(runtime, writer=_UnavailableAt(runtime.writer, {1, 2, 4, 5, 6, 7, 8, 9}))
+        counts = await replay_matching(
+            flaky, outcomes=(Outcome.ORPHANED,), since=None, again=False, pause=pause
+        )
+        later = await replay_matching(
+            runtime, outcomes=(Outcome.ORPHANED,), since=None, again=False
+        )
+
+    assert counts == {"accepted": 2, "unavailable": 1}
+    assert waited == [1, 2, 1, 2, 4, 8, 16]
+    assert later == {"accepted": 1}
+    for job_id in ("j-wait", "j-gone", "j-next"):
+        assert (await get(client, f"/v1/jobs/tencent-ci/{job_id}"))["state"] == "succeeded"
 
 
 async def test_stats_count_jobs_and_deliveries_in_the_window(client: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import itertools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -532,3 +533,45 @@ async def test_job_id_with_a_nul_character_is_a_422_not_a_500(client: httpx.Asyn
     answer = await client.get("/v1/jobs/suno/a%00b", headers=AUTH)
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_client_hanging_up_mid_body_is_an_info_line_not_an_error(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    incoming = [
+        {"type": "http.request", "body": ci_json("j-gone", "Success")[:20], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/callbacks",
+        "raw_path": b"/callbacks",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"stemhook"), (b"content-length", b"200")],
+        "client": ("203.0.113.7", 4242),
+        "server": ("stemhook", 80),
+    }
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            await manager.app(scope, receive, send)
+
+    assert sent[0]["status"] == 499
+    assert not [record for record in caplog.records if record.levelno > logging.INFO]
+    assert not [record for record in caplog.records if record.exc_info]
+    assert any("disconnected" in record.getMessage() for record in caplog.records)
+    assert rows(engine, "SELECT id FROM delivery") == []

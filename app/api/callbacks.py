@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import app_metrics, app_settings, app_slow_bodies, app_watch, app_writer
 from app.api.errors import answer_error
+from app.api.headers import kept as is_kept
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut, receipt_json
 from app.config import Settings
@@ -38,7 +39,6 @@ from app.logs import FIELDS_KEY
 from app.providers.model import Provider
 from app.replay import AUTO_ENDPOINT
 
-_NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 _MAX_KEPT_HEADERS = 64
 _MAX_HEADER_VALUE = 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -169,7 +169,7 @@ async def read_arrival(request: Request, settings: Settings, *, endpoint: str) -
 
 @dataclass(slots=True)
 class RequestHeaders:
-    kept: dict[str, str]  # minus credentials; a repeated header's values joined by ", "
+    kept: dict[str, str]  # those app/api/headers.py keeps; a repeated one's values joined by ", "
     content_type: str | None  # the first of each, as Starlette's Headers.get() gives it
     content_length: str | None
 
@@ -186,7 +186,7 @@ def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
             content_type = value
         elif name == "content-length" and content_length is None:
             content_length = value
-        elif name in _NOT_KEPT_HEADERS:
+        if not is_kept(name):
             continue
         if name in kept:
             value = f"{kept[name]}, {value}"

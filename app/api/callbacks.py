@@ -2,7 +2,9 @@
 
 Only what is committed is acknowledged. A body that cannot be parsed is stored as a rejected
 delivery before the 400 goes out, so it can be inspected and replayed once the parser learns it.
-Unauthenticated and oversized requests are refused before anything is stored.
+Unauthenticated and oversized requests are refused before anything is stored, except a Suno
+delivery whose valid signature was first used for another body: that is a forgery made with a
+leaked signature, kept (as refused, answered 401) as evidence of it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from app.config import Settings
 from app.errors import (
     BadPayload,
     PayloadTooLarge,
+    RefusedDelivery,
     StorageUnavailable,
     Unauthorized,
     UnstorablePayload,
@@ -46,7 +49,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, description in {
         400: "Malformed, unrecognized or unstorable payload; kept as a rejected or orphaned"
         " delivery.",
-        401: "Wrong or missing ?token= (or Suno signature).",
+        401: "Wrong or missing ?token= or Suno signature; or a Suno signature already used for"
+        " another body (kept as a refused delivery, with its id).",
         408: "The body did not arrive in time.",
         413: "Body above STEMHOOK_MAX_BODY_BYTES.",
         503: "The database could not take the write in time; retry.",
@@ -247,7 +251,10 @@ async def store(request: Request, submission: Submission) -> Receipt:
 
 
 def answer(receipt: Receipt) -> Response:
-    """Committed: 200, or 400 for a body kept as rejected or orphaned (it will not improve)."""
+    """Committed: 200, 400 for a body kept as rejected or orphaned (it will not improve), or 401
+    for one kept as refused (its signature vouches for another body)."""
+    if receipt.outcome is Outcome.REFUSED:
+        raise RefusedDelivery(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.REJECTED:
         raise BadPayload(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.ORPHANED:

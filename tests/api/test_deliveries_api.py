@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text, update
 
+from app import models
 from app.config import Settings
 from app.ingest.intake import Outcome
 from app.replay import replay_stored
-from tests.api.payloads import ci_json, suno_json
+from tests.api.payloads import ci_json, suno_json, suno_signed
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +86,69 @@ async def test_delivery_detail_shows_what_arrived_and_what_came_of_it(
     assert base64.b64decode(rejected["body"]["content"]) == b"\xff\xfe<bad"
     missing = await client.get("/v1/deliveries/999999", headers=AUTH)
     assert missing.status_code == 404
+
+
+async def test_delivery_detail_never_shows_a_signature_or_another_credential(
+    backend: Backend, engine: Engine
+) -> None:
+    key = "suno-hmac-key"
+    signed = suno_signed(key, "t-shown", int(time.time()))
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        posted = await client.post(
+            "/callbacks", content=suno_json("t-shown"), headers={**signed, "X-Request-Id": "r-2"}
+        )
+        delivery_id = posted.json()["delivery_id"]
+        shown = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+        # A delivery stored before headers were kept by allowlist.
+        with engine.begin() as connection:
+            connection.execute(
+                update(models.Delivery)
+                .where(models.Delivery.id == delivery_id)
+                .values(
+                    headers={
+                        "authorization": "Bearer old-secret",
+                        "x-api-token": "old-secret",
+                        "x-webhook-signature": "old-secret",
+                        "x-webhook-token": "old-secret",
+                        "x-request-id": "r-old",
+                    }
+                )
+            )
+        older = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+
+    assert "x-webhook-signature" not in shown
+    assert (shown["x-webhook-timestamp"], shown["x-request-id"]) == (
+        signed["X-Webhook-Timestamp"],
+        "r-2",
+    )
+    assert older == {"x-request-id": "r-old"}
+
+
+async def test_a_signature_is_kept_for_replay_and_a_replay_of_a_forgery_is_refused_again(
+    backend: Backend, engine: Engine
+) -> None:
+    key = "suno-hmac-key"
+    signed = suno_signed(key, "t-kept", int(time.time()))
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        first = await client.post("/callbacks", content=suno_json("t-kept"), headers=signed)
+        forged = await client.post(
+            "/callbacks", content=suno_json("t-kept", msg="forged"), headers=signed
+        )
+        forged_id = forged.json()["error"]["delivery_id"]
+        replayed = await client.post(
+            f"/v1/deliveries/{first.json()['delivery_id']}/replay", headers=AUTH
+        )
+        replayed_forgery = await client.post(f"/v1/deliveries/{forged_id}/replay", headers=AUTH)
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(models.Delivery.headers).where(models.Delivery.id == first.json()["delivery_id"])
+        ).scalar_one()
+    assert stored["x-webhook-signature"] == signed["X-Webhook-Signature"]
+    assert first.status_code == 200 and forged.status_code == 401
+    assert (replayed.status_code, replayed.json()["outcome"]) == (200, "duplicate")
+    assert (replayed_forgery.status_code, replayed_forgery.json()["outcome"]) == (200, "refused")
+    assert replayed_forgery.json()["jobs"] == []
 
 
 async def test_replay_turns_an_orphaned_delivery_into_its_job_once_the_cause_is_gone(

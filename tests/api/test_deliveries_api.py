@@ -8,6 +8,7 @@ import hmac
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+SUNO_KEY = "suno-hmac-key"
 
 
 async def get(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
@@ -88,33 +90,39 @@ async def test_delivery_detail_shows_what_arrived_and_what_came_of_it(
     assert missing.status_code == 404
 
 
+@pytest.fixture
+async def signing_client(backend: Backend, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a service that requires Suno signatures made with SUNO_KEY."""
+    async for client in open_client(backend.settings(suno_hmac_key=SUNO_KEY)):
+        yield client
+
+
 async def test_delivery_detail_never_shows_a_signature_or_another_credential(
-    backend: Backend, engine: Engine
+    signing_client: httpx.AsyncClient, engine: Engine
 ) -> None:
-    key = "suno-hmac-key"
-    signed = suno_signed(key, "t-shown", int(time.time()))
-    async for client in open_client(backend.settings(suno_hmac_key=key)):
-        posted = await client.post(
-            "/callbacks", content=suno_json("t-shown"), headers={**signed, "X-Request-Id": "r-2"}
-        )
-        delivery_id = posted.json()["delivery_id"]
-        shown = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
-        # A delivery stored before headers were kept by allowlist.
-        with engine.begin() as connection:
-            connection.execute(
-                update(models.Delivery)
-                .where(models.Delivery.id == delivery_id)
-                .values(
-                    headers={
-                        "authorization": "Bearer old-secret",
-                        "x-api-token": "old-secret",
-                        "x-webhook-signature": "old-secret",
-                        "x-webhook-token": "old-secret",
-                        "x-request-id": "r-old",
-                    }
-                )
+    client = signing_client
+    signed = suno_signed(SUNO_KEY, "t-shown", int(time.time()))
+    posted = await client.post(
+        "/callbacks", content=suno_json("t-shown"), headers={**signed, "X-Request-Id": "r-2"}
+    )
+    delivery_id = posted.json()["delivery_id"]
+    shown = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+    # A delivery stored before headers were kept by allowlist.
+    with engine.begin() as connection:
+        connection.execute(
+            update(models.Delivery)
+            .where(models.Delivery.id == delivery_id)
+            .values(
+                headers={
+                    "authorization": "Bearer old-secret",
+                    "x-api-token": "old-secret",
+                    "x-webhook-signature": "old-secret",
+                    "x-webhook-token": "old-secret",
+                    "x-request-id": "r-old",
+                }
             )
-        older = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+        )
+    older = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
 
     assert "x-webhook-signature" not in shown
     assert (shown["x-webhook-timestamp"], shown["x-request-id"]) == (
@@ -125,20 +133,19 @@ async def test_delivery_detail_never_shows_a_signature_or_another_credential(
 
 
 async def test_a_signature_is_kept_for_replay_and_a_replay_of_a_forgery_is_refused_again(
-    backend: Backend, engine: Engine
+    signing_client: httpx.AsyncClient, engine: Engine
 ) -> None:
-    key = "suno-hmac-key"
-    signed = suno_signed(key, "t-kept", int(time.time()))
-    async for client in open_client(backend.settings(suno_hmac_key=key)):
-        first = await client.post("/callbacks", content=suno_json("t-kept"), headers=signed)
-        forged = await client.post(
-            "/callbacks", content=suno_json("t-kept", msg="forged"), headers=signed
-        )
-        forged_id = forged.json()["error"]["delivery_id"]
-        replayed = await client.post(
-            f"/v1/deliveries/{first.json()['delivery_id']}/replay", headers=AUTH
-        )
-        replayed_forgery = await client.post(f"/v1/deliveries/{forged_id}/replay", headers=AUTH)
+    signed = suno_signed(SUNO_KEY, "t-kept", int(time.time()))
+    client = signing_client
+    first = await client.post("/callbacks", content=suno_json("t-kept"), headers=signed)
+    forged = await client.post(
+        "/callbacks", content=suno_json("t-kept", msg="forged"), headers=signed
+    )
+    forged_id = forged.json()["error"]["delivery_id"]
+    replayed = await client.post(
+        f"/v1/deliveries/{first.json()['delivery_id']}/replay", headers=AUTH
+    )
+    replayed_forgery = await client.post(f"/v1/deliveries/{forged_id}/replay", headers=AUTH)
 
     with engine.connect() as connection:
         stored = connection.execute(

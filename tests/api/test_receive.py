@@ -559,13 +559,13 @@ async def test_repeated_request_headers_are_all_kept(
     answer = await client.post(
         "/callbacks",
         content=ci_json("j-hdr", "Success"),
-        headers=[("X-Sig", "one"), ("X-Sig", "two")],
+        headers=[("X-Webhook-Sig", "one"), ("X-Webhook-Sig", "two")],
     )
     [(headers,)] = rows(
         engine, "SELECT headers FROM delivery WHERE id = :id", id=answer.json()["delivery_id"]
     )
     stored = headers if isinstance(headers, dict) else orjson.loads(str(headers))
-    assert stored["x-sig"] == "one, two"
+    assert stored["x-webhook-sig"] == "one, two"
 
 
 async def test_job_id_with_a_nul_character_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:

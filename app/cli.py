@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import secrets
+import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from app.config import get_settings, parse_duration
+from app.config import MIN_TOKEN_LENGTH, Settings, get_settings, parse_duration
 from app.db import create_sync_engine
 from app.http_protocol import HttpProtocol
 from app.ingest.intake import Outcome
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = get_settings()
+    _guard_callbacks(args.host, settings)
     upgrade_to_head(settings)
     if args.workers > 1:
         _share_metrics_between_workers()
@@ -97,6 +100,36 @@ def _serve(args: argparse.Namespace) -> None:
         access_log=False,
         log_config=log_config(json=json_lines(), level=settings.log_level),
     )
+
+
+def _guard_callbacks(host: str, settings: Settings) -> None:
+    """Fail closed: callbacks without a token only where no one else can reach them (loopback),
+    or where the operator said so; anyone who can post a callback can forge a job's result."""
+    if settings.callback_token is not None:
+        return
+    if not (is_loopback(host) or settings.allow_unauthenticated_callbacks):
+        raise SystemExit(
+            f"stemhook: refusing to serve on {host} without a callback token: anyone who can"
+            " reach it could post forged callbacks. Set STEMHOOK_CALLBACK_TOKEN (at least"
+            f" {MIN_TOKEN_LENGTH} characters, e.g. `openssl rand -hex 24`) and add"
+            " ?token=<it> to every callback URL, or set"
+            " STEMHOOK_ALLOW_UNAUTHENTICATED_CALLBACKS=true to accept unauthenticated callbacks."
+        )
+    print(
+        f"stemhook: warning: callbacks on {host} are accepted without a token"
+        " (STEMHOOK_CALLBACK_TOKEN is not set)",
+        file=sys.stderr,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine: 127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name: it may resolve to anything
+        return False
 
 
 def _share_metrics_between_workers() -> None:

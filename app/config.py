@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     callback_token: SecretStr | None = None
+    # Without a callback token, `stemhook serve` on a non-loopback address refuses to start
+    # unless this says unauthenticated callbacks are wanted (app/cli.py).
+    allow_unauthenticated_callbacks: bool = False
     suno_hmac_key: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A body trickling in slower than this is cut off: it would hold a worker indefinitely.

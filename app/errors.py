@@ -2,6 +2,7 @@
 
 StemhookError
 ├── Unauthorized          401  missing or wrong API token, callback token or signature
+│   └── RefusedDelivery   401  a signature first used for another body: kept as refused
 ├── NotFound              404  no such job or delivery
 ├── Conflict              409  the request cannot be carried out on this resource as it is
 ├── Gone                  410  what was asked for is no longer kept (retention)
@@ -25,6 +26,7 @@ from __future__ import annotations
 class StemhookError(Exception):
     status_code = 500
     code = "internal"
+    delivery_id: int | None = None  # the delivery kept for inspection, if one was
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,6 +36,12 @@ class StemhookError(Exception):
 class Unauthorized(StemhookError):
     status_code = 401
     code = "unauthorized"
+
+
+class RefusedDelivery(Unauthorized):
+    def __init__(self, message: str, *, delivery_id: int) -> None:
+        super().__init__(message)
+        self.delivery_id = delivery_id
 
 
 class NotFound(StemhookError):

@@ -5,6 +5,7 @@ job           one row per (provider, provider's job id): the merged, current vie
               its output files included
 job_event     every state change of a job, with the delivery that caused it
 delivery_job  which deliveries touched which jobs, and whether each was a duplicate
+signature_use which body each signed (provider, task id, timestamp) was first stored with
 """
 
 from __future__ import annotations
@@ -143,4 +144,20 @@ class DeliveryJob(Base):
     duplicate: Mapped[bool]
 
     # On SQLite one B-tree keyed by the primary key, not a table and the key's index besides.
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
+class SignatureUse(Base):
+    """A provider that signs only a task id and a time (Suno) vouches for one body, not for any:
+    the first body stored under a signed (provider, task id, timestamp) owns it, and another body
+    under it is refused (app/ingest/statements.py). Kept after retention drops the bodies."""
+
+    __tablename__ = "signature_use"
+
+    provider: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    # As signed: the header's text, not its number ("0123" would be another signature).
+    signed_timestamp: Mapped[str] = mapped_column(Text, primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+
     __table_args__ = {"sqlite_with_rowid": False}

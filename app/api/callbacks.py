@@ -2,7 +2,9 @@
 
 Only what is committed is acknowledged. A body that cannot be parsed is stored as a rejected
 delivery before the 400 goes out, so it can be inspected and replayed once the parser learns it.
-Unauthenticated and oversized requests are refused before anything is stored.
+Unauthenticated and oversized requests are refused before anything is stored, except a Suno
+delivery whose valid signature was first used for another body: that is a forgery made with a
+leaked signature, kept (as refused, answered 401) as evidence of it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import app_metrics, app_settings, app_slow_bodies, app_watch, app_writer
 from app.api.errors import answer_error
+from app.api.headers import kept as is_kept
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut, receipt_json
 from app.config import Settings
 from app.errors import (
     BadPayload,
     PayloadTooLarge,
+    RefusedDelivery,
     StorageUnavailable,
     Unauthorized,
     UnstorablePayload,
@@ -38,7 +42,6 @@ from app.logs import FIELDS_KEY
 from app.providers.model import Provider
 from app.replay import AUTO_ENDPOINT
 
-_NOT_KEPT_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 _MAX_KEPT_HEADERS = 64
 _MAX_HEADER_VALUE = 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -46,7 +49,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, description in {
         400: "Malformed, unrecognized or unstorable payload; kept as a rejected or orphaned"
         " delivery.",
-        401: "Wrong or missing ?token= (or Suno signature).",
+        401: "Wrong or missing ?token= or Suno signature; or a Suno signature already used for"
+        " another body (kept as a refused delivery, with its id).",
         408: "The body did not arrive in time.",
         413: "Body above STEMHOOK_MAX_BODY_BYTES.",
         503: "The database could not take the write in time; retry.",
@@ -169,7 +173,7 @@ async def read_arrival(request: Request, settings: Settings, *, endpoint: str) -
 
 @dataclass(slots=True)
 class RequestHeaders:
-    kept: dict[str, str]  # minus credentials; a repeated header's values joined by ", "
+    kept: dict[str, str]  # those app/api/headers.py keeps; a repeated one's values joined by ", "
     content_type: str | None  # the first of each, as Starlette's Headers.get() gives it
     content_length: str | None
 
@@ -186,7 +190,7 @@ def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
             content_type = value
         elif name == "content-length" and content_length is None:
             content_length = value
-        elif name in _NOT_KEPT_HEADERS:
+        if not is_kept(name):
             continue
         if name in kept:
             value = f"{kept[name]}, {value}"
@@ -247,7 +251,10 @@ async def store(request: Request, submission: Submission) -> Receipt:
 
 
 def answer(receipt: Receipt) -> Response:
-    """Committed: 200, or 400 for a body kept as rejected or orphaned (it will not improve)."""
+    """Committed: 200, 400 for a body kept as rejected or orphaned (it will not improve), or 401
+    for one kept as refused (its signature vouches for another body)."""
+    if receipt.outcome is Outcome.REFUSED:
+        raise RefusedDelivery(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.REJECTED:
         raise BadPayload(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.ORPHANED:

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from app.api.schemas.common import ErrorBody, ErrorOut
 from app.db import is_unavailable
-from app.errors import BadPayload, StemhookError, StorageUnavailable
+from app.errors import StemhookError, StorageUnavailable
 from app.ingest.committer import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,9 @@ def _answer(status: int, body: ErrorBody, headers: Mapping[str, str] | None = No
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StemhookError)
-    delivery_id = exc.delivery_id if isinstance(exc, BadPayload) else None
     # Providers that honour Retry-After come back once the database had a moment.
     headers = {"Retry-After": "5"} if isinstance(exc, StorageUnavailable) else None
-    body = ErrorBody(code=exc.code, message=exc.message, delivery_id=delivery_id)
+    body = ErrorBody(code=exc.code, message=exc.message, delivery_id=exc.delivery_id)
     return _answer(exc.status_code, body, headers)
 
 

@@ -2,7 +2,9 @@
 
 Shared by live deliveries and replays: parse the body with the current parsers, then check the
 opt-in Suno signature against the stored headers, at the moment the delivery arrived (a replay
-days later is judged by when the callback came, not by when it is replayed).
+days later is judged by when the callback came, not by when it is replayed). The signature
+covers the task id and time only: whether it was used for another body is for the database to
+say when the delivery is stored (app/ingest/store.py), so the intake carries its timestamp.
 
 Whatever `parse_callback` raises is the body's fault, not only ParseError: a parser that trips
 over input nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that
@@ -34,10 +36,18 @@ def admit(submission: Submission, *, suno_key: str | None) -> Intake:
     parsed = _parse(arrival, expected)
     if isinstance(parsed, str):
         return Intake(arrival=arrival, provider=expected, error=parsed, replay_of=replay_of)
+    signed_timestamp = None
     if parsed.provider is Provider.SUNO and suno_key is not None:
         signed_at = (submission.signed_at or arrival.received_at).timestamp()
         _verify_suno(arrival, suno_key, [job.job_id for job in parsed.jobs], signed_at)
-    return Intake(arrival=arrival, provider=parsed.provider, jobs=parsed.jobs, replay_of=replay_of)
+        signed_timestamp = arrival.headers.get("x-webhook-timestamp")
+    return Intake(
+        arrival=arrival,
+        provider=parsed.provider,
+        jobs=parsed.jobs,
+        replay_of=replay_of,
+        signed_timestamp=signed_timestamp,
+    )
 
 
 def _parse(arrival: Arrival, expected: Provider | None) -> ParsedCallback | str:

@@ -33,6 +33,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # every job was already known in this state (or a later one)
     REJECTED = "rejected"  # the payload could not be parsed; kept for inspection and replay
     ORPHANED = "orphaned"  # parsed, but the database refused its jobs; kept for replay
+    # Its Suno signature was first used for another body: a forgery, kept as evidence, no jobs.
+    REFUSED = "refused"
 
 
 @normalized
@@ -109,6 +111,9 @@ class Intake:
     jobs: tuple[Job, ...] = ()
     error: str | None = None
     replay_of: int | None = None
+    # The X-Webhook-Timestamp of a verified Suno signature, which vouches for one body only.
+    signed_timestamp: str | None = None
+    refused: bool = False  # with `error`: the signature vouches for another body
 
 
 @normalized

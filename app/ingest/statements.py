@@ -21,6 +21,15 @@ The merge rule ("does the incoming delivery win?"):
 RETURNING tells the caller what happened: `state_delivery_id` equal to this delivery means the
 state changed (or the job was created, when `previous_state` is null).
 
+A signed delivery claims its signature first (Suno signs `task_id.timestamp`, not the body): one
+INSERT ... ON CONFLICT DO UPDATE ... WHERE the stored body digest equals the incoming one per
+(provider, task id, signed timestamp), the primary key of signature_use. It returns a row where
+the signature is new (inserted) or was used for this very body (a retry), and none where it was
+used for another body: the delivery is refused. Two deliveries with the same key cannot both
+insert, in one transaction or in several processes: the second meets the first's index entry,
+waits for its transaction to end (on SQLite there is only one writer at a time anyway), and then
+compares against its committed row under that row's lock, or inserts if it rolled back.
+
 On PostgreSQL every write transaction first takes one advisory lock, so that writers in several
 processes take turns: no deadlocks between batches that touch the same jobs in other orders, and
 delivery ids become visible in the order they were assigned (the query API's paging snapshot
@@ -107,6 +116,7 @@ DELIVERY_COLUMNS = (
     "body",
     "replay_of",
 )
+SIGNATURE_COLUMNS = ("provider", "task_id", "signed_timestamp", "body_sha256")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
 JOB_COLUMNS = (
@@ -129,6 +139,7 @@ JOB_COLUMNS = (
 @dataclass(frozen=True, slots=True)
 class WriteStatements:
     lock_writers: Compiled | None
+    claim_signature: Compiled
     insert_delivery: Compiled
     mark_duplicate: Compiled
     insert_job: Compiled
@@ -144,6 +155,7 @@ def build_statements(dialect: Dialect) -> WriteStatements:
     lock = text(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
     return WriteStatements(
         lock_writers=compiled(lock) if dialect.name == "postgresql" else None,
+        claim_signature=compiled(_claim_signature(dialect.name)),
         insert_delivery=compiled(
             _insert(models.Delivery, DELIVERY_COLUMNS).returning(models.Delivery.id)
         ),
@@ -176,9 +188,28 @@ _JOB_ANSWER = (
 _JOB_KEY = (models.Job.provider, models.Job.job_id)
 
 
-def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+def _upsertable(
+    dialect_name: str, model: type[Base], columns: tuple[str, ...]
+) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can take ON CONFLICT clauses in this dialect."""
     insert_for = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return insert_for(models.Job).values({column: bindparam(column) for column in JOB_COLUMNS})
+    return insert_for(model).values({column: bindparam(column) for column in columns})
+
+
+def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+    return _upsertable(dialect_name, models.Job, JOB_COLUMNS)
+
+
+def _claim_signature(dialect_name: str) -> Insert:
+    """Returns a row unless the signature was first used for another body (module docstring)."""
+    statement = _upsertable(dialect_name, models.SignatureUse, SIGNATURE_COLUMNS)
+    stored, new = models.SignatureUse.__table__.c, statement.excluded
+    claim: Insert = statement.on_conflict_do_update(
+        index_elements=(stored.provider, stored.task_id, stored.signed_timestamp),
+        set_={"body_sha256": new.body_sha256},
+        where=stored.body_sha256 == new.body_sha256,
+    )
+    return claim.returning(stored.provider)
 
 
 def _insert_job(dialect_name: str) -> Insert:

@@ -1,7 +1,8 @@
 """What a batch of deliveries writes, inside a transaction the writer owns (nothing here commits).
 
-Every statement runs once per batch, over all its rows: first the deliveries' raw rows (whose
-ids the job rows point to), then their jobs (whose answers decide everything else: inserted
+Every statement runs once per batch, over all its rows: first the signatures signed deliveries
+claim (which decide whether they are refused), then the deliveries' raw rows (whose ids the job
+rows point to), then their jobs (whose answers decide everything else: inserted
 where new, merged by the upsert where not), then events, links and duplicate marks. The first
 three return rows: on PostgreSQL the driver sends each as one pipelined round trip, not one
 per row.
@@ -9,8 +10,9 @@ per row.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +36,11 @@ class _Later:
         cursor.many(sql.mark_duplicate, self.duplicates)
 
 
+REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
+
+
 def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Receipt]:
+    intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake)) for intake in intakes]
     returned = cursor.many_returning(sql.insert_delivery, rows)
     delivery_ids: list[int] = [_returned(row)[0] for row in returned]
@@ -76,6 +82,34 @@ def _jobs_written(
     return [_returned(row) for row in written]
 
 
+def _claim_signatures(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Intake]:
+    """The intakes, those whose signature the database holds for another body refused: kept
+    without jobs as evidence of a forgery (a replayed signature), never merged."""
+    claims = [
+        (index, _signature_row(intake, job, intake.signed_timestamp))
+        for index, intake in enumerate(intakes)
+        if intake.signed_timestamp is not None
+        for job in intake.jobs
+    ]
+    answers = cursor.many_returning(sql.claim_signature, [row for _, row in claims])
+    refused = {index for (index, _), answer in zip(claims, answers, strict=True) if answer is None}
+    return [
+        replace(intake, jobs=(), error=REUSED_SIGNATURE, refused=True)
+        if index in refused
+        else intake
+        for index, intake in enumerate(intakes)
+    ]
+
+
+def _signature_row(intake: Intake, job: Job, signed_timestamp: str) -> dict[str, Any]:
+    return {
+        "provider": job.provider.value,
+        "task_id": job.job_id,
+        "signed_timestamp": signed_timestamp,
+        "body_sha256": hashlib.sha256(intake.arrival.body).hexdigest(),
+    }
+
+
 def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
     if row is None:
         raise RuntimeError("expected a returned row, got none")
@@ -93,8 +127,12 @@ def keep_raw(
 def _first_outcome(intake: Intake) -> tuple[Outcome, str | None]:
     """What the delivery row says before its jobs are merged (a duplicate is marked after)."""
     if intake.error is not None:
-        return Outcome.REJECTED, intake.error
+        return _error_outcome(intake), intake.error
     return Outcome.ACCEPTED, None
+
+
+def _error_outcome(intake: Intake) -> Outcome:
+    return Outcome.REFUSED if intake.refused else Outcome.REJECTED
 
 
 def _receipt(
@@ -103,7 +141,7 @@ def _receipt(
     if intake.error is not None:
         return Receipt(
             delivery_id=delivery_id,
-            outcome=Outcome.REJECTED,
+            outcome=_error_outcome(intake),
             provider=intake.provider,
             error=intake.error,
         )

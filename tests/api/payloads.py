@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from typing import Any
 
 import orjson
@@ -48,3 +51,12 @@ def suno_json(task_id: str, code: int = 200, msg: str = "ok") -> bytes:
     return orjson.dumps(
         {"code": code, "msg": msg, "data": {"task_id": task_id, "vocal_removal_info": info}}
     )
+
+
+def suno_signed(key: str, task_id: str, timestamp: int) -> dict[str, str]:
+    """The headers with which a Suno sender signs a callback of `task_id` at `timestamp`."""
+    digest = hmac.digest(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256)
+    return {
+        "X-Webhook-Timestamp": str(timestamp),
+        "X-Webhook-Signature": base64.b64encode(digest).decode(),
+    }

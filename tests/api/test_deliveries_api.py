@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from app import models
@@ -25,7 +24,7 @@ from app.ingest.intake import Outcome, Receipt, Submission
 from app.ingest.writer import Writer
 from app.replay import replay_matching, replay_stored
 from app.runtime import running
-from tests.api.payloads import ci_json, suno_json
+from tests.api.payloads import ci_json, suno_json, suno_signed
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
 pytestmark = pytest.mark.anyio
@@ -94,6 +93,74 @@ async def test_delivery_detail_shows_what_arrived_and_what_came_of_it(
     assert missing.status_code == 404
 
 
+@pytest.fixture
+async def signing_client(backend: Backend, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a service that requires Suno signatures made with SUNO_KEY."""
+    async for client in open_client(backend.settings(suno_hmac_key=SUNO_KEY)):
+        yield client
+
+
+async def test_delivery_detail_never_shows_a_signature_or_another_credential(
+    signing_client: httpx.AsyncClient, engine: Engine
+) -> None:
+    client = signing_client
+    signed = suno_signed(SUNO_KEY, "t-shown", int(time.time()))
+    posted = await client.post(
+        "/callbacks", content=suno_json("t-shown"), headers={**signed, "X-Request-Id": "r-2"}
+    )
+    delivery_id = posted.json()["delivery_id"]
+    shown = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+    # A delivery stored before headers were kept by allowlist.
+    with engine.begin() as connection:
+        connection.execute(
+            update(models.Delivery)
+            .where(models.Delivery.id == delivery_id)
+            .values(
+                headers={
+                    "authorization": "Bearer old-secret",
+                    "x-api-token": "old-secret",
+                    "x-webhook-signature": "old-secret",
+                    "x-webhook-token": "old-secret",
+                    "x-request-id": "r-old",
+                }
+            )
+        )
+    older = (await get(client, f"/v1/deliveries/{delivery_id}"))["headers"]
+
+    assert "x-webhook-signature" not in shown
+    assert (shown["x-webhook-timestamp"], shown["x-request-id"]) == (
+        signed["X-Webhook-Timestamp"],
+        "r-2",
+    )
+    assert older == {"x-request-id": "r-old"}
+
+
+async def test_a_signature_is_kept_for_replay_and_a_replay_of_a_forgery_is_refused_again(
+    signing_client: httpx.AsyncClient, engine: Engine
+) -> None:
+    signed = suno_signed(SUNO_KEY, "t-kept", int(time.time()))
+    client = signing_client
+    first = await client.post("/callbacks", content=suno_json("t-kept"), headers=signed)
+    forged = await client.post(
+        "/callbacks", content=suno_json("t-kept", msg="forged"), headers=signed
+    )
+    forged_id = forged.json()["error"]["delivery_id"]
+    replayed = await client.post(
+        f"/v1/deliveries/{first.json()['delivery_id']}/replay", headers=AUTH
+    )
+    replayed_forgery = await client.post(f"/v1/deliveries/{forged_id}/replay", headers=AUTH)
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(models.Delivery.headers).where(models.Delivery.id == first.json()["delivery_id"])
+        ).scalar_one()
+    assert stored["x-webhook-signature"] == signed["X-Webhook-Signature"]
+    assert first.status_code == 200 and forged.status_code == 401
+    assert (replayed.status_code, replayed.json()["outcome"]) == (200, "duplicate")
+    assert (replayed_forgery.status_code, replayed_forgery.json()["outcome"]) == (200, "refused")
+    assert replayed_forgery.json()["jobs"] == []
+
+
 async def test_replay_turns_an_orphaned_delivery_into_its_job_once_the_cause_is_gone(
     client: httpx.AsyncClient, engine: Engine, backend: Backend
 ) -> None:
@@ -142,21 +209,11 @@ async def test_replay_needs_the_body_and_a_known_delivery(
 SUNO_KEY = "suno-hmac-key"
 
 
-def suno_signed(task_id: str, at: int) -> dict[str, str]:
-    """Headers signing a Suno callback for `task_id` at unix time `at`."""
-    message = f"{task_id}.{at}".encode()
-    digest = hmac.new(SUNO_KEY.encode(), message, hashlib.sha256).digest()
-    return {
-        "X-Webhook-Timestamp": str(at),
-        "X-Webhook-Signature": base64.b64encode(digest).decode(),
-    }
-
-
 async def test_replay_judges_a_suno_signature_by_the_original_arrival(backend: Backend) -> None:
     key = SUNO_KEY
     body = suno_json("t-signed")
     arrived = int(time.time()) - 200  # stale by now, but fresh when the callback came
-    headers = suno_signed("t-signed", arrived)
+    headers = suno_signed(SUNO_KEY, "t-signed", arrived)
     async for client in open_client(backend.settings()):
         signed = (await client.post("/callbacks", content=body, headers=headers)).json()
         unsigned = (await client.post("/callbacks", content=suno_json("t-unsigned"))).json()
@@ -172,7 +229,7 @@ async def test_a_replay_of_a_replay_is_judged_by_the_original_arrival(
     backend: Backend, engine: Engine
 ) -> None:
     arrived = datetime.now(UTC) - timedelta(hours=1)
-    headers = suno_signed("t-again", int(arrived.timestamp()))
+    headers = suno_signed(SUNO_KEY, "t-again", int(arrived.timestamp()))
     async for client in open_client(backend.settings()):
         original = await client.post("/callbacks", content=suno_json("t-again"), headers=headers)
     delivery_id = original.json()["delivery_id"]

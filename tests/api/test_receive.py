@@ -25,7 +25,7 @@ from app.config import Settings
 from app.ingest.intake import Receipt, Submission
 from app.ingest.writer import Writer
 from app.main import create_app
-from tests.api.payloads import ci_json, suno_json
+from tests.api.payloads import ci_json, suno_json, suno_signed
 from tests.conftest import API_TOKEN, Backend, open_client, refusing_job
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +51,12 @@ async def test_delivery_is_stored_raw_with_its_metadata(
     answer = await client.post(
         "/callbacks/tencent-ci",
         content=body,
-        headers={"Content-Type": "text/plain", "Authorization": "Bearer secret", "X-Trace": "t1"},
+        headers={
+            "Content-Type": "text/plain",
+            "Authorization": "Bearer secret",
+            "X-Auth-Token": "secret",
+            "X-Request-Id": "t1",
+        },
     )
 
     assert answer.status_code == 200
@@ -72,8 +77,8 @@ async def test_delivery_is_stored_raw_with_its_metadata(
         len(body),
     )
     [(headers,)] = rows(engine, "SELECT headers FROM delivery WHERE id = :id", id=delivery_id)
-    assert "authorization" not in str(headers)
-    assert "x-trace" in str(headers)
+    assert "secret" not in str(headers)
+    assert "x-request-id" in str(headers)
 
 
 async def test_repeated_delivery_is_recorded_as_duplicate(
@@ -374,6 +379,41 @@ async def test_suno_signature_is_verified_when_a_key_is_set(
     assert rows(engine, "SELECT count(*) FROM delivery") == [(2,)]
 
 
+async def test_a_suno_signature_vouches_for_the_first_body_only(
+    backend: Backend, engine: Engine
+) -> None:
+    key = "suno-hmac-key"
+    headers = suno_signed(key, "t-reused", int(time.time()))
+    failed = suno_json("t-reused", code=500, msg="separation failed")
+    info = {
+        "instrumental_url": "https://forged.example/i.mp3",
+        "vocal_url": "https://forged.example/v.mp3",
+    }
+    forged = orjson.dumps(
+        {"code": 200, "msg": "ok", "data": {"task_id": "t-reused", "vocal_removal_info": info}}
+    )
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        first = await client.post("/callbacks/suno", content=failed, headers=headers)
+        reused = await client.post("/callbacks/suno", content=forged, headers=headers)
+        retried = await client.post("/callbacks/suno", content=failed, headers=headers)
+        found = await job(client, "suno", "t-reused")
+
+    assert (first.status_code, first.json()["outcome"]) == (200, "accepted")
+    assert reused.status_code == 401
+    error = reused.json()["error"]
+    assert error["code"] == "unauthorized"
+    assert "already used for another body" in error["message"]
+    assert (retried.status_code, retried.json()["outcome"]) == (200, "duplicate")
+    assert (found["state"], found["outputs"], found["deliveries"]) == ("failed", [], 2)
+    # The forgery is kept as evidence, linked to no job.
+    assert rows(
+        engine, "SELECT outcome, body FROM delivery WHERE id = :id", id=error["delivery_id"]
+    ) == [("refused", forged)]
+    assert rows(
+        engine, "SELECT count(*) FROM delivery_job WHERE delivery_id = :id", id=error["delivery_id"]
+    ) == [(0,)]
+
+
 async def test_read_api_requires_a_known_token(client: httpx.AsyncClient) -> None:
     await client.post("/callbacks/tencent-ci", content=ci_json("j-auth", "Success"))
     path = "/v1/jobs/tencent-ci/j-auth"
@@ -520,13 +560,13 @@ async def test_repeated_request_headers_are_all_kept(
     answer = await client.post(
         "/callbacks",
         content=ci_json("j-hdr", "Success"),
-        headers=[("X-Sig", "one"), ("X-Sig", "two")],
+        headers=[("X-Webhook-Sig", "one"), ("X-Webhook-Sig", "two")],
     )
     [(headers,)] = rows(
         engine, "SELECT headers FROM delivery WHERE id = :id", id=answer.json()["delivery_id"]
     )
     stored = headers if isinstance(headers, dict) else orjson.loads(str(headers))
-    assert stored["x-sig"] == "one, two"
+    assert stored["x-webhook-sig"] == "one, two"
 
 
 async def test_job_id_with_a_nul_character_is_a_422_not_a_500(client: httpx.AsyncClient) -> None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Connection, Engine, text
 
 from app.ingest.admission import admit
 from app.ingest.driver import Cursor
-from app.ingest.intake import Outcome, Receipt
+from app.ingest.intake import Intake, Outcome, Receipt
 from app.ingest.statements import build_statements
 from app.ingest.store import store_batch
-from tests.api.payloads import ci_json
+from tests.api.payloads import ci_json, suno_json, suno_signed
 from tests.ingest.submissions import detected
+
+SUNO_KEY = "suno-hmac-key"
 
 
 def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
@@ -24,11 +32,27 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
         for job_id, state in deliveries
     ]
     with engine.begin() as connection:
-        cursor = Cursor(connection)
-        try:
-            return store_batch(cursor, build_statements(engine.dialect), intakes)
-        finally:
-            cursor.close()
+        return stored(connection, intakes)
+
+
+def stored(connection: Connection, intakes: list[Intake]) -> list[Receipt]:
+    with closing_cursor(connection) as cursor:
+        return store_batch(cursor, build_statements(connection.dialect), intakes)
+
+
+@contextmanager
+def closing_cursor(connection: Connection) -> Iterator[Cursor]:
+    cursor = Cursor(connection)
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def signed(body: bytes, headers: dict[str, str]) -> Intake:
+    """A Suno delivery whose signature holds, admitted as the writer admits it."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    return admit(detected(body, headers=lower), suno_key=SUNO_KEY)
 
 
 def outcome(receipt: Receipt) -> tuple[str, str, bool, Outcome]:
@@ -87,3 +111,77 @@ def test_a_batch_creates_new_jobs_and_merges_into_known_ones_in_arrival_order(
         ("j-other", None, "failed"),
     ]
     assert duplicates == 2
+
+
+def test_a_signature_used_twice_in_one_batch_vouches_for_its_first_body_only(
+    engine: Engine,
+) -> None:
+    headers = suno_signed(SUNO_KEY, "t-batch", int(time.time()))
+    first, forged = suno_json("t-batch"), suno_json("t-batch", msg="forged")
+
+    with engine.begin() as connection:
+        receipts = stored(
+            connection,
+            [signed(first, headers), signed(forged, headers), signed(first, headers)],
+        )
+
+    assert [receipt.outcome for receipt in receipts] == [
+        Outcome.ACCEPTED,
+        Outcome.REFUSED,
+        Outcome.DUPLICATE,
+    ]
+    assert receipts[1].jobs == ()
+
+
+def test_a_signature_claimed_by_a_rolled_back_delivery_is_free_again(engine: Engine) -> None:
+    headers = suno_signed(SUNO_KEY, "t-undone", int(time.time()))
+    with engine.connect() as connection, connection.begin() as undone:
+        stored(connection, [signed(suno_json("t-undone", msg="undone"), headers)])
+        undone.rollback()
+
+    with engine.begin() as connection:
+        (receipt,) = stored(connection, [signed(suno_json("t-undone"), headers)])
+
+    assert receipt.outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.postgres_only
+def test_two_transactions_reusing_a_signature_for_two_bodies_never_both_win(
+    engine: Engine,
+) -> None:
+    """As two writer processes would, without the writers' advisory lock: the second waits on
+    the first's uncommitted claim, then finds it committed and is refused."""
+    headers = suno_signed(SUNO_KEY, "t-race", int(time.time()))
+    second_receipts: list[Receipt] = []
+    with engine.connect() as first, first.begin() as transaction:
+        (first_receipt,) = stored(first, [signed(suno_json("t-race"), headers)])
+        forged = signed(suno_json("t-race", msg="forged"), headers)
+
+        def second_writer() -> None:
+            with engine.begin() as second:
+                second_receipts.extend(stored(second, [forged]))
+
+        racer = threading.Thread(target=second_writer)
+        racer.start()
+        _wait_for_a_lock_wait(engine, racer)
+        transaction.commit()
+    racer.join(timeout=30)
+
+    assert not racer.is_alive()
+    assert first_receipt.outcome is Outcome.ACCEPTED
+    assert [receipt.outcome for receipt in second_receipts] == [Outcome.REFUSED]
+
+
+def _wait_for_a_lock_wait(engine: Engine, racer: threading.Thread) -> None:
+    """Until a session of this database waits for a lock (the racer, on the claim's index)."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 30
+    with engine.connect() as observer:
+        while observer.execute(waiting).scalar_one() == 0:
+            assert racer.is_alive(), "the second transaction finished without waiting"
+            assert time.monotonic() < deadline, "the second transaction never waited"
+            observer.rollback()  # a fresh snapshot of pg_stat_activity
+            time.sleep(0.01)

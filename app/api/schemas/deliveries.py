@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import ConfigDict, Field
 
 from app import models
+from app.api.headers import shown
 from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
 from app.api.schemas.receipts import JobReceiptOut
@@ -66,7 +67,10 @@ class ReplayRefOut(Out):
 class DeliveryDetailOut(DeliveryOut):
     model_config = ConfigDict(json_schema_extra={"examples": [examples.DELIVERY_DETAIL]})
 
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(
+        description="the request headers kept (app/api/headers.py), signatures and other"
+        " credentials left out"
+    )
     body: BodyOut | None = Field(description="null once retention has dropped the body")
     jobs: list[LinkedJobOut]
     replays: list[ReplayRefOut]
@@ -76,7 +80,7 @@ class DeliveryDetailOut(DeliveryOut):
         delivery = detail.delivery
         return cls(
             **DeliveryOut.of(delivery).model_dump(),
-            headers=delivery.headers,
+            headers=shown(delivery.headers),
             body=BodyOut.of(delivery.body),
             jobs=[
                 LinkedJobOut(

@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     purge_every: timedelta = timedelta(hours=1)
     # A /v1/jobs cursor whose listing began longer ago is refused: its snapshot's catch-up read
     # grows with every delivery since, and a forged old cursor must not buy a full scan.
-    cursor_max_age: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    cursor_max_age: timedelta = Field(
+        default=timedelta(hours=1), gt=timedelta(0), le=timedelta(days=30)
+    )
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
 

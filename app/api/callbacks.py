@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.callback_docs import any_family_body, family_body
 from app.api.deps import app_metrics, app_settings, app_slow_bodies, app_watch, app_writer
 from app.api.errors import answer_error
-from app.api.headers import kept as is_kept
 from app.api.schemas.common import ErrorOut
 from app.api.schemas.receipts import ReceiptOut, receipt_json
 from app.config import Settings
@@ -36,6 +35,7 @@ from app.errors import (
     Unauthorized,
     UnstorablePayload,
 )
+from app.headers import kept as is_kept
 from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.logs import FIELDS_KEY

@@ -18,6 +18,7 @@ def test_headers_read_in_one_pass_keep_only_the_allowed_and_join_repeats() -> No
             (b"x-auth-token", b"secret"),
             (b"x-hub-signature-256", b"sha256=secret"),
             (b"x-forwarded-for", b"198.51.100.23"),
+            (b"x-forwarded-user", b"someone@example.com"),
             (b"user-agent", b"Suno/1.0"),
             (b"x-request-id", b"r-1"),
         ]

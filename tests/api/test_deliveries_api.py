@@ -121,6 +121,10 @@ async def test_delivery_detail_never_shows_a_signature_or_another_credential(
                     "x-api-token": "old-secret",
                     "x-webhook-signature": "old-secret",
                     "x-webhook-token": "old-secret",
+                    "x-webhook-hmac": "old-secret",
+                    "x-webhook-passphrase": "old-secret",
+                    "x-forwarded-user": "someone@example.com",
+                    "x-forwarded-for": "198.51.100.23",
                     "x-request-id": "r-old",
                 }
             )
@@ -132,7 +136,7 @@ async def test_delivery_detail_never_shows_a_signature_or_another_credential(
         signed["X-Webhook-Timestamp"],
         "r-2",
     )
-    assert older == {"x-request-id": "r-old"}
+    assert older == {"x-forwarded-for": "198.51.100.23", "x-request-id": "r-old"}
 
 
 async def test_a_signature_is_kept_for_replay_and_a_replay_of_a_forgery_is_refused_again(
@@ -188,6 +192,29 @@ async def test_replay_turns_an_orphaned_delivery_into_its_job_once_the_cause_is_
     ]
     job = await get(client, "/v1/jobs/tencent-ci/j-late")
     assert (job["state"], job["deliveries"]) == ("succeeded", 2)
+
+
+async def test_a_replay_stores_only_the_allowed_headers_of_an_older_delivery(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    old = (await client.post("/callbacks", content=ci_json("j-old", "Success"))).json()
+    # Kept before headers were stored by allowlist.
+    with engine.begin() as connection:
+        connection.execute(
+            update(models.Delivery)
+            .where(models.Delivery.id == old["delivery_id"])
+            .values(headers={"authorization": "Bearer old-secret", "x-request-id": "r-old"})
+        )
+
+    replay = await client.post(f"/v1/deliveries/{old['delivery_id']}/replay", headers=AUTH)
+
+    with engine.connect() as connection:
+        stored = connection.scalar(
+            select(models.Delivery.headers).where(
+                models.Delivery.id == replay.json()["delivery_id"]
+            )
+        )
+    assert stored == {"x-request-id": "r-old"}
 
 
 async def test_replay_needs_the_body_and_a_known_delivery(

@@ -8,10 +8,10 @@ from typing import Self
 from pydantic import ConfigDict, Field
 
 from app import models
-from app.api.headers import shown
 from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
 from app.api.schemas.receipts import JobReceiptOut
+from app.headers import shown
 from app.ingest.intake import Outcome, Receipt
 from app.providers.model import Provider
 from app.queries.deliveries import DeliveryDetail

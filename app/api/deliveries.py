@@ -80,6 +80,6 @@ async def replay(
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id}")
     receipt = await replay_delivery(delivery, writer=writer)
-    watch.notify()
+    watch.notify(receipt.jobs)
     (await app_metrics(request)).stored(receipt)
     return ReplayOut.of(receipt, replay_of=delivery_id)

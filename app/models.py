@@ -5,6 +5,7 @@ job           one row per (provider, provider's job id): the merged, current vie
               its output files included
 job_event     every state change of a job, with the delivery that caused it
 delivery_job  which deliveries touched which jobs, and whether each was a duplicate
+purge_state   how far retention has got, and which process runs it now (app/retention.py)
 """
 
 from __future__ import annotations
@@ -144,3 +145,15 @@ class DeliveryJob(Base):
 
     # On SQLite one B-tree keyed by the primary key, not a table and the key's index besides.
     __table_args__ = {"sqlite_with_rowid": False}
+
+
+class PurgeState(Base):
+    __tablename__ = "purge_state"
+
+    name: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    # The received_at of the last body dropped: every older delivery has lost its body, so a
+    # run starts here instead of reading again what earlier runs dropped.
+    purged_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A lease, so that one process at a time purges, across replicas too.
+    leased_by: Mapped[str | None] = mapped_column(String(SHORT))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

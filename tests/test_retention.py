@@ -14,6 +14,7 @@ from sqlalchemy import Engine, event, insert, text
 from app import models, retention
 from app.db import create_sync_engine
 from app.retention import purge_bodies
+from bench.retention import delivery_rows_read
 from tests.conftest import Backend
 
 AGE = timedelta(days=30)
@@ -65,24 +66,12 @@ class Work:
         self.done += self.counting
         return 0
 
-    def _rows_read_so_far(self, connection: Any) -> int:
-        """The server's pending count for this backend: the current transaction's reads, and
-        earlier transactions' not yet flushed, so that only a difference within one is told."""
-        cursor = connection.connection.dbapi_connection.cursor()
-        cursor.execute(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'delivery'"
-        )
-        read: int = cursor.fetchone()[0]
-        cursor.close()
-        return read
-
     def _transaction_begins(self, connection: Any) -> None:
-        self._read_before = self._rows_read_so_far(connection)
+        self._read_before = delivery_rows_read(connection)
 
     def _transaction_commits(self, connection: Any) -> None:
         if self.counting:
-            self.done += self._rows_read_so_far(connection) - self._read_before
+            self.done += delivery_rows_read(connection) - self._read_before
 
     @contextmanager
     def counted(self) -> Iterator[None]:

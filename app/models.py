@@ -151,9 +151,10 @@ class PurgeState(Base):
     __tablename__ = "purge_state"
 
     name: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
-    # The received_at of the last body dropped: every older delivery has lost its body, so a
-    # run starts here instead of reading again what earlier runs dropped.
+    # The last delivery retention went past, by (received_at, id): every earlier one has lost its
+    # body, so a run starts here instead of reading again what earlier runs dropped.
     purged_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    purged_id: Mapped[int | None]
     # A lease, so that one process at a time purges, across replicas too.
     leased_by: Mapped[str | None] = mapped_column(String(SHORT))
     leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

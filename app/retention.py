@@ -3,8 +3,8 @@
 The delivery's record (when, from where, outcome, size, headers), the jobs and their event
 history stay; only the body goes. A delivery whose body is gone can no longer be replayed (410).
 
-A run costs what it drops: it starts where the last one stopped (purge_state.purged_to) and
-walks the received_at index from there, so the bodies earlier runs dropped are not read again.
+A run costs what it drops: it starts where the last one stopped (purge_state's mark) and walks
+the received_at index from there, so the bodies earlier runs dropped are not read again.
 One process at a time purges, across replicas: a lease in purge_state, renewed by every batch;
 the others skip their turn. Batches are small in rows and in bytes, each its own transaction,
 and each is followed by a pause, so that a callback waiting for SQLite's write lock gets it
@@ -63,56 +63,69 @@ def _purge(engine: Engine, me: str, *, cutoff: datetime, pause: Callable[[float]
     while True:
         started = time.monotonic()
         with engine.begin() as connection:
-            renewed = _renew(connection, me)
-            if renewed is None:
+            mark = _renew(connection, me)
+            if mark is None:
                 log.warning("retention: the lease ran out; another process carries on")
                 return purged
-            candidates = _candidates(connection, after=renewed.purged_to, before=cutoff)
-            batch = _within_bytes(candidates)
+            examined = _next_rows(connection, mark=mark, before=cutoff)
+            batch = _within_bytes(examined)
             if not batch:
                 return purged
-            delivery = models.Delivery
-            connection.execute(
-                update(delivery).where(delivery.id.in_([row.id for row in batch])).values(body=None)
-            )
+            dropped = [row.id for row in batch if row.has_body]
+            if dropped:
+                delivery = models.Delivery
+                connection.execute(
+                    update(delivery).where(delivery.id.in_(dropped)).values(body=None)
+                )
+            last = batch[-1]
             connection.execute(
                 update(models.PurgeState)
                 .where(models.PurgeState.name == TASK)
-                .values(purged_to=batch[-1].received_at)
+                .values(purged_to=last.received_at, purged_id=last.id)
             )
-        purged += len(batch)
-        if len(batch) == len(candidates) < BATCH_ROWS:
+        purged += len(dropped)
+        if len(batch) == len(examined) < BATCH_ROWS:
             return purged
         pause(max(MIN_PAUSE_S, time.monotonic() - started))
 
 
-def _candidates(
-    connection: Connection, *, after: datetime | None, before: datetime
-) -> Sequence[Row[int, datetime, int]]:
-    """The oldest deliveries still holding a body, from the mark on (the received_at index)."""
+def _next_rows(
+    connection: Connection, *, mark: Row[datetime | None, int | None], before: datetime
+) -> Sequence[Row[int, datetime, int, bool]]:
+    """The next deliveries after the mark in (received_at, id) order, by the received_at index:
+    at most BATCH_ROWS rows read whatever they hold, so that no statement, not even the first
+    after an upgrade over a long emptied history, reads more."""
     delivery = models.Delivery
     query = (
-        select(delivery.id, delivery.received_at, delivery.body_size)
-        .where(delivery.received_at < before, delivery.body.is_not(None))
-        .order_by(delivery.received_at)
+        select(
+            delivery.id,
+            delivery.received_at,
+            delivery.body_size,
+            delivery.body.is_not(None).label("has_body"),
+        )
+        .where(delivery.received_at < before)
+        .order_by(delivery.received_at, delivery.id)
         .limit(BATCH_ROWS)
     )
-    if after is not None:
-        # Not "after": deliveries received in the same microsecond as the mark may remain.
-        query = query.where(delivery.received_at >= after)
+    purged_to, purged_id = mark
+    if purged_to is not None:
+        query = query.where(
+            delivery.received_at >= purged_to,
+            or_(delivery.received_at > purged_to, delivery.id > purged_id),
+        )
     return connection.execute(query).all()
 
 
 def _within_bytes(
-    candidates: Sequence[Row[int, datetime, int]],
-) -> Sequence[Row[int, datetime, int]]:
-    """The leading candidates whose bodies add up to BATCH_BYTES, and at least one."""
+    rows: Sequence[Row[int, datetime, int, bool]],
+) -> Sequence[Row[int, datetime, int, bool]]:
+    """The leading rows whose bodies add up to at most BATCH_BYTES, and at least one."""
     total = 0
-    for taken, row in enumerate(candidates):
-        total += row.body_size
+    for taken, row in enumerate(rows):
+        total += row.body_size if row.has_body else 0
         if total > BATCH_BYTES and taken:
-            return candidates[:taken]
-    return candidates
+            return rows[:taken]
+    return rows
 
 
 def _lease(engine: Engine, me: str) -> bool:
@@ -133,14 +146,14 @@ def _lease(engine: Engine, me: str) -> bool:
         return connection.execute(statement).first() is not None
 
 
-def _renew(connection: Connection, me: str) -> Row[datetime | None] | None:
+def _renew(connection: Connection, me: str) -> Row[datetime | None, int | None] | None:
     """Extends the lease if it is still ours, and answers where the last batch stopped."""
     state = models.PurgeState
     return connection.execute(
         update(state)
         .where(state.name == TASK, state.leased_by == me)
         .values(leased_until=datetime.now(UTC) + LEASE)
-        .returning(state.purged_to)
+        .returning(state.purged_to, state.purged_id)
     ).one_or_none()
 
 

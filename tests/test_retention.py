@@ -21,10 +21,17 @@ AGE = timedelta(days=30)
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def add_deliveries(engine: Engine, count: int, *, first: datetime, body: bytes = b"{}") -> None:
+def add_deliveries(
+    engine: Engine,
+    count: int,
+    *,
+    first: datetime,
+    body: bytes = b"{}",
+    apart: timedelta = timedelta(seconds=1),
+) -> None:
     rows = [
         {
-            "received_at": first + timedelta(seconds=n),
+            "received_at": first + n * apart,
             "endpoint": "auto",
             "outcome": "rejected",
             "headers": {},
@@ -51,6 +58,7 @@ class Work:
     def __init__(self, backend: Backend) -> None:
         self.engine = create_sync_engine(backend.settings())
         self.done = 0
+        self.per_transaction: list[int] = []
         self.counting = False
         self._read_before = 0
         if backend.name == "sqlite":
@@ -71,7 +79,8 @@ class Work:
 
     def _transaction_commits(self, connection: Any) -> None:
         if self.counting:
-            self.done += delivery_rows_read(connection) - self._read_before
+            self.per_transaction.append(delivery_rows_read(connection) - self._read_before)
+            self.done += self.per_transaction[-1]
 
     @contextmanager
     def counted(self) -> Iterator[None]:
@@ -111,6 +120,37 @@ def test_a_purge_costs_what_it_drops_not_what_earlier_ones_dropped(
     # Not the 2,505 rows (or their instructions) behind it again.
     assert dropping_five_alone > 0
     assert work.done <= 2 * dropping_five_alone
+
+
+@pytest.mark.postgres_only
+def test_no_transaction_reads_a_long_emptied_history_not_even_after_an_upgrade(
+    engine: Engine, work: Work
+) -> None:
+    # Bodies an earlier version dropped, which kept no mark: the first run must still not read
+    # all of them in one statement (PostgreSQL's statement timeout would end it every time).
+    add_deliveries(engine, 20_000, first=LONG_AGO)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE delivery SET body = NULL"))
+    add_deliveries(engine, 5, first=LONG_AGO + timedelta(days=1))
+    with engine.begin() as connection:
+        # What autovacuum does by itself on a table this size in production.
+        connection.execute(text("ANALYZE delivery"))
+
+    with work.counted():
+        assert purge_bodies(work.engine, older_than=AGE) == 5
+
+    assert bodies_left(engine) == 0
+    # A batch reads its rows from the index, and those it drops again to update them.
+    assert max(work.per_transaction) <= 2 * 1000  # app.retention.BATCH_ROWS
+    assert sum(work.per_transaction) >= 20_005
+
+
+def test_deliveries_received_in_the_same_microsecond_are_all_purged(engine: Engine) -> None:
+    # More than a batch: the mark falls among them, and the next batch carries on by id.
+    add_deliveries(engine, 1500, first=LONG_AGO, apart=timedelta(0))
+
+    assert purge_bodies(engine, older_than=AGE, pause=no_pause) == 1500
+    assert bodies_left(engine) == 0
 
 
 def test_one_process_purges_at_a_time(backend: Backend, engine: Engine) -> None:

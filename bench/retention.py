@@ -190,7 +190,9 @@ def fill(engine: Engine) -> float:
         # Where the earlier run that dropped the history's bodies stopped.
         connection.execute(
             insert(models.PurgeState).values(
-                name=TASK, purged_to=(old + timedelta(seconds=HISTORY)).replace(tzinfo=UTC)
+                name=TASK,
+                purged_to=(old + timedelta(seconds=HISTORY)).replace(tzinfo=UTC),
+                purged_id=HISTORY,
             )
         )
     if engine.dialect.name == "postgresql":

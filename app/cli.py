@@ -145,7 +145,10 @@ def _purge(args: argparse.Namespace) -> None:
         purged = purge_bodies(engine, older_than=args.deliveries_older_than)
     finally:
         engine.dispose()
-    print(f"Dropped the bodies of {purged} deliveries older than {args.deliveries_older_than}.")
+    if purged is None:
+        print("Another process is purging now; nothing done.")
+    else:
+        print(f"Dropped the bodies of {purged} deliveries older than {args.deliveries_older_than}.")
 
 
 def _replay(args: argparse.Namespace) -> None:

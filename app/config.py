@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     wait_poll_s: float = Field(default=0.25, gt=0, le=5)
     # Longest ?wait= honoured; longer requests are cut to it.
     max_wait_s: float = Field(default=60, ge=0, le=300)
+    # Long polls a process holds at once; more are answered 429. Each holds a connection: half of
+    # the 1024 descriptors a process commonly may open, so waiters cannot starve the callbacks.
+    max_waiters: int = Field(default=500, ge=1, le=100_000)
     # X-Forwarded-For/-Proto are believed only from these addresses (comma-separated, or "*"):
     # anyone else could claim any client address.
     forwarded_allow_ips: str = "127.0.0.1"

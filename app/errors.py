@@ -10,6 +10,7 @@ StemhookError
 ├── RequestTimeout        408  the head or body did not arrive within STEMHOOK_BODY_TIMEOUT_S
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
 ├── HeadTooLarge          431  request line and headers above 64 KiB (app/http_protocol.py)
+├── TooManyWaiters        429  STEMHOOK_MAX_WAITERS long polls already wait; retry later
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
 │   └── UnstorablePayload 400  parsed, but the database refused its jobs: kept as orphaned
 ├── StorageUnavailable    503  the database could not take the write in time; retry later
@@ -27,6 +28,8 @@ class StemhookError(Exception):
     status_code = 500
     code = "internal"
     delivery_id: int | None = None  # the delivery kept for inspection, if one was
+    # When set, answered as Retry-After: clients that honour it come back once it may succeed.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -79,6 +82,12 @@ class HeadTooLarge(StemhookError):
     code = "head_too_large"
 
 
+class TooManyWaiters(StemhookError):
+    status_code = 429
+    code = "too_many_waiters"
+    retry_after_s = 1
+
+
 class BadPayload(StemhookError):
     status_code = 400
     code = "bad_payload"
@@ -95,6 +104,7 @@ class UnstorablePayload(BadPayload):
 class StorageUnavailable(StemhookError):
     status_code = 503
     code = "storage_unavailable"
+    retry_after_s = 5
 
 
 class NotReady(StemhookError):

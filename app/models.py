@@ -6,6 +6,7 @@ job           one row per (provider, provider's job id): the merged, current vie
 job_event     every state change of a job, with the delivery that caused it
 delivery_job  which deliveries touched which jobs, and whether each was a duplicate
 signature_use which body each signed (provider, task id, timestamp) was first stored with
+purge_state   how far retention has got, and which process runs it now (app/retention.py)
 """
 
 from __future__ import annotations
@@ -161,3 +162,16 @@ class SignatureUse(Base):
     body_sha256: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = {"sqlite_with_rowid": False}
+
+
+class PurgeState(Base):
+    __tablename__ = "purge_state"
+
+    name: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    # The last delivery retention went past, by (received_at, id): every earlier one has lost its
+    # body, so a run starts here instead of reading again what earlier runs dropped.
+    purged_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    purged_id: Mapped[int | None]
+    # A lease, so that one process at a time purges, across replicas too.
+    leased_by: Mapped[str | None] = mapped_column(String(SHORT))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -41,7 +41,9 @@ def _start_retention(settings: Settings) -> asyncio.Task[None] | None:
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     writer = Writer(settings)
     read_db = open_read_database(settings)
-    watch = JobWatch(read_db.sessions, poll_s=settings.wait_poll_s)
+    watch = JobWatch(
+        read_db.sessions, poll_s=settings.wait_poll_s, max_waiters=settings.max_waiters
+    )
     await writer.start()
     watch.start()
     # What start-up built lives as long as the process: keep it out of the collector's full

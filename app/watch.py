@@ -1,9 +1,15 @@
-"""Waking long-polling readers when jobs may have changed.
+"""Waking long-polling readers when their job may have changed.
 
-Deliveries this process commits wake every waiter at once. Deliveries other processes commit
-are noticed by one shared poll of the highest delivery id: a single indexed query per interval
-while anyone waits, however many wait, and nothing while nobody does. Woken readers look at
-their job again; a wake-up promises only that something may have changed.
+Waiters wait on their own job's key. A delivery this process commits wakes the waiters of the
+jobs its receipt names, and only them. Deliveries other processes commit are noticed by one
+shared poll of the job rows touched since the last one (`job.last_delivery_id` above a
+watermark, an indexed range): one query per interval while anyone waits, however many wait,
+and nothing while nobody does; it too wakes only the waiters of the jobs it finds. Woken
+readers look at their job again; a wake-up promises only that something may have changed.
+
+At most `max_waiters` requests of a process wait at once: each holds a connection and its
+wake-ups cost queries, so beyond that a wait is refused (429) rather than slowing every reader
+and the callbacks that share the process.
 """
 
 from __future__ import annotations
@@ -11,25 +17,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import models
+from app.errors import TooManyWaiters
+from app.ingest.intake import JobReceipt
 from app.providers.model import Provider, State
 from app.queries.jobs import find_job
 
 log = logging.getLogger(__name__)
+JobKey = tuple[str, str]  # (provider, provider's job id)
 
 
 class JobWatch:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, poll_s: float) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, poll_s: float, max_waiters: int
+    ) -> None:
         self._sessions = sessions
         self._poll_s = poll_s
-        self._changed = asyncio.Event()
-        self._waiting = 0
+        self._max_waiters = max_waiters
+        # Waiters of a key hold its current event; a change sets it and drops it, so that the
+        # next look arms a fresh one.
+        self._changed: dict[JobKey, asyncio.Event] = {}
+        self._interested: Counter[JobKey] = Counter()
+        self._slots = 0
         self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests holding a waiting slot now."""
+        return self._slots
 
     def start(self) -> None:
         self._poller = asyncio.create_task(self._poll(), name="stemhook-watch")
@@ -40,40 +61,93 @@ class JobWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
 
-    def notify(self) -> None:
-        if self._waiting:
-            # Waiters hold the old event; new waiters get a fresh one.
-            self._changed.set()
-            self._changed = asyncio.Event()
+    def notify(self, jobs: Iterable[JobReceipt]) -> None:
+        """Wake the waiters of the jobs a commit touched."""
+        self._wake((job.provider, job.job_id) for job in jobs)
+
+    def _wake(self, keys: Iterable[JobKey]) -> None:
+        for key in keys:
+            changed = self._changed.pop(key, None)
+            if changed is not None:
+                changed.set()
 
     @contextlib.contextmanager
-    def armed(self) -> Iterator[asyncio.Event]:
-        """The event the next change sets. Arm before looking, so that a change landing between
-        the look and the wait still wakes the waiter."""
-        self._waiting += 1
+    def watching(self, key: JobKey) -> Iterator[Waiter]:
+        self._interested[key] += 1
+        waiter = Waiter(self, key)
         try:
-            yield self._changed
+            yield waiter
         finally:
-            self._waiting -= 1
+            self._slots -= waiter.slotted
+            self._interested[key] -= 1
+            if not self._interested[key]:
+                del self._interested[key]
+                self._changed.pop(key, None)
+
+    def take_slot(self) -> None:
+        if self._slots >= self._max_waiters:
+            raise TooManyWaiters(
+                f"{self._max_waiters} requests are already waiting (STEMHOOK_MAX_WAITERS);"
+                " retry later or without ?wait="
+            )
+        self._slots += 1
+
+    def arm(self, key: JobKey) -> asyncio.Event:
+        return self._changed.setdefault(key, asyncio.Event())
 
     async def _poll(self) -> None:
-        # Without a baseline the first poll wakes everyone: a spurious look costs one query, a
-        # missed change a whole wait.
+        # Writers take turns (SQLite's write lock, PostgreSQL's WRITERS_LOCK in
+        # app/ingest/statements.py) and a delivery's id is drawn inside its turn, so deliveries
+        # become visible in id order: a job touched after the last poll has a higher id.
         seen: int | None = None
         while True:
             await asyncio.sleep(self._poll_s)
-            if not self._waiting:
+            if not self._interested:
                 seen = None
                 continue
             try:
-                async with self._sessions() as session:
-                    latest = await session.scalar(select(func.max(models.Delivery.id)))
+                seen = await self._look_for_changes(seen)
             except Exception:
                 log.warning("change poll failed", exc_info=True)
-                continue
-            if seen is None or latest != seen:
-                self.notify()
-            seen = latest
+
+    async def _look_for_changes(self, seen: int | None) -> int | None:
+        job = models.Job
+        async with self._sessions() as session:
+            if seen is None:
+                # Without a baseline every waiter looks again: a spurious look costs one query,
+                # a missed change a whole wait.
+                latest = await session.scalar(select(func.max(job.last_delivery_id)))
+                self._wake(list(self._changed))
+                return latest if latest is not None else 0
+            rows = (
+                await session.execute(
+                    select(job.provider, job.job_id, job.last_delivery_id).where(
+                        job.last_delivery_id > seen
+                    )
+                )
+            ).all()
+        self._wake((provider, job_id) for provider, job_id, _ in rows)
+        return max((row.last_delivery_id for row in rows), default=seen)
+
+
+class Waiter:
+    """One request's interest in one job, and its waiting slot once it has to wait."""
+
+    def __init__(self, watch: JobWatch, key: JobKey) -> None:
+        self._watch = watch
+        self._key = key
+        self.slotted = False
+
+    def armed(self) -> asyncio.Event:
+        """The event the job's next change sets. Arm before looking, so that a change landing
+        between the look and the wait still wakes the waiter."""
+        return self._watch.arm(self._key)
+
+    def hold_slot(self) -> None:
+        """Count this request among the waiters from now on; TooManyWaiters if they are full."""
+        if not self.slotted:
+            self._watch.take_slot()
+            self.slotted = True
 
 
 async def final_or_timeout(
@@ -83,15 +157,27 @@ async def final_or_timeout(
     job_id: str,
     *,
     wait_s: float,
+    gone: asyncio.Event,
 ) -> models.Job | None:
-    """The job once it is final, or as it is (None if unknown) when `wait_s` has passed."""
+    """The job once it is final, or as it is (None if unknown) when `wait_s` has passed or the
+    client went away (`gone`)."""
     deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        with watch.armed() as changed:
+    with watch.watching((provider, job_id)) as waiter:
+        while True:
+            changed = waiter.armed()
             async with sessions() as session:
                 job = await find_job(session, provider, job_id)
             remaining = deadline - asyncio.get_running_loop().time()
-            if (job is not None and State(job.state).is_final) or remaining <= 0:
+            if (job is not None and State(job.state).is_final) or remaining <= 0 or gone.is_set():
                 return job
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+            waiter.hold_slot()
+            await _first_of(changed, gone, timeout_s=remaining)
+
+
+async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -29,7 +29,7 @@ from tests.proxy import FaultyProxy
 
 API_TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("job_event", "delivery_job", "job", "delivery", "signature_use")
+TABLES = ("job_event", "delivery_job", "job", "delivery", "signature_use", "purge_state")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -239,7 +239,7 @@ async def store(request: Request, submission: Submission) -> Receipt:
     finally:
         elapsed = datetime.now(UTC) - submission.arrival.received_at
         metrics.answered(elapsed.total_seconds())
-    (await app_watch(request)).notify()
+    (await app_watch(request)).notify(receipt.jobs)
     metrics.stored(receipt)
     # The request log's fields, read from the scope: request.state wraps it in a new object.
     fields = request.scope["state"][FIELDS_KEY]

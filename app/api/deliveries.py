@@ -81,6 +81,6 @@ async def replay(
         raise NotFound(f"no delivery {delivery_id}")
     first_arrival = await delivery_queries.first_arrival(session, delivery)
     receipt = await replay_delivery(delivery, first_arrival=first_arrival, writer=writer)
-    watch.notify()
+    watch.notify(receipt.jobs)
     (await app_metrics(request)).stored(receipt)
     return ReplayOut.of(receipt, replay_of=delivery_id)

@@ -32,8 +32,8 @@ def _answer(status: int, body: ErrorBody, headers: Mapping[str, str] | None = No
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StemhookError)
-    # Providers that honour Retry-After come back once the database had a moment.
-    headers = {"Retry-After": "5"} if isinstance(exc, StorageUnavailable) else None
+    retry_after = exc.retry_after_s
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
     body = ErrorBody(code=exc.code, message=exc.message, delivery_id=exc.delivery_id)
     return _answer(exc.status_code, body, headers)
 

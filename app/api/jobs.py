@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
 from app.api.deps import SessionDep, SessionsDep, SettingsDep, WatchDep, require_api_token
+from app.api.disconnect import client_gone
 from app.api.pagination import (
     decode_before_id,
     decode_job_position,
@@ -68,9 +69,13 @@ async def list_jobs(
 @router.get(
     "/{provider}/{job_id}",
     summary="One job; optionally its latest raw payload, or wait until it is final",
-    responses={404: {"model": ErrorOut}},
+    responses={
+        404: {"model": ErrorOut},
+        429: {"model": ErrorOut, "description": "STEMHOOK_MAX_WAITERS requests already wait."},
+    },
 )
 async def get_job(
+    request: Request,
     provider: ProviderPath,
     job_id: JobIdPath,
     sessions: SessionsDep,
@@ -88,9 +93,10 @@ async def get_job(
         ),
     ] = 0,
 ) -> JobDetailOut:
-    job = await final_or_timeout(
-        sessions, watch, provider, job_id, wait_s=min(wait, settings.max_wait_s)
-    )
+    async with client_gone(request) as gone:
+        job = await final_or_timeout(
+            sessions, watch, provider, job_id, wait_s=min(wait, settings.max_wait_s), gone=gone
+        )
     if job is None:
         raise NotFound(f"no {provider} job {job_id!r}")
     detail = JobDetailOut.of(job)

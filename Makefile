@@ -3,16 +3,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The stamp names the interpreter's version: another PYTHON makes the environment anew instead
-# of testing on the one it was made from.
-PYTHON_VERSION := $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
+# The stamp names the interpreter's version: an environment without it (made from another
+# PYTHON, or never finished) is made anew, instead of testing on the wrong interpreter.
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 LINTED := app tests migrations deploy $(wildcard bench)
 
 .PHONY: run test suite lint install clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(if $(filter-out $(STAMP),$(wildcard $(VENV)/.installed*)),--clear) $(VENV)
+	$(PYTHON) -m venv $(if $(wildcard $(STAMP)),,--clear) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -6,7 +6,9 @@
 #        migrations/ stay side by side, where `stemhook serve` finds the migrations it applies.
 # final: that environment and the source only, run by an unprivileged user.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The newest Python that pyproject.toml's requires-python admits
+# (docs/decisions/python-versions.md).
+ARG PYTHON_IMAGE=python:3.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

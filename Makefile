@@ -1,14 +1,18 @@
 # Two entry points for a fresh machine: `make run` and `make test` (see README.md).
+# Any supported Python (pyproject.toml's requires-python); .ci/run gives each its own VENV.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The stamp names the interpreter's version: an environment without it (made from another
+# PYTHON, or never finished) is made anew, instead of testing on the wrong interpreter.
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 LINTED := app tests migrations deploy $(wildcard bench)
 
-.PHONY: run test lint install clean
+.PHONY: run test suite lint install clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(if $(wildcard $(STAMP)),,--clear) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
@@ -28,7 +32,10 @@ lint: $(STAMP)
 # in CI. Installing needs root and the package mirror: anything else only says so.
 NGINX := $(firstword $(shell command -v nginx) $(wildcard /usr/sbin/nginx))
 
-test: lint
+test: lint suite
+
+# The suite alone, on $(VENV)'s interpreter: .ci/run lints once and runs this on each Python.
+suite: $(STAMP)
 ifeq ($(NGINX),)
 	@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
 	  >/dev/null 2>&1 || echo "nginx could not be installed: tests/deploy will skip (fail in CI)"
@@ -54,4 +61,4 @@ endif
 	$(BIN)/python -m bench.reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv .venv-* $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -3,9 +3,10 @@
 The image installs exactly these (deploy/requirements.lock), so it runs what the test suite ran
 against. Only the runtime closure is written: pyproject.toml's `[project] dependencies` and what
 they need, with their extras (uvicorn[standard] ...), never the dev extra. Refresh after a
-dependency change:
+dependency change, on the image's Python (environment markers are evaluated on this one):
 
-    make install && .venv/bin/python deploy/lock.py > deploy/requirements.lock
+    make install PYTHON=python3.13 VENV=.venv-3.13
+    .venv-3.13/bin/python deploy/lock.py > deploy/requirements.lock
 """
 
 from __future__ import annotations

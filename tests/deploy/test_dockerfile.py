@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from deploy.lock import needed_by, project_requirements
 from tests.servers import free_port
+from tests.test_supported_pythons import supported_pythons
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -82,11 +83,11 @@ def locked() -> dict[str, str]:
     return pins
 
 
-def test_it_builds_in_stages_from_slim_python_311() -> None:
+def test_it_builds_in_stages_from_the_newest_supported_slim_python() -> None:
     [default_image] = [a for a in arguments(instructions(), "ARG") if a.startswith("PYTHON_IMAGE=")]
     build, *_, final = stages()
 
-    assert default_image.startswith("PYTHON_IMAGE=python:3.11-slim")
+    assert default_image.startswith(f"PYTHON_IMAGE=python:{supported_pythons()[-1]}-slim-")
     assert len(stages()) >= 2
     assert all(stage[0].arguments.startswith("${PYTHON_IMAGE}") for stage in stages())
     assert build[0].arguments.endswith(" AS build")

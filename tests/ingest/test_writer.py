@@ -144,7 +144,9 @@ async def test_a_writer_whose_turn_does_not_come_answers_503_and_carries_on(
     quick = settings.model_copy(update={"write_timeout_s": 0.5})
     writer = Writer(quick)
     await writer.start()
-    other_worker = writer_turns(create_sync_engine(quick))
+    engine = create_sync_engine(quick)
+    other_worker = writer_turns(engine)
+    engine.dispose()  # it was asked for the path only; Python 3.13 warns of unclosed connections
     try:
         before = writer.process_id
         with other_worker.taken(until=time.monotonic() + 60):

@@ -7,7 +7,7 @@
 # final: that environment and the source only, run by an unprivileged user.
 
 # The newest Python that pyproject.toml's requires-python admits
-# (docs/decisions/python-versions.md).
+# (docs/decisions/0008-python-versions-and-dependency-bounds.md).
 ARG PYTHON_IMAGE=python:3.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

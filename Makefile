@@ -9,7 +9,7 @@ PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0]
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 LINTED := app tests migrations deploy $(wildcard bench)
 
-.PHONY: run test suite lint install clean
+.PHONY: run test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(if $(wildcard $(STAMP)),,--clear) $(VENV)
@@ -32,10 +32,7 @@ lint: $(STAMP)
 # in CI. Installing needs root and the package mirror: anything else only says so.
 NGINX := $(firstword $(shell command -v nginx) $(wildcard /usr/sbin/nginx))
 
-test: lint suite
-
-# The suite alone, on $(VENV)'s interpreter: .ci/run lints once and runs this on each Python.
-suite: $(STAMP)
+test: lint
 ifeq ($(NGINX),)
 	@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
 	  >/dev/null 2>&1 || echo "nginx could not be installed: tests/deploy will skip (fail in CI)"

@@ -4,13 +4,13 @@ Each application has its own registry (tests build many applications in one proc
 `stemhook serve --workers N` the worker processes share a prometheus multiprocess directory,
 so that a scrape, answered by whichever worker, counts for the whole service.
 
-With one process, a callback's counts are kept in plain Python (~1.7 us a callback) and read by
-a collector of our own at each scrape, the only reader: prometheus_client's counters and
-histograms take a lock for every increment. With several, they must reach the shared files,
-which only prometheus_client's own metrics write: a histogram observes each amount as it comes
-(its public API takes one at a time), and counters are incremented at the end of the event
-loop's turn, many callbacks at once, so that a scrape answered by another worker sees the
-callbacks answered before it.
+A callback's counts are kept in plain Python (~1.7 us a callback): prometheus_client's counters
+and histograms take a lock for every increment, and in multiprocess mode also call getpid() and
+write to a shared file. With one process, a collector of our own reads them at each scrape, the
+only reader. With several, they must reach the shared files, which only prometheus_client's own
+metrics write: a worker hands them over at the end of its event loop's turn, many callbacks at
+once (histograms through app/prometheus_batch.py), so that a scrape answered by another worker
+sees the callbacks answered before it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from app.ingest.intake import Outcome, Receipt
+from app.prometheus_batch import observe_counted
 from app.providers.model import FINAL_STATES
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -37,7 +38,8 @@ _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: hashed by identity, in C; a dataclass hashes its fields in Python, on every count.
+@dataclass(frozen=True, slots=True, eq=False)
 class _Family:
     name: str
     documentation: str
@@ -71,8 +73,6 @@ BODY_BYTES = _Family(
 _COUNTERS = (DELIVERIES, JOBS_FINISHED, DATABASE_ERRORS)
 _HISTOGRAMS = (INGEST_SECONDS, BODY_BYTES)
 
-Observe = Callable[[float], None]
-
 
 class _Buckets:
     """A histogram's observations, counted by bucket in plain Python."""
@@ -90,12 +90,16 @@ class _Buckets:
         self.total += amount
 
 
+Counts = Tally[tuple[_Family, tuple[str, ...]]]
+Histograms = dict[_Family, _Buckets]
+
+
 class _Local:
     """The collector of one process's counts, as prometheus_client's own metrics expose them."""
 
-    def __init__(self, counts: Tally[tuple[_Family, tuple[str, ...]]]) -> None:
+    def __init__(self, counts: Counts, histograms: Histograms) -> None:
         self.counts = counts
-        self.buckets = {family: _Buckets(family.buckets) for family in _HISTOGRAMS}
+        self.histograms = histograms
         self.created = time.time()  # every series counts from here
 
     def collect(self) -> Iterator[Metric]:
@@ -105,7 +109,7 @@ class _Local:
                 if counted is family:
                     counter.add_metric(labels, count, created=self.created)
             yield counter
-        for family, buckets in self.buckets.items():
+        for family, buckets in self.histograms.items():
             histogram = HistogramMetricFamily(family.name, family.documentation)
             bounds = [*map(floatToGoString, family.buckets), "+Inf"]
             cumulative = list(zip(bounds, accumulate(buckets.counts), strict=True))
@@ -131,33 +135,32 @@ class _Shared:
         # Labelled counters by their labels: labels() checks and locks on every call (~1 us).
         self.children: dict[tuple[_Family, tuple[str, ...]], Counter] = {}
 
-    def increment(self, counts: Tally[tuple[_Family, tuple[str, ...]]]) -> None:
+    def take(self, counts: Counts, histograms: Histograms) -> None:
+        """Adds what was counted to the shared files, and empties the counts."""
         for key, count in counts.items():
             child = self.children.get(key)
             if child is None:
                 family, labels = key
                 child = self.children[key] = self.counters[family].labels(*labels)
             child.inc(count)
+        counts.clear()
+        for family, buckets in histograms.items():
+            if any(buckets.counts):
+                observe_counted(self.histograms[family], buckets.counts, buckets.total)
+                buckets.counts, buckets.total = [0] * len(buckets.counts), 0.0
 
 
 class Metrics:
-    __slots__ = ("registry", "_counts", "_shared", "_observe_latency", "_observe_size", "_due")
+    __slots__ = ("registry", "_counts", "_histograms", "_shared", "_due")
 
     def __init__(self, *, shared: bool) -> None:
         self.registry = CollectorRegistry()
-        self._counts: Tally[tuple[_Family, tuple[str, ...]]] = Tally()
+        self._counts: Counts = Tally()
+        self._histograms: Histograms = {family: _Buckets(family.buckets) for family in _HISTOGRAMS}
         # One process: counted here and collected at each scrape; several: handed over.
         self._shared = _Shared(self.registry) if shared else None
-        self._observe_latency: Observe
-        self._observe_size: Observe
         if self._shared is None:
-            local = _Local(self._counts)
-            self.registry.register(local)
-            self._observe_latency = local.buckets[INGEST_SECONDS].observe
-            self._observe_size = local.buckets[BODY_BYTES].observe
-        else:
-            self._observe_latency = self._shared.histograms[INGEST_SECONDS].observe
-            self._observe_size = self._shared.histograms[BODY_BYTES].observe
+            self.registry.register(_Local(self._counts, self._histograms))
         self._due = False  # a hand-over is scheduled
 
     @classmethod
@@ -165,10 +168,12 @@ class Metrics:
         return cls(shared=MULTIPROCESS_DIR in os.environ)
 
     def body_read(self, size: int) -> None:
-        self._observe_size(size)
+        self._histograms[BODY_BYTES].observe(size)
+        self._hand_over_soon()
 
     def answered(self, seconds: float) -> None:
-        self._observe_latency(seconds)
+        self._histograms[INGEST_SECONDS].observe(seconds)
+        self._hand_over_soon()
 
     def unavailable(self) -> None:
         self._count(DATABASE_ERRORS, "unavailable")
@@ -194,11 +199,13 @@ class Metrics:
         """Give prometheus_client's shared metrics what was counted since the last time."""
         self._due = False
         if self._shared is not None:
-            self._shared.increment(self._counts)
-            self._counts.clear()
+            self._shared.take(self._counts, self._histograms)
 
     def _count(self, family: _Family, *labels: str) -> None:
         self._counts[family, labels] += 1
+        self._hand_over_soon()
+
+    def _hand_over_soon(self) -> None:
         if self._shared is not None and not self._due:
             self._due = True
             asyncio.get_running_loop().call_soon(self.hand_over)

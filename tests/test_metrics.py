@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from app.ingest.intake import JobReceipt, Outcome, Receipt
 from app.metrics import _LATENCY_BUCKETS, _SIZE_BUCKETS, MULTIPROCESS_DIR, Metrics
+from app.prometheus_batch import observe_counted
 from app.providers.model import Provider, State
 from tests.test_observability import samples
 
@@ -101,6 +102,28 @@ def test_counted_in_plain_python_equals_prometheus_clients_metrics_observed_one_
     want_keys, want = _by_key(generate_latest(registry))
     assert got_keys == want_keys
     # approx: the sum is added up in another order; the counts are small integers, exact.
+    assert got == pytest.approx(want)
+
+
+@given(amounts=st.lists(_amounts, max_size=30))
+def test_counts_handed_over_by_bucket_equal_observing_one_by_one(amounts: list[float]) -> None:
+    """The guard of app/prometheus_batch.py: it fails, loudly, when the internals move."""
+    batched, one_by_one = CollectorRegistry(), CollectorRegistry()
+    histograms = [
+        Histogram("seconds", "Seconds.", buckets=_LATENCY_BUCKETS, registry=registry)
+        for registry in (batched, one_by_one)
+    ]
+    bounds = (*_LATENCY_BUCKETS, float("inf"))
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[next(index for index, bound in enumerate(bounds) if amount <= bound)] += 1
+        histograms[1].observe(amount)
+
+    observe_counted(histograms[0], counts, sum(amounts))
+
+    got_keys, got = _by_key(generate_latest(batched))
+    want_keys, want = _by_key(generate_latest(one_by_one))
+    assert got_keys == want_keys
     assert got == pytest.approx(want)
 
 

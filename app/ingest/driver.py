@@ -92,8 +92,8 @@ def _bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Convert |
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    """What SQLAlchemy binds for a UtcDateTime on SQLite, in a third of its time: 0.8 us against
-    2.5 us, ~12 % of the writer's store step at three times a delivery (docs/decisions/).
+    """What SQLAlchemy binds for a UtcDateTime on SQLite, in a third of its time, for the few
+    times of every delivery (the measurement: docs/decisions/, public APIs and adapters).
 
     tests/ingest/test_driver.py holds it equal to SQLAlchemy's own processor, so a change of
     its storage format fails there. Built from two-digit strings: isoformat formats an aware

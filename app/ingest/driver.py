@@ -35,8 +35,9 @@ class Compiled:
     sql: str
     names: tuple[str, ...]
     positional: bool
-    # SQLAlchemy's bind processor of each value that has one (the rest goes to the driver as is).
-    conversions: tuple[tuple[int, Convert], ...]
+    # SQLAlchemy's bind processor of each value that has one (the rest goes to the driver as is),
+    # and whether it binds None as None: a None is then not passed to it.
+    conversions: tuple[tuple[int, Convert, bool], ...]
     # Values bound when the statement was built (constants such as outcome="duplicate").
     defaults: Mapping[str, Any]
     # The values of `names`, in order (_picker).
@@ -46,8 +47,10 @@ class Compiled:
         if self.defaults:
             values = {**self.defaults, **values}
         ordered = list(self.pick(values))
-        for index, convert in self.conversions:
+        for index, convert, keeps_none in self.conversions:
             value = ordered[index]
+            if value is None and keeps_none:
+                continue
             if type(value) is datetime:
                 converted = times.get(id(value))
                 if converted is None:
@@ -76,7 +79,7 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
         name: _bind_processor(bind.type, dialect) for bind, name in compiled.bind_names.items()
     }
     conversions = tuple(
-        (index, convert)
+        (index, convert, convert(None) is None)
         for index, name in enumerate(names)
         if (convert := processors.get(name)) is not None
     )

@@ -4,26 +4,33 @@ Each application has its own registry (tests build many applications in one proc
 `stemhook serve --workers N` the worker processes share a prometheus multiprocess directory,
 so that a scrape, answered by whichever worker, counts for the whole service.
 
-A callback's counts are kept in plain Python (~1.7 us a callback) and handed to
-prometheus_client later, many callbacks at once: its counters and histograms take a lock for
-every increment, and in multiprocess mode also call getpid() and write to a shared file. With one
-process, the hand-over waits for the next scrape, which is the only reader. With several, a
-worker hands over at the end of its event loop's turn, so that a scrape answered by another
-worker sees the callbacks answered before it.
+A callback's counts are kept in plain Python (~1.7 us a callback): prometheus_client's counters
+and histograms take a lock for every increment, and in multiprocess mode also call getpid() and
+write to a shared file. With one process, a collector of our own reads them at each scrape, the
+only reader. With several, they must reach the shared files, which only prometheus_client's own
+metrics write: a worker hands them over at the end of its event loop's turn, many callbacks at
+once (histograms through app/prometheus_batch.py), so that a scrape answered by another worker
+sees the callbacks answered before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from app.ingest.intake import Outcome, Receipt
+from app.prometheus_batch import observe_counted
 from app.providers.model import FINAL_STATES
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -31,148 +38,174 @@ _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-class BatchedHistogram(Histogram):
-    """A Histogram that also takes many observations at once, counted by bucket.
-
-    prometheus_client has no public way to do this; the bucket and sum values are the ones its
-    own observe() increments. tests/test_metrics.py checks that the exposition is the same as
-    observing one by one, so a change in those internals fails there rather than in production.
-    """
-
-    def observe_counted(self, counts: list[int], total: float) -> None:
-        """counts[i]: observations in the i-th bucket (the last: above every bound)."""
-        self._sum.inc(total)
-        for bucket, count in zip(self._buckets, counts, strict=True):
-            if count:
-                bucket.inc(count)
+# eq=False: hashed by identity, in C; a dataclass hashes its fields in Python, on every count.
+@dataclass(frozen=True, slots=True, eq=False)
+class _Family:
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()  # a histogram's finite bounds
 
 
-@dataclass(slots=True)
-class _PendingHistogram:
-    histogram: BatchedHistogram
-    bounds: tuple[float, ...]  # the finite ones; bisect puts anything above them in the last
-    counts: list[int] = field(init=False)
-    total: float = 0.0
+DELIVERIES = _Family(
+    "stemhook_deliveries",
+    "Callback deliveries stored, by provider and outcome.",
+    labels=("provider", "outcome"),
+)
+JOBS_FINISHED = _Family(
+    "stemhook_jobs_finished",
+    "Jobs that reached a final state, by provider and state.",
+    labels=("provider", "state"),
+)
+DATABASE_ERRORS = _Family(
+    "stemhook_database_errors",
+    "Writes the database could not take (answered 503) or refused (kept orphaned).",
+    labels=("kind",),
+)
+INGEST_SECONDS = _Family(
+    "stemhook_ingest_seconds",
+    "From the arrival of a callback to its answer, stored or refused.",
+    buckets=_LATENCY_BUCKETS,
+)
+BODY_BYTES = _Family(
+    "stemhook_body_bytes", "Size of the callback bodies read.", buckets=_SIZE_BUCKETS
+)
+_COUNTERS = (DELIVERIES, JOBS_FINISHED, DATABASE_ERRORS)
+_HISTOGRAMS = (INGEST_SECONDS, BODY_BYTES)
 
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.bounds) + 1)
+
+class _Buckets:
+    """A histogram's observations, counted by bucket in plain Python."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds  # the finite ones; bisect puts anything above them in the last
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
 
     def observe(self, amount: float) -> None:
         # bisect_left: the first bucket whose bound is >= amount, as Histogram.observe's "<=".
         self.counts[bisect_left(self.bounds, amount)] += 1
         self.total += amount
 
-    def hand_over(self) -> None:
-        if any(self.counts):
-            self.histogram.observe_counted(self.counts, self.total)
-            self.counts = [0] * len(self.counts)
-            self.total = 0.0
+
+Counts = Tally[tuple[_Family, tuple[str, ...]]]
+Histograms = dict[_Family, _Buckets]
 
 
-@dataclass(slots=True)
+class _Local:
+    """The collector of one process's counts, as prometheus_client's own metrics expose them."""
+
+    def __init__(self, counts: Counts, histograms: Histograms) -> None:
+        self.counts = counts
+        self.histograms = histograms
+        self.created = time.time()  # every series counts from here
+
+    def collect(self) -> Iterator[Metric]:
+        for family in _COUNTERS:
+            counter = CounterMetricFamily(family.name, family.documentation, labels=family.labels)
+            for (counted, labels), count in self.counts.items():
+                if counted is family:
+                    counter.add_metric(labels, count, created=self.created)
+            yield counter
+        for family, buckets in self.histograms.items():
+            histogram = HistogramMetricFamily(family.name, family.documentation)
+            bounds = [*map(floatToGoString, family.buckets), "+Inf"]
+            cumulative = list(zip(bounds, accumulate(buckets.counts), strict=True))
+            histogram.add_metric([], cumulative, buckets.total)
+            histogram.add_sample(f"{family.name}_created", {}, self.created)
+            yield histogram
+
+
+class _Shared:
+    """prometheus_client's own metrics, which write to the files the workers share."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counters = {
+            family: Counter(family.name, family.documentation, family.labels, registry=registry)
+            for family in _COUNTERS
+        }
+        self.histograms = {
+            family: Histogram(
+                family.name, family.documentation, buckets=family.buckets, registry=registry
+            )
+            for family in _HISTOGRAMS
+        }
+        # Labelled counters by their labels: labels() checks and locks on every call (~1 us).
+        self.children: dict[tuple[_Family, tuple[str, ...]], Counter] = {}
+
+    def take(self, counts: Counts, histograms: Histograms) -> None:
+        """Adds what was counted to the shared files, and empties the counts."""
+        for key, count in counts.items():
+            child = self.children.get(key)
+            if child is None:
+                family, labels = key
+                child = self.children[key] = self.counters[family].labels(*labels)
+            child.inc(count)
+        counts.clear()
+        for family, buckets in histograms.items():
+            if any(buckets.counts):
+                observe_counted(self.histograms[family], buckets.counts, buckets.total)
+                buckets.counts, buckets.total = [0] * len(buckets.counts), 0.0
+
+
 class Metrics:
-    registry: CollectorRegistry
-    deliveries: Counter
-    jobs_finished: Counter
-    ingest_seconds: BatchedHistogram
-    body_bytes: BatchedHistogram
-    database_errors: Counter
-    _counts: Tally[tuple[Counter, tuple[str, ...]]] = field(default_factory=Tally)
-    # Labelled counters by their labels: labels() checks and locks on every call (~1 us).
-    _children: dict[tuple[Counter, tuple[str, ...]], Counter] = field(default_factory=dict)
-    _latencies: _PendingHistogram = field(init=False)
-    _sizes: _PendingHistogram = field(init=False)
-    # Several processes count into shared files: hand over at the end of each loop turn.
-    _shared: bool = field(default_factory=lambda: MULTIPROCESS_DIR in os.environ)
-    _handover_due: bool = False
+    __slots__ = ("registry", "_counts", "_histograms", "_shared", "_due")
 
-    def __post_init__(self) -> None:
-        self._latencies = _PendingHistogram(self.ingest_seconds, _LATENCY_BUCKETS)
-        self._sizes = _PendingHistogram(self.body_bytes, _SIZE_BUCKETS)
+    def __init__(self, *, shared: bool) -> None:
+        self.registry = CollectorRegistry()
+        self._counts: Counts = Tally()
+        self._histograms: Histograms = {family: _Buckets(family.buckets) for family in _HISTOGRAMS}
+        # One process: counted here and collected at each scrape; several: handed over.
+        self._shared = _Shared(self.registry) if shared else None
+        if self._shared is None:
+            self.registry.register(_Local(self._counts, self._histograms))
+        self._due = False  # a hand-over is scheduled
 
     @classmethod
     def create(cls) -> Metrics:
-        registry = CollectorRegistry()
-        return cls(
-            registry=registry,
-            deliveries=Counter(
-                "stemhook_deliveries",
-                "Callback deliveries stored, by provider and outcome.",
-                ["provider", "outcome"],
-                registry=registry,
-            ),
-            jobs_finished=Counter(
-                "stemhook_jobs_finished",
-                "Jobs that reached a final state, by provider and state.",
-                ["provider", "state"],
-                registry=registry,
-            ),
-            ingest_seconds=BatchedHistogram(
-                "stemhook_ingest_seconds",
-                "From the arrival of a callback to its answer, stored or refused.",
-                buckets=_LATENCY_BUCKETS,
-                registry=registry,
-            ),
-            body_bytes=BatchedHistogram(
-                "stemhook_body_bytes",
-                "Size of the callback bodies read.",
-                buckets=_SIZE_BUCKETS,
-                registry=registry,
-            ),
-            database_errors=Counter(
-                "stemhook_database_errors",
-                "Writes the database could not take (answered 503) or refused (kept orphaned).",
-                ["kind"],
-                registry=registry,
-            ),
-        )
+        return cls(shared=MULTIPROCESS_DIR in os.environ)
 
     def body_read(self, size: int) -> None:
-        self._sizes.observe(size)
+        self._histograms[BODY_BYTES].observe(size)
         self._hand_over_soon()
 
     def answered(self, seconds: float) -> None:
-        self._latencies.observe(seconds)
+        self._histograms[INGEST_SECONDS].observe(seconds)
         self._hand_over_soon()
 
     def unavailable(self) -> None:
-        self._count(self.database_errors, "unavailable")
+        self._count(DATABASE_ERRORS, "unavailable")
 
     def stored(self, receipt: Receipt) -> None:
         # Members, not their .value: they are str already, and .value runs Python code.
-        self._count(self.deliveries, receipt.provider or "unknown", receipt.outcome)
+        self._count(DELIVERIES, receipt.provider or "unknown", receipt.outcome)
         if receipt.outcome is Outcome.ORPHANED:
-            self._count(self.database_errors, "refused")
+            self._count(DATABASE_ERRORS, "refused")
         for job in receipt.jobs:
             if not job.duplicate and job.state in FINAL_STATES:
-                self._count(self.jobs_finished, job.provider, job.state)
+                self._count(JOBS_FINISHED, job.provider, job.state)
 
     def exposition(self) -> bytes:
+        if self._shared is None:
+            return generate_latest(self.registry)
         self.hand_over()
-        if self._shared:
-            merged = CollectorRegistry()
-            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
-            return generate_latest(merged)
-        return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
+        return generate_latest(merged)
 
     def hand_over(self) -> None:
-        """Give prometheus_client what was counted since the last time."""
-        self._handover_due = False
-        for key, count in self._counts.items():
-            child = self._children.get(key)
-            if child is None:
-                counter, labels = key
-                child = self._children[key] = counter.labels(*labels)
-            child.inc(count)
-        self._counts.clear()
-        self._latencies.hand_over()
-        self._sizes.hand_over()
+        """Give prometheus_client's shared metrics what was counted since the last time."""
+        self._due = False
+        if self._shared is not None:
+            self._shared.take(self._counts, self._histograms)
 
-    def _count(self, counter: Counter, *labels: str) -> None:
-        self._counts[counter, labels] += 1
+    def _count(self, family: _Family, *labels: str) -> None:
+        self._counts[family, labels] += 1
         self._hand_over_soon()
 
     def _hand_over_soon(self) -> None:
-        if self._shared and not self._handover_due:
-            self._handover_due = True
+        if self._shared is not None and not self._due:
+            self._due = True
             asyncio.get_running_loop().call_soon(self.hand_over)

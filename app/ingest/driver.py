@@ -3,9 +3,9 @@
 SQLAlchemy defines every statement (app/ingest/statements.py) and owns engines, pooling and
 transactions; only the per-execution machinery is skipped, because the writer runs the same few
 statements thousands of times a second and that machinery cost more than SQLite itself
-(measured: ~540 us of ~620 us per delivery). What it did for us is done here, decided once per
-bound column from its type: aware datetimes and JSON; everything else goes to the driver as is
-(callers pass plain values, not enums).
+(measured: ~540 us of ~620 us per delivery). What it did for the values is still its own: each
+bound column's bind processor, taken once per statement through the public type API, as its
+execution would apply it. One exception, measured: times on SQLite (_sqlite_time).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import JSON, Connection, Dialect
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -26,7 +25,7 @@ from app.db import UtcDateTime
 
 Convert = Callable[[Any], Any]
 # Times converted for one cursor, by object: a delivery's arrival time is one object written
-# four times (delivery, job twice, event), and formatting it for SQLite costs ~1 us. Each entry
+# four times (delivery, job twice, event), and converting it for SQLite costs ~3 us. Each entry
 # holds its time, so no id is reused while the memo lives.
 TimeMemo = dict[int, tuple[datetime, Any]]
 
@@ -36,8 +35,9 @@ class Compiled:
     sql: str
     names: tuple[str, ...]
     positional: bool
-    # Where a value needs converting for its column type (the rest goes to the driver as is).
-    conversions: tuple[tuple[int, Convert], ...]
+    # SQLAlchemy's bind processor of each value that has one (the rest goes to the driver as is),
+    # and whether it binds None as None: a None is then not passed to it.
+    conversions: tuple[tuple[int, Convert, bool], ...]
     # Values bound when the statement was built (constants such as outcome="duplicate").
     defaults: Mapping[str, Any]
     # The values of `names`, in order (_picker).
@@ -47,9 +47,9 @@ class Compiled:
         if self.defaults:
             values = {**self.defaults, **values}
         ordered = list(self.pick(values))
-        for index, convert in self.conversions:
+        for index, convert, keeps_none in self.conversions:
             value = ordered[index]
-            if value is None:
+            if value is None and keeps_none:
                 continue
             if type(value) is datetime:
                 converted = times.get(id(value))
@@ -75,34 +75,39 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
         raise TypeError(f"not a SQL statement: {statement!r}")
     positional = compiled.positiontup is not None
     names = tuple(compiled.positiontup or compiled.bind_names.values())
-    types = {name: bind.type for bind, name in compiled.bind_names.items()}
+    processors = {
+        name: _bind_processor(bind.type, dialect) for bind, name in compiled.bind_names.items()
+    }
     conversions = tuple(
-        (index, convert)
+        (index, convert, convert(None) is None)
         for index, name in enumerate(names)
-        if (convert := _conversion(types.get(name), dialect)) is not None
+        if (convert := processors.get(name)) is not None
     )
     constants = {name: value for name, value in compiled.params.items() if value is not None}
     return Compiled(compiled.string, names, positional, conversions, constants, pick=_picker(names))
 
 
-def _conversion(column_type: TypeEngine[Any] | None, dialect: Dialect) -> Convert | None:
-    if isinstance(column_type, UtcDateTime):
-        return _sqlite_time if dialect.name == "sqlite" else _naive_utc
-    if isinstance(column_type, JSON) or isinstance(
-        getattr(column_type, "_variant_mapping", {}).get(dialect.name), JSON
-    ):
-        return _json_text
-    return None
+def _bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Convert | None:
+    if dialect.name == "sqlite" and isinstance(column_type, UtcDateTime):
+        return _sqlite_time
+    # dialect_impl: the type as this dialect binds it (a variant's, a TypeDecorator's own).
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
-def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's storage format for DateTime on SQLite ("%Y-%m-%d %H:%M:%S.%f", zero-padded),
-    # so values written here compare and read back exactly like those it writes itself. Built
-    # from two-digit strings: isoformat formats an aware time's offset only for it to be cut off,
-    # and strftime is slower still (12.9k against 8.4k instructions a time, under valgrind). A
-    # UTC time (nearly all of them) keeps its zone: converting it cost the writer ~5 % of its
-    # Python time.
+def _sqlite_time(value: datetime | None) -> str | None:
+    """What SQLAlchemy binds for a UtcDateTime on SQLite, in a third of its time, for the few
+    times of every delivery (the measurement: docs/decisions/, public APIs and adapters).
+
+    tests/ingest/test_driver.py holds it equal to SQLAlchemy's own processor, so a change of
+    its storage format fails there. Built from two-digit strings: isoformat formats an aware
+    time's offset only for it to be cut off, and strftime is slower still. A UTC time (nearly
+    all of them) keeps its zone: converting it cost the writer ~5 % of its Python time.
+    """
+    if value is None:
+        return None
     if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
         value = value.astimezone(UTC)
     two = _TWO_DIGITS
     return (
@@ -112,14 +117,6 @@ def _sqlite_time(value: datetime) -> str:
 
 
 _TWO_DIGITS = tuple(f"{number:02d}" for number in range(100))
-
-
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 class Cursor:

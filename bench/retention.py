@@ -36,7 +36,7 @@ from sqlalchemy import Engine, event, insert, text
 from app import models
 from app.config import Settings
 from app.db import create_sync_engine
-from app.retention import TASK, purge_bodies
+from app.retention import MIN_PAUSE_S, TASK, purge_bodies
 from app.schema import upgrade_to_head
 from bench.ingest.facts import commit, load, machine
 from bench.ingest.report import REPORT, RETENTION
@@ -226,7 +226,11 @@ class Purge:
             ("deliveries", f"{TOTAL:,} (filled in {self.filled_s:.1f} s)"),
             ("bodies dropped", f"{self.dropped or 0:,}"),
             ("batches", f"{len(self.held_ms)}"),
-            ("total time", f"{self.took_s:.1f} s"),
+            (
+                "total time",
+                f"{self.took_s:.1f} s, with the pauses between batches"
+                f" (at least {MIN_PAUSE_S * 1000:.0f} ms each)",
+            ),
             (
                 "transaction time per batch",
                 f"first 10 {statistics.mean(self.held_ms[:10]):.1f} ms,"
@@ -282,8 +286,9 @@ def section(purges: list[Purge], loads: list[str]) -> str:
         " instructions on SQLite. Reproduce: `.venv/bin/python -m bench.retention` (about a"
         " minute; `make bench` runs it after the ingest benchmark).",
         "",
-        f"Machine: {machine(PG_ADMIN.rsplit('/', 1)[0])}; shared with other work, so the"
-        f" times move with its load ({'; '.join(loads)}), what a batch reads does not.",
+        f"Machine: {machine(PG_ADMIN.rsplit('/', 1)[0])}. It is shared with other work, whose"
+        " load moves the times but not what a batch reads; load average at"
+        f" {'; at '.join(loads)}.",
     ]
     for purge in purges:
         lines += ["", f"### {LABELS[purge.backend]}", "", "| figure | value |", "|---|---|"]

@@ -57,8 +57,8 @@ class Section:
 
     def pending(self) -> str:
         return self.wrap(
-            f"_Not measured yet in this run: `make bench` runs `python -m bench.{self.name}`"
-            " after the ingest benchmark, which writes its figures here._"
+            f"_Not measured yet in this run: `python -m bench.{self.name}`, which `make bench`"
+            " runs after the ingest benchmark, writes its figures here._"
         )
 
     def placed(self, report: str, section: str) -> str:

@@ -44,7 +44,7 @@ bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
 
 # Ingest throughput/latency beside the references, parser cost, growth, profile, then the
-# reliability suite's figures: BENCHMARKS.md.
+# reliability suite's figures, then retention's purge at 2,000,000 deliveries: BENCHMARKS.md.
 # wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.
 WRK := $(firstword $(shell command -v wrk))
 
@@ -56,6 +56,7 @@ endif
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest --profile
 	$(BIN)/python -m bench.reliability
+	$(BIN)/python -m bench.retention
 
 clean:
 	rm -rf .venv .venv-* $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest.report import RELIABILITY_BEGIN, RELIABILITY_END, reliability_section
+from bench.ingest.facts import commit
+from bench.ingest.report import RELIABILITY, REPORT
 
 REPO = Path(__file__).resolve().parents[1]
-REPORT = REPO / "BENCHMARKS.md"
 TESTS = ("tests/reliability", "tests/providers/test_properties.py", "tests/test_openapi.py")
 COMMAND = (
     "CI=true .venv/bin/pytest -s -p no:cacheprovider --hypothesis-show-statistics "
@@ -100,9 +100,6 @@ def read(output: str, seconds: float) -> Suite:
 
 def render(suite: Suite, commit: str) -> str:
     lines = [
-        RELIABILITY_BEGIN,
-        "## Reliability: faults, hostile input, fuzzing",
-        "",
         f"Run at commit `{commit}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, in"
         f" {suite.seconds:.0f} s: {suite.summary}. Each row is what one test held and asserted"
         " (tests/reliability): the answers it expects, no delivery answered 2xx missing"
@@ -121,24 +118,13 @@ def render(suite: Suite, commit: str) -> str:
         *(f"| `{f.test}` | {f.runs} | {f.passing:,} |" for f in suite.fuzzed),
         "",
         f"Reproduce: `{COMMAND}` (or `make bench`, which runs it after the ingest benchmark).",
-        RELIABILITY_END,
     ]
-    return "\n".join(lines) + "\n"
-
-
-def placed(report: str, section: str) -> str:
-    """The report with its reliability section replaced, or added at its end."""
-    if old := reliability_section(report):
-        return report.replace(old, section, 1)
-    return report.rstrip("\n") + "\n\n" + section
+    return RELIABILITY.wrap("\n".join(lines))
 
 
 def main() -> None:
     suite = run()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    REPORT.write_text(placed(REPORT.read_text(), render(suite, commit)))
+    REPORT.write_text(RELIABILITY.placed(REPORT.read_text(), render(suite, commit())))
     print(f"{len(suite.figures)} figure lines and {len(suite.fuzzed)} fuzzed tests: {REPORT}")
 
 

@@ -11,7 +11,8 @@ beside it, as callbacks would. Printed per backend: the fill's time, the purge's
 its batches (time each held its transaction, first ten against last ten, and the longest),
 what it read (PostgreSQL: delivery rows read, per the server's per-transaction counts; SQLite:
 virtual-machine instructions, as it counts no rows), and the concurrent writer's commits
-(slowest, and how many failed: each would have been a 503).
+(slowest, and how many failed: each would have been a 503). With both backends the figures
+also replace BENCHMARKS.md's retention section, between its markers (bench/ingest/report.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,8 +36,10 @@ from sqlalchemy import Engine, event, insert, text
 from app import models
 from app.config import Settings
 from app.db import create_sync_engine
-from app.retention import TASK, purge_bodies
+from app.retention import MIN_PAUSE_S, TASK, purge_bodies
 from app.schema import upgrade_to_head
+from bench.ingest.facts import commit, load, machine
+from bench.ingest.report import REPORT, RETENTION
 
 HISTORY, TO_DROP, RECENT = 1_800_000, 100_000, 100_000
 TOTAL = HISTORY + TO_DROP + RECENT
@@ -44,6 +47,8 @@ AGE = timedelta(days=30)
 PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "stemhook_bench_retention"
 BODY = b'{"JobsDetail":{}}'
+BACKENDS = ["sqlite", "postgresql"]
+LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 # Deliveries 1..HISTORY+TO_DROP one second apart from 90 days ago; the recent ones within the
 # last day. Parameters: total, history, old (first received_at), recent (idem), body.
@@ -202,13 +207,55 @@ def fill(engine: Engine) -> float:
     return time.perf_counter() - started
 
 
-def run(backend: str, say: Callable[[str], None]) -> None:
+@dataclass(frozen=True)
+class Purge:
+    """One backend's run: the fill, then the purge beside a writer."""
+
+    backend: str
+    filled_s: float
+    dropped: int | None
+    took_s: float
+    held_ms: list[float]
+    read: list[int]
+    commits: list[float]
+    failures: list[str]
+
+    def rows(self) -> list[tuple[str, str]]:
+        unit = "delivery rows" if self.backend == "postgresql" else "VM instructions"
+        return [
+            ("deliveries", f"{TOTAL:,} (filled in {self.filled_s:.1f} s)"),
+            ("bodies dropped", f"{self.dropped or 0:,}"),
+            ("batches", f"{len(self.held_ms)}"),
+            (
+                "total time",
+                f"{self.took_s:.1f} s, with the pauses between batches"
+                f" (at least {MIN_PAUSE_S * 1000:.0f} ms each)",
+            ),
+            (
+                "transaction time per batch",
+                f"first 10 {statistics.mean(self.held_ms[:10]):.1f} ms,"
+                f" last 10 {statistics.mean(self.held_ms[-10:]):.1f} ms,"
+                f" longest {max(self.held_ms):.1f} ms",
+            ),
+            (
+                f"{unit} a batch reads",
+                f"first 10 {statistics.mean(self.read[:10]):,.0f},"
+                f" last 10 {statistics.mean(self.read[-10:]):,.0f}; total {sum(self.read):,}",
+            ),
+            (
+                "concurrent writer",
+                f"{len(self.commits)} commits, slowest {max(self.commits) * 1000:.1f} ms,"
+                f" {len(self.failures)} failed {sorted(set(self.failures)) or ''}".rstrip(),
+            ),
+        ]
+
+
+def run(backend: str) -> Purge:
     settings = Settings(_env_file=None, database_url=fresh_database(backend))  # type: ignore[call-arg]
     upgrade_to_head(settings)
     engine = create_sync_engine(settings, bounded=False)
     filled_s = fill(engine)
     engine.dispose()
-    say(f"{backend}: filled {TOTAL:,} deliveries in {filled_s:.1f} s")
 
     purging = create_sync_engine(settings)
     writing = create_sync_engine(settings)
@@ -222,30 +269,46 @@ def run(backend: str, say: Callable[[str], None]) -> None:
     finally:
         purging.dispose()
         writing.dispose()
-
     held_ms = [held * 1000 for held in batches.held_s]
-    unit = "delivery rows read" if backend == "postgresql" else "VM instructions"
-    say(f"{backend}: dropped {dropped:,} bodies in {took_s:.1f} s, {len(held_ms)} batches")
-    say(
-        f"  batch held its transaction: first 10 {statistics.mean(held_ms[:10]):.1f} ms,"
-        f" last 10 {statistics.mean(held_ms[-10:]):.1f} ms, longest {max(held_ms):.1f} ms"
-    )
-    say(
-        f"  {unit} per batch: first 10 {statistics.mean(batches.read[:10]):,.0f},"
-        f" last 10 {statistics.mean(batches.read[-10:]):,.0f}; total {sum(batches.read):,}"
-    )
-    say(
-        f"  concurrent writer: {len(commits)} commits, slowest {max(commits) * 1000:.1f} ms,"
-        f" {len(failures)} failed {sorted(set(failures))}"
-    )
+    return Purge(backend, filled_s, dropped, took_s, held_ms, batches.read, commits, failures)
+
+
+def section(purges: list[Purge], loads: list[str]) -> str:
+    """BENCHMARKS.md's retention section."""
+    lines = [
+        f"Run at commit `{commit()}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Per backend a"
+        f" fresh database built by the migrations is filled with {HISTORY:,} deliveries whose"
+        f" bodies an earlier run dropped, {TO_DROP:,} older than {AGE.days} days with small"
+        f" bodies and {RECENT:,} of the last day; then `purge_bodies(older_than={AGE.days}"
+        " days)` runs once while a writer commits a delivery every 10 ms beside it, as"
+        " callbacks would (a failed commit would be a callback answered 503). What a batch"
+        " reads is counted by the server on PostgreSQL (delivery rows) and as virtual-machine"
+        " instructions on SQLite. Reproduce: `.venv/bin/python -m bench.retention` (about a"
+        " minute; `make bench` runs it after the ingest benchmark).",
+        "",
+        f"Machine: {machine(PG_ADMIN.rsplit('/', 1)[0])}. It is shared with other work, whose"
+        " load moves the times but not what a batch reads; load average at"
+        f" {'; at '.join(loads)}.",
+    ]
+    for purge in purges:
+        lines += ["", f"### {LABELS[purge.backend]}", "", "| figure | value |", "|---|---|"]
+        lines += [f"| {figure} | {value} |" for figure, value in purge.rows()]
+    return RETENTION.wrap("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
-        run(backend, print)
+    loads = [load("start")]
+    purges = []
+    for backend in BACKENDS if args.backend == "both" else [args.backend]:
+        purges.append(purge := run(backend))
+        print(f"{backend}:", *(f"  {figure}: {value}" for figure, value in purge.rows()), sep="\n")
+    loads.append(load("end"))
+    if args.backend == "both":
+        REPORT.write_text(RETENTION.placed(REPORT.read_text(), section(purges, loads)))
+        print(f"wrote its section of {REPORT}")
 
 
 if __name__ == "__main__":

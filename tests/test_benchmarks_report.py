@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from bench.ingest.report import RELIABILITY_BEGIN, RELIABILITY_END, RELIABILITY_PENDING
-from bench.reliability import placed
+import pytest
 
-REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-# The sections bench/ingest/report.py's render() writes, in its order, then bench/reliability.py's.
+from bench.ingest.report import LATER, RELIABILITY, REPORT, RETENTION, Section
+
+# The sections bench/ingest/report.py's render() writes, in its order, then those the later
+# benchmarks write where it left them pending (LATER).
 GENERATED = [
     "Summary",
     "Ingest throughput, side by side",
@@ -21,24 +21,62 @@ GENERATED = [
     "Method",
     "Machine",
     "Reliability: faults, hostile input, fuzzing",
+    "Retention: 100,000 bodies out of 2,000,000 deliveries",
 ]
+INGEST = "# Benchmarks\n\n## Machine\n\n- 2 cores\n"
+
+
+def figures(section: Section) -> str:
+    return section.wrap(f"{section.name} figures")
 
 
 def test_the_report_holds_only_generated_sections() -> None:
     text = REPORT.read_text()
     assert re.findall(r"^## (.+)$", text, re.MULTILINE) == GENERATED
-    assert text.endswith(RELIABILITY_END + "\n")
+    assert [section.heading for section in LATER] == GENERATED[-len(LATER) :]
+    assert text.endswith(LATER[-1].end + "\n")
     assert "Hand-written" not in text
+    assert "Not measured yet" not in text
 
 
-def test_reliability_figures_replace_the_pending_section_in_place() -> None:
-    report = "# Benchmarks\n\n## Machine\n\n- 2 cores\n\n" + RELIABILITY_PENDING
-    figures = f"{RELIABILITY_BEGIN}\n## Reliability\n\nfigures\n{RELIABILITY_END}\n"
-    assert placed(report, figures) == "# Benchmarks\n\n## Machine\n\n- 2 cores\n\n" + figures
-
-
-def test_reliability_figures_go_at_the_end_of_a_report_without_the_section() -> None:
-    figures = f"{RELIABILITY_BEGIN}\n## Reliability\n\nfigures\n{RELIABILITY_END}\n"
-    assert placed("# Benchmarks\n\n## Machine\n", figures) == (
-        "# Benchmarks\n\n## Machine\n\n" + figures
+def test_the_later_sections_keep_their_markers_apart() -> None:
+    assert RETENTION.begin != RELIABILITY.begin
+    assert RETENTION.end != RELIABILITY.end
+    assert RELIABILITY.begin == (
+        "<!-- Reliability figures: written by `python -m bench.reliability`. -->"
     )
+
+
+@pytest.mark.parametrize("section", LATER, ids=lambda section: section.name)
+def test_figures_replace_their_pending_section_in_place(section: Section) -> None:
+    report = INGEST + "\n" + "\n".join(later.pending() for later in LATER)
+    expected = (
+        INGEST
+        + "\n"
+        + "\n".join(figures(later) if later is section else later.pending() for later in LATER)
+    )
+    assert section.placed(report, figures(section)) == expected
+
+
+@pytest.mark.parametrize("section", LATER, ids=lambda section: section.name)
+def test_figures_replace_their_earlier_figures(section: Section) -> None:
+    report = INGEST + "\n" + "\n".join(figures(later) for later in LATER)
+    rerun = section.wrap("newer figures")
+    expected = (
+        INGEST + "\n" + "\n".join(rerun if later is section else figures(later) for later in LATER)
+    )
+    assert section.placed(report, rerun) == expected
+
+
+def test_filling_the_pending_sections_in_any_order_gives_one_report() -> None:
+    report = INGEST + "\n" + "\n".join(later.pending() for later in LATER)
+    filled = INGEST + "\n" + "\n".join(figures(later) for later in LATER)
+    for order in (LATER, LATER[::-1]):
+        text = report
+        for section in order:
+            text = section.placed(text, figures(section))
+        assert text == filled
+
+
+def test_figures_go_at_the_end_of_a_report_without_their_section() -> None:
+    assert RETENTION.placed(INGEST, figures(RETENTION)) == INGEST + "\n" + figures(RETENTION)

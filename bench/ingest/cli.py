@@ -17,9 +17,8 @@ from bench.ingest.facts import fingerprint, gather
 from bench.ingest.outcome import Outcome
 from bench.ingest.parsers import parser_costs
 from bench.ingest.payloads import FAMILIES, family
-from bench.ingest.report import RELIABILITY_PENDING, render
+from bench.ingest.report import LATER, REPORT, render
 from bench.ingest.run import Bench, Plan, peaks
-from bench.ingest.servers import REPO
 from bench.query_data import DEFAULT_POSTGRES, DEFAULT_SQLITE
 
 DESCRIPTION = """\
@@ -28,9 +27,9 @@ FastAPI endpoint and one that only parses (same uvicorn settings, same worker co
 SQLite and PostgreSQL with 1 and 2 workers; latency at half the maximum rate; parser cost per
 payload; an empty database against 1,000,000 jobs; optionally a py-spy profile.
 
-A full, unfiltered run overwrites BENCHMARKS.md with its report (its reliability section left
-for bench.reliability); --quick and filtered runs print the same report and write a file only
-with --output.
+A full, unfiltered run overwrites BENCHMARKS.md with its report (its reliability and
+retention sections left for bench.reliability and bench.retention); --quick and filtered runs
+print the same report and write a file only with --output.
 """
 PROVIDERS = [f.provider for f in FAMILIES]
 CONNECTIONS = [32, 128]  # the saturating runs' wrk connection counts (Plan.connections)
@@ -66,7 +65,7 @@ def _tmpfs_directory() -> Path | None:
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None, plan: Plan, bench: Bench) -> None:
     scope = _scope(args)
-    output: Path | None = args.output or (REPO / "BENCHMARKS.md" if scope == "full" else None)
+    output: Path | None = args.output or (REPORT if scope == "full" else None)
     workdir = bench.workdir
     facts = gather(workdir, plan.postgres_server)
     bench.log(f"{scope} run; scratch files in {workdir}")
@@ -106,7 +105,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, plan: Plan, bench
     (workdir / "results.json").write_text(
         json.dumps([dataclasses.asdict(run) for run in bench.runs], indent=1)
     )
-    text = render(outcome, RELIABILITY_PENDING if output else "")
+    text = render(outcome, LATER if output else ())
     print("\n" + text)
     if output:
         output.write_text(text)

@@ -91,21 +91,39 @@ class Facts:
         return bool(self.code_at_end) and self.code_at_end != self.code
 
     def note_load(self, when: str) -> None:
-        one, five, _fifteen = os.getloadavg()
-        self.load.append(f"{when}: {one:.2f} (1 min), {five:.2f} (5 min)")
+        self.load.append(load(when))
+
+
+def load(when: str) -> str:
+    one, five, _fifteen = os.getloadavg()
+    return f"{when}: {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def commit() -> str:
+    return _git("rev-parse", "--short", "HEAD")
+
+
+def machine(postgres_server: str) -> str:
+    """The machine and the databases' versions in one line, for a section of its own."""
+    postgresql = _postgres(postgres_server, ("server_version",))["server_version"]
+    return (
+        f"{os.cpu_count()} cores ({_cpu()}), {_memory_gb():.0f} GB,"
+        f" {platform.system()} {platform.release()}; Python {platform.python_version()},"
+        f" SQLite {sqlite3.sqlite_version}, PostgreSQL {postgresql}"
+    )
 
 
 def gather(scratch: Path, postgres_server: str) -> Facts:
     postgres_settings = _postgres(postgres_server, ("server_version", *POSTGRES_SETTINGS))
     facts = Facts(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        commit=_git("rev-parse", "--short", "HEAD"),
+        commit=commit(),
         uncommitted=_git("status", "--short", "--", *MEASURED_PATHS).splitlines(),
         diff_sha=_sha(_git("diff", "HEAD", "--", *MEASURED_PATHS)),
         code=fingerprint(),
         cpu=_cpu(),
         cores=os.cpu_count() or 0,
-        memory_gb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        memory_gb=_memory_gb(),
         system=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         sqlite=sqlite3.sqlite_version,
@@ -129,6 +147,10 @@ def fingerprint() -> str:
     for path in sorted(files) + [REPO / "pyproject.toml"]:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 def _sha(text: str) -> str:

@@ -1,16 +1,19 @@
 """BENCHMARKS.md: the figures of one run, how they were taken, and on what.
 
 Every full run overwrites the whole file: nothing of an earlier run, and nothing written by hand,
-is kept. Its last section, between RELIABILITY_BEGIN and RELIABILITY_END, is left pending here
-and filled by bench/reliability.py, which `make bench` runs next. What the figures decided lives
-in docs/decisions/, not in this file.
+is kept. Its last sections, each between its own markers (LATER), are left pending here and
+filled by bench/reliability.py and bench/retention.py, which `make bench` runs next. What the
+figures decided lives in docs/decisions/, not in this file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Facts
 from bench.ingest.outcome import Outcome
+from bench.ingest.servers import REPO
 from bench.ingest.tables import (
     TARGET_RATIO,
     by_connections,
@@ -28,18 +31,51 @@ from bench.ingest.tables import (
 )
 from bench.ingest.wrk import TIMEOUT_S
 
-RELIABILITY_BEGIN = "<!-- Reliability figures: written by `python -m bench.reliability`. -->"
-RELIABILITY_END = "<!-- End of the reliability figures. -->"
-RELIABILITY_PENDING = f"""{RELIABILITY_BEGIN}
-## Reliability: faults, hostile input, fuzzing
-
-_Not measured yet in this run: `make bench` runs `python -m bench.reliability` next, which
-writes its figures here._
-{RELIABILITY_END}
-"""
+REPORT = REPO / "BENCHMARKS.md"
 
 
-def render(outcome: Outcome, reliability: str = "") -> str:
+@dataclass(frozen=True)
+class Section:
+    """A section another benchmark writes into the report between its own markers, so that it
+    replaces only its own figures (bench/{name}.py)."""
+
+    name: str
+    heading: str
+
+    @property
+    def begin(self) -> str:
+        writer = f"`python -m bench.{self.name}`"
+        return f"<!-- {self.name.capitalize()} figures: written by {writer}. -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- End of the {self.name} figures. -->"
+
+    def wrap(self, body: str) -> str:
+        """The whole section: markers, heading, then `body`."""
+        return f"{self.begin}\n## {self.heading}\n\n{body.rstrip()}\n{self.end}\n"
+
+    def pending(self) -> str:
+        return self.wrap(
+            f"_Not measured yet in this run: `python -m bench.{self.name}`, which `make bench`"
+            " runs after the ingest benchmark, writes its figures here._"
+        )
+
+    def placed(self, report: str, section: str) -> str:
+        """The report with this section replaced by `section`, or added at its end."""
+        if self.begin in report and self.end in report:
+            before, _, rest = report.partition(self.begin)
+            return before + section + rest.partition(self.end)[2].removeprefix("\n")
+        return report.rstrip("\n") + "\n\n" + section
+
+
+RELIABILITY = Section("reliability", "Reliability: faults, hostile input, fuzzing")
+RETENTION = Section("retention", "Retention: 100,000 bodies out of 2,000,000 deliveries")
+# In the order they follow the ingest report, which is the order a run appends them in.
+LATER = (RELIABILITY, RETENTION)
+
+
+def render(outcome: Outcome, pending: tuple[Section, ...] = ()) -> str:
     sections = [
         _header(outcome),
         _summary(outcome),
@@ -52,17 +88,9 @@ def render(outcome: Outcome, reliability: str = "") -> str:
         where_time_goes(outcome),
         _method(outcome),
         _machine(outcome.facts),
-        reliability,
+        *(section.pending() for section in pending),
     ]
     return "\n".join(section for section in sections if section)
-
-
-def reliability_section(report: str) -> str:
-    """The report's reliability section, markers and final newline included; "" if none."""
-    if RELIABILITY_BEGIN in report and RELIABILITY_END in report:
-        section = report.split(RELIABILITY_BEGIN, 1)[1].split(RELIABILITY_END, 1)[0]
-        return RELIABILITY_BEGIN + section + RELIABILITY_END + "\n"
-    return ""
 
 
 # --- sections -----------------------------------------------------------------------------

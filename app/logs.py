@@ -118,11 +118,11 @@ class _LineWriter:
     same names and time format, or the plain text line.
 
     The lines of one turn of the event loop go out in one write at its end, because standard
-    error is line-buffered and a system call per line is the web process's time
+    error is line-buffered and a system call per line would cost every callback
     (docs/decisions/0007-the-web-processs-hot-path.md). A line is at most one turn late, and only
-    lines of requests already answered can be lost to a crash, as before. The time's second is
-    formatted once per second, as strftime per line would cost more than the write, and its
-    milliseconds are taken from a table."""
+    lines of requests already answered can be lost to a crash, as with a write per line. The
+    time's second is formatted once per second, as strftime per line would cost more than the
+    write, and its milliseconds are taken from a table."""
 
     def __init__(self, *, json: bool) -> None:
         self._json = json

@@ -105,8 +105,8 @@ def _engine_options(url: URL, settings: Settings, *, bounded: bool) -> dict[str,
             "keepalives_interval": 1,
             "keepalives_count": 3,
         }
-        # Short index-driven queries only: JIT compiling one costs more than running it (it
-        # added ~250 ms to a listing page whose cost estimate crossed jit_above_cost).
+        # Short index-driven queries only: JIT compiling one costs more than running it
+        # (docs/decisions/0005-durability-settings.md).
         server = ["-c jit=off"]
         if bounded:
             timeout_ms = int(settings.write_timeout_s * 1000)
@@ -120,10 +120,10 @@ def _bind_plain_values_directly() -> None:
     """CPython 3.11's sqlite3 looks up an adapter for every parameter that is not exactly an
     int, float, str or bytearray (so for every None, bytes and bool), and its failed look-up on
     its protocol type formats an AttributeError message each time (3.12 no longer does): half of
-    what binding a job row cost, a row that is mostly NULLs (a 30-column insert with 22 such
-    values: 8.4 -> 4.3 us). With an adapter registered for these types the look-up finds it at
-    once. Each gives back what it was given (a bool as the integer sqlite3 would bind), so what
-    is stored does not change. Registered process-wide, idempotently, as sqlite3 keeps them."""
+    what binding a job row, mostly NULLs, cost (docs/decisions/0004-driver-level-statements.md).
+    With an adapter registered for these types the look-up finds it at once. Each gives back
+    what it was given (a bool as the integer sqlite3 would bind), so what is stored does not
+    change. Registered process-wide, idempotently, as sqlite3 keeps them."""
     sqlite3.register_adapter(type(None), _unchanged)
     sqlite3.register_adapter(bytes, bytes)
     sqlite3.register_adapter(bool, int)
@@ -144,12 +144,10 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
         cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # The writer's statements (upserts inside a batch's transaction) each keep a statement
-        # journal, and past 64 KiB SQLite spills it to a temporary file: a file created per
-        # batch and two writes for every page the batch changed, half of the writer process's
-        # system calls (strace, Media Lab under load). In memory it is a copy of those pages;
-        # store + commit 82 -> 69 us a Media Lab delivery (bench/ingest/writer_cost.py). The
-        # read API's temporary sorts live in memory too; its queries are paged and indexed.
+        # The writer's upserts each keep a statement journal that SQLite would spill past 64 KiB
+        # to a temporary file per batch, two writes for every changed page; in memory it is a
+        # copy of those pages (docs/decisions/0005-durability-settings.md). The read API's
+        # temporary sorts live in memory too; its queries are paged and indexed.
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
@@ -168,8 +166,9 @@ def _begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        # On the driver's connection: exec_driver_sql's execution context cost the writer ~4 %
-        # of its Python time under load. Its errors are the driver's (is_unavailable reads them).
+        # On the driver's connection, skipping exec_driver_sql's execution context on every
+        # batch (docs/decisions/0004-driver-level-statements.md). Its errors are the driver's
+        # (is_unavailable reads them).
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 

@@ -6,9 +6,9 @@ callback, the provider, job ids, delivery id and outcome. Never the query string
 carries ?token=), never a header: no secret reaches the log.
 
 Request lines look like every other line (same fields, same time format) but do not go through
-`logging`: a LogRecord and the JSON formatter cost ~55 us a request in the server, a fifth of a
-callback's time; written here they cost a few. The `stemhook.request` logger's level still
-decides whether they are written.
+`logging`, whose LogRecord and JSON formatter cost a callback many times what writing them
+here does (docs/decisions/0007-the-web-processs-hot-path.md). The `stemhook.request` logger's
+level still decides whether they are written.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def log_config(*, json: bool, level: str) -> dict[str, Any]:
     """A logging.config.dictConfig for stemhook and uvicorn alike."""
     formatter: dict[str, Any] = (
         {
-            # The orjson flavour: the default one's json.dumps cost ~7 % of a callback.
+            # The orjson flavour, because the default one's json.dumps weighs on every callback
+            # (docs/decisions/0007-the-web-processs-hot-path.md).
             "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
@@ -116,11 +117,12 @@ class _LineWriter:
     """Writes request lines to standard error as log_config's formatters would: JSON with the
     same names and time format, or the plain text line.
 
-    The lines of one turn of the event loop go out in one write at its end: standard error is
-    line-buffered, and a system call per line cost the web process ~3 us a callback under load.
-    A line is at most one turn late, and only lines of requests already answered can be lost to
-    a crash, as before. The time's second is formatted once per second (strftime ~1.4 us), its
-    milliseconds taken from a table."""
+    The lines of one turn of the event loop go out in one write at its end, because standard
+    error is line-buffered and a system call per line would cost every callback
+    (docs/decisions/0007-the-web-processs-hot-path.md). A line is at most one turn late, and only
+    lines of requests already answered can be lost to a crash, as with a write per line. The
+    time's second is formatted once per second, as strftime per line would cost more than the
+    write, and its milliseconds are taken from a table."""
 
     def __init__(self, *, json: bool) -> None:
         self._json = json

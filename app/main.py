@@ -23,11 +23,11 @@ class _Stemhook(FastAPI):
     """FastAPI with the request log and the callback endpoints outside its own middleware.
 
     Every layer a request passes costs it on each suspension and resumption of the handler and
-    on each message sent, and a callback needs none of FastAPI's (the server-error, telemetry
-    and body-limit middleware, the exception middleware, the router): 1.1 % of the web
-    process's instructions a Media Lab callback (callgrind). The callback endpoints answer
-    their own errors, unexpected ones included (app/api/callbacks.py). The request log is
-    outermost, so that every request, callback or not, gets its line.
+    on each message sent, and a callback needs none of FastAPI's: the server-error, telemetry
+    and body-limit middleware, the exception middleware, the router
+    (docs/decisions/0007-the-web-processs-hot-path.md). The callback endpoints answer their own
+    errors, unexpected ones included (app/api/callbacks.py). The request log is outermost, so
+    that every request, callback or not, gets its line.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -51,9 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Receives, keeps and normalizes the completion callbacks of cloud audio jobs.",
         version="0.1.0",
         lifespan=lifespan,
-        # FastAPI's own OpenTelemetry looks for globally configured providers on every request
-        # (~2.6 us, 2 % of a callback in the web process); stemhook's observability is its
-        # Prometheus metrics and its log lines, and it configures no OpenTelemetry.
+        # Off: it looks for global providers on every request, and stemhook reports through
+        # Prometheus and its log lines (docs/decisions/0007-the-web-processs-hot-path.md).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings

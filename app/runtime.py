@@ -47,7 +47,8 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     await writer.start()
     watch.start()
     # What start-up built lives as long as the process: keep it out of the collector's full
-    # passes, which otherwise took ~75 ms each and set the read API's p99 (bench/README.md).
+    # passes, whose pauses otherwise set the read API's p99
+    # (docs/decisions/0001-group-commit-in-a-writer-process.md).
     gc.collect()
     gc.freeze()
     retention = _start_retention(settings)

@@ -1,11 +1,11 @@
 """Ends the request body reads that outlive their deadline, for the callback endpoints.
 
-`asyncio.timeout` around each read costs a callback ~6.5 us of the web process under uvloop
-(a timer armed and disarmed per request), about 3 % of what the process spends on a callback,
-and the web process is the busier of stemhook's two under load. Here a read only registers its
-task (~0.2 us), and one timer per process, armed only while reads are in flight, cancels the
-reads past their deadline every SWEEP_EVERY_S. The deadline is therefore kept to within that
-resolution rather than to the millisecond, which a body timeout of seconds does not need.
+`asyncio.timeout` around each read arms and disarms a timer per request in the web process,
+the busier of stemhook's two under load (docs/decisions/0007-the-web-processs-hot-path.md).
+Here a read only registers its task, and one timer per process, armed only while reads are in
+flight, cancels the reads past their deadline every SWEEP_EVERY_S. The deadline is therefore
+kept to within that resolution rather than to the millisecond, which a body timeout of seconds
+does not need.
 
 A read cut this way ends in RequestTimeout (408); a cancellation from anywhere else (the server
 shutting down) still propagates as one, as with asyncio.timeout: the task's cancel requests are
@@ -26,6 +26,8 @@ _Task = asyncio.Task[Any]
 
 
 class SlowBodies:
+    """The body-read deadlines of one process's callbacks, enforced by one periodic sweep."""
+
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         # In registration order, which is deadline order: every read gets the same timeout.

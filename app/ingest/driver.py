@@ -1,11 +1,11 @@
-"""The write path's statements, compiled once and run on the driver's own cursor.
+"""The writer's SQL runner: statements compiled once, run on the DB-API cursor directly.
 
 SQLAlchemy defines every statement (app/ingest/statements.py) and owns engines, pooling and
 transactions; only the per-execution machinery is skipped, because the writer runs the same few
 statements thousands of times a second and that machinery cost more than SQLite itself
-(measured: ~540 us of ~620 us per delivery). What it did for the values is still its own: each
-bound column's bind processor, taken once per statement through the public type API, as its
-execution would apply it. One exception, measured: times on SQLite (_sqlite_time).
+(docs/decisions/0004-driver-level-statements.md). What it did for the values is still its own:
+each bound column's bind processor, taken once per statement through the public type API, as
+its execution would apply it. One exception, for speed: times on SQLite (_sqlite_time).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from sqlalchemy.types import TypeEngine
 from app.db import UtcDateTime
 
 Convert = Callable[[Any], Any]
-# Times converted for one cursor, by object: a delivery's arrival time is one object written
-# four times (delivery, job twice, event), and converting it for SQLite costs ~3 us. Each entry
-# holds its time, so no id is reused while the memo lives.
+# Times converted for one cursor, by object, because a delivery's arrival time is one object
+# written four times (delivery, job twice, event). Each entry holds its time, so no id is reused
+# while the memo lives.
 TimeMemo = dict[int, tuple[datetime, Any]]
 
 
@@ -62,8 +62,9 @@ class Compiled:
 
 
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """Picks the values of `names` in order, in C: a comprehension over the names cost the
-    writer ~3 us per job row. (itemgetter of one name returns the value, not a tuple.)"""
+    """Picks the values of `names` in order, in C, as a comprehension over the names cost the
+    writer more per row (docs/decisions/0004-driver-level-statements.md). One name's itemgetter
+    returns the value, not a tuple, hence the lambda."""
     if len(names) > 1:
         return operator.itemgetter(*names)
     return lambda values: tuple(values[name] for name in names)
@@ -95,13 +96,13 @@ def _bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Convert |
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    """What SQLAlchemy binds for a UtcDateTime on SQLite, in a third of its time, for the few
-    times of every delivery (the measurement: docs/decisions/, public APIs and adapters).
+    """What SQLAlchemy binds for a UtcDateTime on SQLite, faster, for the few times of every
+    delivery (docs/decisions/0004-driver-level-statements.md).
 
     tests/ingest/test_driver.py holds it equal to SQLAlchemy's own processor, so a change of
     its storage format fails there. Built from two-digit strings: isoformat formats an aware
     time's offset only for it to be cut off, and strftime is slower still. A UTC time (nearly
-    all of them) keeps its zone: converting it cost the writer ~5 % of its Python time.
+    all of them) keeps its zone, as converting it would cost the writer on every delivery.
     """
     if value is None:
         return None

@@ -1,10 +1,10 @@
-"""Messages between the web process and its writer process: length-prefixed pickles.
+"""Framing on the web↔writer socket pair: each message a length prefix, then its pickle.
 
 Both ends are this program, on a socket pair nobody else holds, so pickle is safe here. What
 crosses is plain values (tuples, dicts, str, bytes, numbers, None): each end builds its own
 objects from them (`to_wire`/`from_wire` in app/ingest/intake.py, answers in
-app/ingest/committer.py). A dataclass pickled by reduction costs a look-up of its rebuilding
-function by name at both ends: ~1.3 us of each callback in the web process.
+app/ingest/committer.py), because a dataclass pickled by reduction costs a look-up of its
+rebuilding function by name at both ends (docs/decisions/0007-the-web-processs-hot-path.md).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Submissions and receipts cross between the web process and the writer process once per
 delivery, as flat tuples of plain values (`to_wire`, `from_wire`; times as integer microseconds,
-enums as their values) that app/ingest/frames.py sends: pickle's defaults for a slotted
-dataclass, an aware datetime and enum members cost the web process ~16 us a delivery, where
-each microsecond is throughput. For the same reason they are `normalized` values (read-only to
-the type checker, not guarded at run time), and enum values are turned back into members by a
-dict lookup rather than by calling the enum (~1 us each).
+enums as their values) that app/ingest/frames.py sends, because pickle's defaults for
+dataclasses, aware datetimes and enum members cost the web process, where each microsecond is
+throughput (docs/decisions/0007-the-web-processs-hot-path.md). For the same reason they are
+`normalized` values (read-only to the type checker, not guarded at run time), and enum values
+are turned back into members by a dict lookup rather than by calling the enum.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from app.providers.model import Job, OutputFile, State
 
 
 @dataclass(slots=True)
-class _Later:
-    """Rows written at the end of the batch."""
+class _RowsAfterJobs:
+    """The events, links and duplicate marks the job rows' answers decide, written last."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
@@ -53,7 +53,7 @@ def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> 
         _job_row(job, delivery_id, intakes[index].arrival.received_at)
         for index, job, delivery_id in merges
     ]
-    later = _Later()
+    later = _RowsAfterJobs()
     merged: dict[int, list[JobReceipt]] = {}
     for (index, job, delivery_id), result in zip(
         merges, _jobs_written(cursor, sql, job_rows), strict=True
@@ -136,7 +136,7 @@ def _error_outcome(intake: Intake) -> Outcome:
 
 
 def _receipt(
-    intake: Intake, delivery_id: int, jobs: tuple[JobReceipt, ...], later: _Later
+    intake: Intake, delivery_id: int, jobs: tuple[JobReceipt, ...], later: _RowsAfterJobs
 ) -> Receipt:
     if intake.error is not None:
         return Receipt(
@@ -171,7 +171,7 @@ def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[s
 
 
 def _merged(
-    result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _Later
+    result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _RowsAfterJobs
 ) -> JobReceipt:
     """What the job's insert or upsert answered: its events and links to write."""
     job_pk, state, previous_state, state_delivery_id = result

@@ -1,12 +1,12 @@
-"""Writer processes sharing one SQLite file take turns through a file lock.
+"""The SQLite write lock between workers' writer processes: a file lock, taken in turns.
 
 Each web worker has a writer process of its own; on SQLite they all write to one file. Left to
-SQLite, a writer that finds the write lock taken is put to sleep by the busy handler, 1, 2, 5,
-10, 15 … up to 100 ms at a time, whenever the lock was freed meanwhile: with two workers under
-load nearly every batch collided, and the slowest answers took 0.2-0.8 s (BENCHMARKS.md). Here
-a writer waits for its turn on a lock file next to the database instead, trying again every
-fraction of a millisecond, and only as long as its oldest request is still awaited. The kernel
-drops the lock of a writer that dies, so a crash cannot leave it taken.
+SQLite, a writer that finds the write lock taken is put to sleep by the busy handler for up to
+100 ms at a time, whenever the lock was freed meanwhile, which under load with two workers made
+the slowest answers (docs/decisions/0001-group-commit-in-a-writer-process.md). Here a writer
+waits for its turn on a lock file next to the database instead, trying again every fraction of
+a millisecond, and only as long as its oldest request is still awaited. The kernel drops the
+lock of a writer that dies, so a crash cannot leave it taken.
 
 PostgreSQL writers take turns on an advisory lock inside their transaction (statements.py).
 """

@@ -38,7 +38,7 @@ def as_list(value: Any) -> list[Any]:
 
 def mapping(value: Any, what: str) -> Mapping[str, Any]:
     """A container element; an empty XML element or a missing one reads as empty."""
-    if type(value) is dict:  # what both decoders build: the ABC check costs ~0.15 us, 12 a job
+    if type(value) is dict:  # what both decoders build, checked before the slower ABC check
         return value
     if value is None or value == "":
         return {}

@@ -48,3 +48,12 @@ def suno_json(task_id: str, code: int = 200, msg: str = "ok") -> bytes:
     return orjson.dumps(
         {"code": code, "msg": msg, "data": {"task_id": task_id, "vocal_removal_info": info}}
     )
+
+
+def media_lab_list(job_ids: list[str], state: int = 3) -> bytes:
+    """A Media Lab listJobsResponse listing these jobs, all in one state."""
+    jobs = [
+        {"id": job_id, "state": state, "timing": {"createdAt": "0"}, "inputs": [], "outputs": []}
+        for job_id in job_ids
+    ]
+    return orjson.dumps({"listJobsResponse": {"jobs": jobs}})

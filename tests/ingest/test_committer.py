@@ -1,18 +1,23 @@
-"""The committer against a PostgreSQL that stops answering, or answers late, mid-transaction."""
+"""The committer against a PostgreSQL that stops answering, or answers late, mid-transaction;
+and how it bounds what one transaction holds: job rows, and time."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import Engine, event, text
 
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
 from app.ingest.committer import Answer, Committer
 from app.ingest.intake import Outcome, Receipt, Submission
-from tests.api.payloads import ci_json
+from tests.api.payloads import ci_json, media_lab_list
 from tests.conftest import Backend
 from tests.ingest.submissions import detected
 from tests.proxy import FaultyProxy
@@ -22,23 +27,34 @@ def submission(job_id: str) -> Submission:
     return detected(ci_json(job_id, "Success"))
 
 
+def committer_for(engine: Engine, *, timeout_s: float) -> Committer:
+    return Committer(engine, suno_key=None, timeout_s=timeout_s, max_jobs=100)
+
+
+def commit(committer: Committer, submissions: list[Submission], *, within_s: float) -> list[Answer]:
+    """What the committer answers, each sender waiting `within_s` from now."""
+    deadline = time.monotonic() + within_s
+    return committer.commit(submissions, deadlines=[deadline] * len(submissions))
+
+
 @pytest.mark.postgres_only
 def test_a_commit_the_server_never_answers_is_interrupted(
     backend: Backend, settings: Settings, proxy: FaultyProxy
 ) -> None:
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     engine = create_sync_engine(Backend("proxied", url).settings(write_timeout_s=1))
-    committer = Committer(engine, suno_key=None, timeout_s=1)
+    committer = committer_for(engine, timeout_s=1)
     answers: list[Answer] = []
     try:
-        (before,) = committer.commit([submission("j-before")])
+        (before,) = commit(committer, [submission("j-before")], within_s=1)
         assert isinstance(before, Receipt) and before.outcome is Outcome.ACCEPTED
         proxy.mute_at(b"COMMIT")
         worker = threading.Thread(
-            target=lambda: answers.extend(committer.commit([submission("j-hung")])), daemon=True
+            target=lambda: answers.extend(commit(committer, [submission("j-hung")], within_s=1)),
+            daemon=True,
         )
         worker.start()
-        worker.join(timeout=10)  # the watchdog interrupts after timeout + 1 s
+        worker.join(timeout=10)  # the watchdog interrupts at the deadline
 
         assert not worker.is_alive(), "the COMMIT was never interrupted"
         assert [type(answer) for answer in answers] == [StorageUnavailable]
@@ -58,16 +74,16 @@ def test_a_slow_commit_is_logged_with_its_duration(
     monkeypatch.setattr("app.ingest.committer.SLOW_COMMIT_S", 0.5)
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     engine = create_sync_engine(Backend("proxied", url).settings())
-    committer = Committer(engine, suno_key=None, timeout_s=5)
+    committer = committer_for(engine, timeout_s=5)
     caplog.set_level(logging.WARNING, logger="app.ingest.committer")
     try:
         # Slow statements are not a slow commit: only the COMMIT is timed.
         proxy.delay_at(b"INSERT", 1.0)
-        (slow_statements,) = committer.commit([submission("j-slow-insert")])
+        (slow_statements,) = commit(committer, [submission("j-slow-insert")], within_s=5)
         assert not [r for r in caplog.records if r.name == "app.ingest.committer"]
 
         proxy.delay_at(b"COMMIT", 1.0)
-        answers = committer.commit([submission("j-slow-1"), submission("j-slow-2")])
+        answers = commit(committer, [submission("j-slow-1"), submission("j-slow-2")], within_s=5)
     finally:
         committer.close()
         engine.dispose()
@@ -78,3 +94,92 @@ def test_a_slow_commit_is_logged_with_its_duration(
     assert record.levelno == logging.WARNING
     assert record.deliveries == 2  # type: ignore[attr-defined]
     assert record.commit_ms >= 1000  # type: ignore[attr-defined]
+
+
+def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.ingest.committer.MAX_TRANSACTION_JOBS", 150)
+    writer_engine = create_sync_engine(settings)
+    commits: list[None] = []
+    event.listen(writer_engine, "commit", lambda _connection: commits.append(None))
+    committer = committer_for(writer_engine, timeout_s=5)
+    lists = [detected(media_lab_list([f"bound-{n}-{i}" for i in range(100)])) for n in range(3)]
+    try:
+        answers = commit(committer, lists, within_s=5)
+    finally:
+        committer.close()
+        writer_engine.dispose()
+
+    assert [a.outcome for a in answers if isinstance(a, Receipt)] == [Outcome.ACCEPTED] * 3
+    assert len(commits) == 3  # 100 + 100 jobs would be above 150
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM job")) == 300
+
+
+@contextmanager
+def stalling_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None]:
+    """While inside, storing the job `job_id` never ends by itself (a trigger keeps the database
+    busy until the statement is cancelled or interrupted)."""
+    create, drop = {
+        # 1,000^4 rows to count: SQLite's interrupt stops it.
+        "sqlite": (
+            [
+                "CREATE TABLE stall (n INTEGER)",
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000)"
+                " INSERT INTO stall SELECT n FROM c",
+                f"CREATE TRIGGER stall_job BEFORE INSERT ON job WHEN NEW.job_id = '{job_id}'"
+                " BEGIN SELECT count(*) FROM stall a, stall b, stall c, stall d; END",
+            ],
+            ["DROP TRIGGER stall_job", "DROP TABLE stall"],
+        ),
+        "postgresql": (
+            [
+                "CREATE FUNCTION stall_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.job_id = '{job_id}' THEN PERFORM pg_sleep(3600); END IF;"
+                " RETURN NEW; END $$",
+                "CREATE TRIGGER stall_job BEFORE INSERT ON job FOR EACH ROW "
+                "EXECUTE FUNCTION stall_job()",
+            ],
+            ["DROP TRIGGER stall_job ON job", "DROP FUNCTION stall_job()"],
+        ),
+    }[backend.name]
+    with engine.begin() as connection:
+        for statement in create:
+            connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            for statement in drop:
+                connection.execute(text(statement))
+
+
+def test_a_batch_that_outlives_its_time_fails_only_its_heavy_delivery(
+    backend: Backend, settings: Settings, engine: Engine
+) -> None:
+    """Tried again in halves before the senders give up: the neighbours commit in time, the
+    delivery that never finishes is answered 503 and nothing of it is stored."""
+    writer_engine = create_sync_engine(settings)
+    committer = committer_for(writer_engine, timeout_s=4)
+    names = ["split-1", "split-heavy", "split-2", "split-3", "split-4"]
+    try:
+        with stalling_job(engine, backend, "split-heavy"):
+            started = time.monotonic()
+            answers = commit(committer, [submission(name) for name in names], within_s=4)
+            elapsed = time.monotonic() - started
+    finally:
+        committer.close()
+        writer_engine.dispose()
+
+    answered = {
+        name: answer.outcome if isinstance(answer, Receipt) else type(answer)
+        for name, answer in zip(names, answers, strict=True)
+    }
+    assert answered == dict.fromkeys(names, Outcome.ACCEPTED) | {"split-heavy": StorageUnavailable}
+    assert elapsed < 4  # the neighbours were answered before their senders gave up
+    with engine.connect() as connection:
+        jobs = connection.execute(text("SELECT job_id FROM job ORDER BY job_id")).scalars().all()
+        deliveries = connection.scalar(text("SELECT count(*) FROM delivery"))
+    assert jobs == sorted(set(names) - {"split-heavy"})
+    assert deliveries == 4

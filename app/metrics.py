@@ -121,7 +121,8 @@ class Metrics:
             ),
             database_errors=Counter(
                 "stemhook_database_errors",
-                "Writes the database could not take (answered 503) or refused (kept orphaned).",
+                "Writes the database could not take in time or that found too many waiting"
+                " (answered 503), or that it refused (kept orphaned).",
                 ["kind"],
                 registry=registry,
             ),
@@ -137,6 +138,9 @@ class Metrics:
 
     def unavailable(self) -> None:
         self._count(self.database_errors, "unavailable")
+
+    def overloaded(self) -> None:
+        self._count(self.database_errors, "overloaded")
 
     def stored(self, receipt: Receipt) -> None:
         # Members, not their .value: they are str already, and .value runs Python code.

@@ -3,9 +3,10 @@ examples fuzzed, deliveries lost.
 
 Runs the tests that hold them (tests/reliability, the parsers' property tests, the API's
 schemathesis run) on SQLite and the real PostgreSQL (CI=true: an unreachable PostgreSQL fails
-the run), and writes what they printed into BENCHMARKS.md's reliability section, between
-its markers; nothing is written unless every test passed. The ingest benchmark keeps that
-section when it rewrites the file (bench/ingest/report.py).
+the run), with the minutes-long ones `make test` leaves out (--long), and writes what they
+printed into BENCHMARKS.md's reliability section, between its markers; nothing is written
+unless every test passed. The ingest benchmark keeps that section when it rewrites the file
+(bench/ingest/report.py).
 
     .venv/bin/python -m bench.reliability
 """
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "BENCHMARKS.md"
 TESTS = ("tests/reliability", "tests/providers/test_properties.py", "tests/test_openapi.py")
 COMMAND = (
-    "CI=true .venv/bin/pytest -s -p no:cacheprovider --hypothesis-show-statistics "
+    "CI=true .venv/bin/pytest -s -p no:cacheprovider --hypothesis-show-statistics --long "
     + " ".join(TESTS)
 )
 
@@ -71,6 +72,7 @@ def run() -> Suite:
         "-p",
         "no:cacheprovider",
         "--hypothesis-show-statistics",
+        "--long",
         *TESTS,
     ]
     started = time.monotonic()

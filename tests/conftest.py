@@ -50,15 +50,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="also run the tests marked long")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked postgres_only (sqlite_only) are not generated for the other backend at all
-    (not even as skips)."""
+    (not even as skips); those marked long (minutes each) only with --long."""
     only = {"sqlite": "postgres_only", "postgresql": "sqlite_only"}
+    long_ones = bool(config.getoption("--long"))
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec is not None else None
         excluded = backend in only and item.get_closest_marker(only[backend]) is not None
+        excluded = excluded or (not long_ones and item.get_closest_marker("long") is not None)
         (dropped if excluded else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

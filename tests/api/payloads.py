@@ -57,3 +57,9 @@ def media_lab_list(job_ids: list[str], state: int = 3) -> bytes:
         for job_id in job_ids
     ]
     return orjson.dumps({"listJobsResponse": {"jobs": jobs}})
+
+
+def ci_json_of_size(job_id: str, size: int) -> bytes:
+    """A CI callback of exactly `size` bytes, its UserData padded."""
+    bare = len(ci_json(job_id, "Success", user_data=""))
+    return ci_json(job_id, "Success", user_data="x" * (size - bare))

@@ -20,6 +20,7 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
         admit(
             detected(ci_json(job_id, state)),
             suno_key=None,
+            max_jobs=1,
         )
         for job_id, state in deliveries
     ]

@@ -170,6 +170,45 @@ def refusing_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None
             ["DROP TRIGGER refuse_job ON job", "DROP FUNCTION refuse_job()"],
         ),
     }[backend.name]
+    with installed(engine, create, drop):
+        yield
+
+
+@contextmanager
+def stalling_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None]:
+    """While inside, storing the job `job_id` never ends by itself (a trigger keeps the database
+    busy until the statement is cancelled or interrupted)."""
+    quoted = job_id.replace("'", "''")
+    create, drop = {
+        # 1,000^4 rows to count: SQLite's interrupt stops it.
+        "sqlite": (
+            [
+                "CREATE TABLE stall (n INTEGER)",
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000)"
+                " INSERT INTO stall SELECT n FROM c",
+                f"CREATE TRIGGER stall_job BEFORE INSERT ON job WHEN NEW.job_id = '{quoted}'"
+                " BEGIN SELECT count(*) FROM stall a, stall b, stall c, stall d; END",
+            ],
+            ["DROP TRIGGER stall_job", "DROP TABLE stall"],
+        ),
+        "postgresql": (
+            [
+                "CREATE FUNCTION stall_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.job_id = '{quoted}' THEN PERFORM pg_sleep(3600); END IF;"
+                " RETURN NEW; END $$",
+                "CREATE TRIGGER stall_job BEFORE INSERT ON job FOR EACH ROW "
+                "EXECUTE FUNCTION stall_job()",
+            ],
+            ["DROP TRIGGER stall_job ON job", "DROP FUNCTION stall_job()"],
+        ),
+    }[backend.name]
+    with installed(engine, create, drop):
+        yield
+
+
+@contextmanager
+def installed(engine: Engine, create: list[str], drop: list[str]) -> Iterator[None]:
+    """The `create` statements run before, the `drop` ones after, each set in a transaction."""
     with engine.begin() as connection:
         for statement in create:
             connection.execute(text(statement))

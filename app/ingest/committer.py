@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -207,7 +208,9 @@ class Committer:
             )
         except Exception as exc:
             log.exception("delivery could not be stored at all")
-            return StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else _unexpected(exc)
+            if is_unavailable(exc) or isinstance(exc, _TimedOut):
+                return StorageUnavailable(UNAVAILABLE)
+            return _unexpected(exc)
 
     def _transaction(self, work: Callable[[Cursor], T], *, deliveries: int, until: float) -> T:
         """`work` committed, or _TimedOut if it was still running at `until` (rolled back)."""
@@ -289,6 +292,9 @@ class _Watchdog:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._watched: _Watch | None = None
+        # When the thread looks again by itself: a transaction due later needs no wake-up, so
+        # under load it wakes once per time allowed, not once per batch.
+        self._wakes_at = math.inf
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="stemhook-watchdog", daemon=True)
 
@@ -304,7 +310,8 @@ class _Watchdog:
     def watching(self, watch: _Watch) -> Iterator[None]:
         with self._condition:
             self._watched = watch
-            self._condition.notify()
+            if watch.until < self._wakes_at:
+                self._condition.notify()
         try:
             yield
         finally:
@@ -316,14 +323,19 @@ class _Watchdog:
             while not self._stopped:
                 watch = self._watched
                 if watch is None:
+                    self._wakes_at = math.inf
                     self._condition.wait()
                     continue
                 left = watch.until - time.monotonic()
                 if left > 0:
+                    self._wakes_at = watch.until
                     self._condition.wait(left)
                     continue
                 if not watch.interrupted:
                     log.warning("a write transaction outlived its time; interrupting it")
                 watch.interrupted = True
                 watch.until += _INTERRUPT_AGAIN_S
-                interrupt(watch.dbapi_connection)
+                try:
+                    interrupt(watch.dbapi_connection)
+                except Exception:  # this thread must live on to watch the next transaction
+                    log.exception("interrupting a write transaction failed")

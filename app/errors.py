@@ -14,6 +14,7 @@ StemhookError
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
 │   └── UnstorablePayload 400  parsed, but the database refused its jobs: kept as orphaned
 ├── StorageUnavailable    503  the database could not take the write in time; retry later
+│   └── Overloaded        503  too many writes are waiting already (STEMHOOK_MAX_PENDING_*)
 └── NotReady              503  /readyz: this process cannot do its work now
 
 Parsers raise app.providers.model.ParseError, which the receive pipeline turns into BadPayload
@@ -105,6 +106,10 @@ class StorageUnavailable(StemhookError):
     status_code = 503
     code = "storage_unavailable"
     retry_after_s = 5
+
+
+class Overloaded(StorageUnavailable):
+    code = "overloaded"
 
 
 class NotReady(StemhookError):

@@ -59,7 +59,8 @@ JOBS_FINISHED = _Family(
 )
 DATABASE_ERRORS = _Family(
     "stemhook_database_errors",
-    "Writes the database could not take (answered 503) or refused (kept orphaned).",
+    "Writes the database could not take in time or that found too many waiting"
+    " (answered 503), or that it refused (kept orphaned).",
     labels=("kind",),
 )
 INGEST_SECONDS = _Family(
@@ -177,6 +178,9 @@ class Metrics:
 
     def unavailable(self) -> None:
         self._count(DATABASE_ERRORS, "unavailable")
+
+    def overloaded(self) -> None:
+        self._count(DATABASE_ERRORS, "overloaded")
 
     def stored(self, receipt: Receipt) -> None:
         # Members, not their .value: they are str already, and .value runs Python code.

@@ -3,9 +3,9 @@ examples fuzzed, deliveries lost.
 
 Runs the tests that hold them (tests/reliability, the parsers' property tests, the API's
 schemathesis run) on SQLite and the real PostgreSQL (CI=true: an unreachable PostgreSQL fails
-the run), and writes what they printed into BENCHMARKS.md's reliability section, between
-its markers, where the ingest benchmark left it pending (bench/ingest/report.py); nothing is
-written unless every test passed.
+the run), with the minutes-long ones `make test` leaves out (--long), and writes what they
+printed into BENCHMARKS.md's reliability section, between its markers, where the ingest
+benchmark left it pending (bench/ingest/report.py); nothing is written unless every test passed.
 
     .venv/bin/python -m bench.reliability
 """
@@ -27,7 +27,7 @@ from bench.ingest.report import RELIABILITY, REPORT
 REPO = Path(__file__).resolve().parents[1]
 TESTS = ("tests/reliability", "tests/providers/test_properties.py", "tests/test_openapi.py")
 COMMAND = (
-    "CI=true .venv/bin/pytest -s -p no:cacheprovider --hypothesis-show-statistics "
+    "CI=true .venv/bin/pytest -s -p no:cacheprovider --hypothesis-show-statistics --long "
     + " ".join(TESTS)
 )
 
@@ -66,6 +66,7 @@ def run() -> Suite:
         "-p",
         "no:cacheprovider",
         "--hypothesis-show-statistics",
+        "--long",
         *TESTS,
     ]
     started = time.monotonic()

@@ -50,15 +50,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="also run the tests marked long")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked postgres_only (sqlite_only) are not generated for the other backend at all
-    (not even as skips)."""
+    (not even as skips); those marked long (minutes each) only with --long."""
     only = {"sqlite": "postgres_only", "postgresql": "sqlite_only"}
+    long_ones = bool(config.getoption("--long"))
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec is not None else None
         excluded = backend in only and item.get_closest_marker(only[backend]) is not None
+        excluded = excluded or (not long_ones and item.get_closest_marker("long") is not None)
         (dropped if excluded else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -164,6 +170,45 @@ def refusing_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None
             ["DROP TRIGGER refuse_job ON job", "DROP FUNCTION refuse_job()"],
         ),
     }[backend.name]
+    with installed(engine, create, drop):
+        yield
+
+
+@contextmanager
+def stalling_job(engine: Engine, backend: Backend, job_id: str) -> Iterator[None]:
+    """While inside, storing the job `job_id` never ends by itself (a trigger keeps the database
+    busy until the statement is cancelled or interrupted)."""
+    quoted = job_id.replace("'", "''")
+    create, drop = {
+        # 1,000^4 rows to count: SQLite's interrupt stops it.
+        "sqlite": (
+            [
+                "CREATE TABLE stall (n INTEGER)",
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000)"
+                " INSERT INTO stall SELECT n FROM c",
+                f"CREATE TRIGGER stall_job BEFORE INSERT ON job WHEN NEW.job_id = '{quoted}'"
+                " BEGIN SELECT count(*) FROM stall a, stall b, stall c, stall d; END",
+            ],
+            ["DROP TRIGGER stall_job", "DROP TABLE stall"],
+        ),
+        "postgresql": (
+            [
+                "CREATE FUNCTION stall_job() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.job_id = '{quoted}' THEN PERFORM pg_sleep(3600); END IF;"
+                " RETURN NEW; END $$",
+                "CREATE TRIGGER stall_job BEFORE INSERT ON job FOR EACH ROW "
+                "EXECUTE FUNCTION stall_job()",
+            ],
+            ["DROP TRIGGER stall_job ON job", "DROP FUNCTION stall_job()"],
+        ),
+    }[backend.name]
+    with installed(engine, create, drop):
+        yield
+
+
+@contextmanager
+def installed(engine: Engine, create: list[str], drop: list[str]) -> Iterator[None]:
+    """The `create` statements run before, the `drop` ones after, each set in a transaction."""
     with engine.begin() as connection:
         for statement in create:
             connection.execute(text(statement))

@@ -29,6 +29,7 @@ from app.api.schemas.receipts import ReceiptOut, receipt_json
 from app.config import Settings
 from app.errors import (
     BadPayload,
+    Overloaded,
     PayloadTooLarge,
     RefusedDelivery,
     StorageUnavailable,
@@ -53,7 +54,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         " another body (kept as a refused delivery, with its id).",
         408: "The body did not arrive in time.",
         413: "Body above STEMHOOK_MAX_BODY_BYTES.",
-        503: "The database could not take the write in time; retry.",
+        503: "The database could not take the write in time, or too many writes wait for it;"
+        " retry (Retry-After).",
     }.items()
 }
 
@@ -231,6 +233,9 @@ async def store(request: Request, submission: Submission) -> Receipt:
     metrics.body_read(len(submission.arrival.body))
     try:
         receipt = await (await app_writer(request)).write(submission)
+    except Overloaded:
+        metrics.overloaded()
+        raise
     except StorageUnavailable:
         metrics.unavailable()
         raise

@@ -1,10 +1,12 @@
 """What an arrival becomes before it is stored: jobs, or the reason it has none.
 
-Shared by live deliveries and replays: parse the body with the current parsers, then check the
-opt-in Suno signature against the stored headers, at the moment the delivery arrived (a replay
-days later is judged by when the callback came, not by when it is replayed). The signature
-covers the task id and time only: whether it was used for another body is for the database to
-say when the delivery is stored (app/ingest/store.py), so the intake carries its timestamp.
+Shared by live deliveries and replays: parse the body with the current parsers, keep as rejected
+one that lists more jobs than a delivery may create (one list of thousands held every other
+delivery behind its transaction), then check the opt-in Suno signature against the stored
+headers, at the moment the delivery arrived (a replay days later is judged by when the callback
+came, not by when it is replayed). The signature covers the task id and time only: whether it
+was used for another body is for the database to say when the delivery is stored
+(app/ingest/store.py), so the intake carries its timestamp.
 
 Whatever `parse_callback` raises is the body's fault, not only ParseError: a parser that trips
 over input nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that
@@ -31,11 +33,17 @@ class BadSignature(Exception):
     """A Suno signature is required and missing, stale or wrong."""
 
 
-def admit(submission: Submission, *, suno_key: str | None) -> Intake:
+def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Intake:
     arrival, expected, replay_of = submission.arrival, submission.expected, submission.replay_of
     parsed = _parse(arrival, expected)
     if isinstance(parsed, str):
         return Intake(arrival=arrival, provider=expected, error=parsed, replay_of=replay_of)
+    if len(parsed.jobs) > max_jobs:
+        error = (
+            f"the delivery lists {len(parsed.jobs)} jobs, more than the {max_jobs} one delivery"
+            " may create (STEMHOOK_MAX_JOBS_PER_DELIVERY)"
+        )
+        return Intake(arrival=arrival, provider=parsed.provider, error=error, replay_of=replay_of)
     signed_timestamp = None
     if parsed.provider is Provider.SUNO and suno_key is not None:
         signed_at = (submission.signed_at or arrival.received_at).timestamp()

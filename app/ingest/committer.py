@@ -12,8 +12,17 @@ Failures:
 - a batch fails on its data: each delivery is retried in a transaction of its own, so one
   poisoned delivery cannot fail its neighbours; the one the database still refuses is kept raw
   as an *orphaned* delivery (400 with its id), replayable once the cause is fixed;
-- a transaction hangs on a server that stopped answering: a watchdog interrupts its connection
-  once it outlives the write timeout, and the committer carries on with a fresh one.
+- a transaction outlives its time (half of what is left until the earliest delivery still
+  awaited gives up, so that what remains can still be stored in time; the last one alone gets
+  until its own deadline): the server cancels its statement (PostgreSQL's statement_timeout,
+  set per transaction) or a watchdog interrupts its connection (a server that stopped
+  answering), and its deliveries are tried again in halves, so that a heavy delivery fails
+  alone (503) and its neighbours commit. A part whose senders have all given up is answered
+  503 without being tried. One interrupted in its COMMIT is not tried again (it may have been
+  committed) and answers 503, as an unavailable database does.
+
+A transaction writes at most MAX_TRANSACTION_JOBS job rows: a batch listing more is stored in
+several, one after another.
 
 A commit slower than SLOW_COMMIT_S is logged as a warning with its duration (`commit_ms`): every
 delivery waiting behind it is answered that much later, and the cause lies where stemhook cannot
@@ -27,9 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -50,6 +64,13 @@ UNAVAILABLE = "the database cannot take the write now; retry later"
 # The service's latency target (p99 under 50 ms, BENCHMARKS.md): one commit this slow misses it
 # for the deliveries in its batch and those waiting behind it.
 SLOW_COMMIT_S = 0.05
+# At ~47 us a job row (30,000 took 1.4 s), about 50 ms of writing: a transaction this big keeps
+# the deliveries behind it within the latency target.
+MAX_TRANSACTION_JOBS = 1000
+# PostgreSQL's errors for a statement cancelled by statement_timeout, or a lock wait cut short.
+_TIMED_OUT_SQLSTATES = frozenset({"57014", "55P03"})
+# A watchdog's interrupt can fall between two statements and be lost: it is sent again.
+_INTERRUPT_AGAIN_S = 0.1
 Answer = Receipt | BaseException
 
 
@@ -61,17 +82,36 @@ def answer_from_wire(sent: ReceiptWire | BaseException) -> Answer:
     return sent if isinstance(sent, BaseException) else Receipt.from_wire(sent)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An admitted delivery waiting to be stored: its place in the batch and its deadline."""
+
+    index: int
+    intake: Intake
+    deadline: float
+
+
+class _TimedOut(Exception):
+    """The transaction outlived its time before its COMMIT: it was rolled back."""
+
+
 class Committer:
-    def __init__(self, engine: Engine, *, suno_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, engine: Engine, *, suno_key: str | None, timeout_s: float, max_jobs: int
+    ) -> None:
         self._engine = engine
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
+        self._max_jobs = max_jobs
+        # The least a transaction is given, however close its deadlines: less would interrupt
+        # healthy batches under a backlog and waste the work.
+        self._min_attempt_s = timeout_s / 8
         self._turns = writer_turns(engine)
         # Kept from one transaction to the next while they succeed: a checkout, the pool's
         # rollback on return and a fresh Connection for every batch cost ~10 % of the writer's
         # Python time under load. A failed transaction's connection is discarded.
         self._connection: Connection | None = None
-        self._watchdog = _Watchdog(stall_after_s=timeout_s + 1)
+        self._watchdog = _Watchdog()
         self._watchdog.start()
 
     def close(self) -> None:
@@ -86,65 +126,116 @@ class Committer:
         while another writer commits joins the batch rather than waiting for the next one."""
         return self._turns.taken(until=until)
 
-    def commit(self, submissions: list[Submission]) -> list[Answer]:
-        """Each submission's answer, in order, once everything storable is committed."""
+    def commit(self, submissions: list[Submission], *, deadlines: list[float]) -> list[Answer]:
+        """Each submission's answer, in order, once everything storable is committed.
+        `deadlines`: when each one's sender stops waiting (time.monotonic())."""
         answers: dict[int, Answer] = {}
-        admitted: list[tuple[int, Intake]] = []
-        for index, submission in enumerate(submissions):
+        admitted: list[_Pending] = []
+        for index, (submission, deadline) in enumerate(zip(submissions, deadlines, strict=True)):
             try:
-                admitted.append((index, admit(submission, suno_key=self._suno_key)))
+                intake = admit(submission, suno_key=self._suno_key, max_jobs=self._max_jobs)
             except BadSignature as exc:
                 answers[index] = exc
             except Exception as exc:  # a bug outside parsing: answer 500, keep the others going
                 log.exception("admitting a delivery failed")
                 answers[index] = _unexpected(exc)
-        stored = self._outcomes([intake for _, intake in admitted]) if admitted else []
-        for (index, _), answer in zip(admitted, stored, strict=True):
-            answers[index] = answer
+            else:
+                admitted.append(_Pending(index, intake, deadline))
+        answers.update(self._stored(admitted))
         return [answers[index] for index in range(len(submissions))]
 
-    def _outcomes(self, intakes: list[Intake]) -> list[Answer]:
-        try:
-            return list(
-                self._transaction(
-                    lambda cursor: store_batch(cursor, self._sql, intakes), deliveries=len(intakes)
+    def _stored(self, admitted: list[_Pending]) -> dict[int, Answer]:
+        """Each delivery's answer, committed in parts (see the module's docstring): each part
+        is answered once, by its commit or by its failure, never both."""
+        answers: dict[int, Answer] = {}
+        parts = deque(_by_jobs(admitted))
+        unavailable = False
+        while parts:
+            part = parts.popleft()
+            now = time.monotonic()
+            if unavailable or max(pending.deadline for pending in part) <= now:
+                answers.update((pending.index, StorageUnavailable(UNAVAILABLE)) for pending in part)
+                continue
+            intakes = [pending.intake for pending in part]
+            try:
+                stored = self._transaction(
+                    partial(store_batch, sql=self._sql, intakes=intakes),
+                    deliveries=len(part),
+                    until=self._attempt_until(part, parts, now),
                 )
-            )
-        except Exception as exc:
-            if is_unavailable(exc):
-                log.warning("database unavailable for %d deliveries: %s", len(intakes), exc)
-                return [StorageUnavailable(UNAVAILABLE) for _ in intakes]
-            if len(intakes) > 1:
-                return [outcome for intake in intakes for outcome in self._outcomes([intake])]
-            return [self._keep_orphaned(intakes[0], exc)]
+            except _TimedOut:
+                log.warning("a write of %d deliveries outlived its time", len(part))
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts.extendleft([part[half:], part[:half]])
+                else:
+                    answers[part[0].index] = StorageUnavailable(UNAVAILABLE)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    log.warning("database unavailable for %d deliveries: %s", len(part), exc)
+                    unavailable = True
+                    parts.appendleft(part)
+                elif len(part) > 1:  # one of them is refused: each in a transaction of its own
+                    parts.extendleft([pending] for pending in reversed(part))
+                else:
+                    answers[part[0].index] = self._keep_orphaned(part[0], exc)
+            else:
+                answers.update(zip([pending.index for pending in part], stored, strict=True))
+        return answers
 
-    def _keep_orphaned(self, intake: Intake, cause: Exception) -> Answer:
+    def _attempt_until(
+        self, part: Sequence[_Pending], rest: deque[list[_Pending]], now: float
+    ) -> float:
+        """Half the time left until the earliest sender still waiting gives up, so that what a
+        heavy part leaves behind can still be stored in time; the last delivery, alone, gets
+        until its own deadline."""
+        if len(part) == 1 and not rest:
+            return max(part[0].deadline, now + self._min_attempt_s)
+        deadlines = (pending.deadline for pending in chain(part, *rest))
+        earliest = min((deadline for deadline in deadlines if deadline > now), default=now)
+        return now + max((earliest - now) / 2, self._min_attempt_s)
+
+    def _keep_orphaned(self, pending: _Pending, cause: Exception) -> Answer:
         log.error("the database refused a delivery's jobs; keeping it raw", exc_info=cause)
         reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
         try:
             return self._transaction(
-                lambda cursor: keep_raw(cursor, self._sql, intake, Outcome.ORPHANED, reason),
+                lambda cursor: keep_raw(
+                    cursor, self._sql, pending.intake, Outcome.ORPHANED, reason
+                ),
                 deliveries=1,
+                until=max(pending.deadline, time.monotonic() + self._min_attempt_s),
             )
         except Exception as exc:
             log.exception("delivery could not be stored at all")
-            return StorageUnavailable(UNAVAILABLE) if is_unavailable(exc) else _unexpected(exc)
+            if is_unavailable(exc) or isinstance(exc, _TimedOut):
+                return StorageUnavailable(UNAVAILABLE)
+            return _unexpected(exc)
 
-    def _transaction(self, work: Callable[[Cursor], T], *, deliveries: int) -> T:
+    def _transaction(self, work: Callable[[Cursor], T], *, deliveries: int, until: float) -> T:
+        """`work` committed, or _TimedOut if it was still running at `until` (rolled back)."""
         connection, self._connection = self._connection or self._engine.connect(), None
+        watch = _Watch(until, connection.connection.dbapi_connection)
+        committing = False
         try:
             # The watchdog covers the COMMIT (or ROLLBACK) too: a server can hang on it as well.
-            with self._watchdog.watching(connection):
-                with connection.begin():
-                    cursor = Cursor(connection)
-                    try:
-                        if self._sql.lock_writers is not None:
-                            cursor.run(self._sql.lock_writers, {})
-                        result = work(cursor)
-                    finally:
-                        cursor.close()
-                    stored = time.monotonic()
-                committed = time.monotonic()
+            with self._watchdog.watching(watch), connection.begin():
+                cursor = Cursor(connection)
+                try:
+                    if self._sql.lock_writers is not None:
+                        left_ms = max(1, int((until - time.monotonic()) * 1000))
+                        cursor.run(self._sql.lock_writers, {"statement_timeout": str(left_ms)})
+                    result = work(cursor)
+                finally:
+                    cursor.close()
+                stored = time.monotonic()
+                committing = True
+            committed = time.monotonic()
+        except Exception as exc:
+            connection.close()
+            if not committing and (watch.interrupted or _timed_out(exc)):
+                raise _TimedOut from exc
+            raise
         except BaseException:
             connection.close()
             raise
@@ -160,52 +251,91 @@ class Committer:
         return result
 
 
+def _by_jobs(admitted: list[_Pending]) -> Iterator[list[_Pending]]:
+    """The deliveries in order, in parts of at most MAX_TRANSACTION_JOBS jobs (a delivery with
+    more, allowed by STEMHOOK_MAX_JOBS_PER_DELIVERY, is a part of its own)."""
+    part: list[_Pending] = []
+    jobs = 0
+    for pending in admitted:
+        size = len(pending.intake.jobs)
+        if part and jobs + size > MAX_TRANSACTION_JOBS:
+            yield part
+            part, jobs = [], 0
+        part.append(pending)
+        jobs += size
+    if part:
+        yield part
+
+
+def _timed_out(exc: BaseException) -> bool:
+    original = getattr(exc, "orig", exc)
+    return getattr(original, "sqlstate", None) in _TIMED_OUT_SQLSTATES
+
+
 def _unexpected(exc: Exception) -> RuntimeError:
     # Driver exceptions do not all survive pickling; their text does.
     return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-class _Watchdog:
-    """Interrupts the connection of a transaction that outlives its deadline."""
+@dataclass(slots=True)
+class _Watch:
+    """One transaction under the watchdog: its connection is interrupted from `until` on."""
 
-    def __init__(self, *, stall_after_s: float) -> None:
-        self._stall_after_s = stall_after_s
-        self._lock = threading.Lock()
-        self._watched: tuple[float, Any] | None = None
-        self._stopped = threading.Event()
+    until: float
+    dbapi_connection: Any
+    interrupted: bool = False
+
+
+class _Watchdog:
+    """Interrupts the connection of a transaction that outlives its time."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._watched: _Watch | None = None
+        # When the thread looks again by itself: a transaction due later needs no wake-up, so
+        # under load it wakes once per time allowed, not once per batch.
+        self._wakes_at = math.inf
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="stemhook-watchdog", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopped.set()
+        with self._condition:
+            self._stopped = True
+            self._condition.notify()
 
     @contextlib.contextmanager
-    def watching(self, connection: Connection) -> Iterator[None]:
-        with self._lock:
-            self._watched = (time.monotonic(), connection.connection.dbapi_connection)
+    def watching(self, watch: _Watch) -> Iterator[None]:
+        with self._condition:
+            self._watched = watch
+            if watch.until < self._wakes_at:
+                self._condition.notify()
         try:
             yield
         finally:
-            with self._lock:
+            with self._condition:
                 self._watched = None
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._stall_after_s / 4):
-            stalled = self._take_stalled()
-            if stalled is not None:
-                log.error("write transaction stalled for %.1f s; interrupting", self._stall_after_s)
-                interrupt(stalled)
-
-    def _take_stalled(self) -> Any:
-        """The connection of a transaction past its deadline, once per stall period."""
-        with self._lock:
-            if self._watched is None:
-                return None
-            since, dbapi_connection = self._watched
-            now = time.monotonic()
-            if now - since <= self._stall_after_s:
-                return None
-            self._watched = (now, dbapi_connection)
-            return dbapi_connection
+        with self._condition:
+            while not self._stopped:
+                watch = self._watched
+                if watch is None:
+                    self._wakes_at = math.inf
+                    self._condition.wait()
+                    continue
+                left = watch.until - time.monotonic()
+                if left > 0:
+                    self._wakes_at = watch.until
+                    self._condition.wait(left)
+                    continue
+                if not watch.interrupted:
+                    log.warning("a write transaction outlived its time; interrupting it")
+                watch.interrupted = True
+                watch.until += _INTERRUPT_AGAIN_S
+                try:
+                    interrupt(watch.dbapi_connection)
+                except Exception:  # this thread must live on to watch the next transaction
+                    log.exception("interrupting a write transaction failed")

@@ -152,7 +152,13 @@ def build_statements(dialect: Dialect) -> WriteStatements:
     def compiled(statement: ClauseElement) -> Compiled:
         return compile_for(statement, dialect)
 
-    lock = text(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
+    # The transaction's time is set in the same round trip: the server then cancels a statement
+    # that outlives it, and the transaction ends there with its locks (the committer's
+    # watchdog only cuts the connection, and the server may not notice for a long while).
+    lock = text(
+        "SELECT set_config('statement_timeout', :statement_timeout, true),"
+        f" pg_advisory_xact_lock({WRITERS_LOCK})"
+    )
     return WriteStatements(
         lock_writers=compiled(lock) if dialect.name == "postgresql" else None,
         claim_signature=compiled(_claim_signature(dialect.name)),

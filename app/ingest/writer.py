@@ -6,6 +6,14 @@ answer within STEMHOOK_WRITE_TIMEOUT_S it is StorageUnavailable (503), so that t
 retries; the writer process then drops it unless it had already begun its batch (stored anyway:
 the retry is answered as a duplicate, and nothing acknowledged is lost either way).
 
+A submission counts as pending from its hand-over until the writer process answers it (its
+sender may have been answered 503 long before): until then its body is held in this process's
+buffers, the socket's or the writer process's read-ahead. Past STEMHOOK_MAX_PENDING_WRITES
+submissions or STEMHOOK_MAX_PENDING_WRITE_BYTES of bodies, a submission is refused at once
+(Overloaded, 503 with Retry-After) and nothing of it is kept: while the database stalls, the
+memory held stays bounded however fast callbacks come, and it is given back as the writer process
+answers.
+
 If the writer process dies, everything waiting is answered 503, and so is everything submitted
 until a new one runs: one is started within a second (and again every second until one starts).
 A writer process that leaves a submission unanswered long after its deadline (its own watchdog
@@ -27,13 +35,15 @@ from multiprocessing.process import BaseProcess
 from typing import cast
 
 from app.config import Settings
-from app.errors import StorageUnavailable
+from app.errors import Overloaded, StorageUnavailable
 from app.ingest.committer import UNAVAILABLE, Answer, answer_from_wire
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Receipt, Submission
 from app.ingest.writer_process import serve
 
 log = logging.getLogger(__name__)
+
+OVERLOADED = "too many callbacks are waiting for the database already; retry later"
 
 _RESTART_AFTER_S = 1.0
 # How often submissions past their deadline are answered 503 (the timeout's resolution), and a
@@ -50,8 +60,11 @@ class Writer:
         self._timeout_s = settings.write_timeout_s
         self._sequence = itertools.count()
         # Until the writer process answers, in submission order, hence in deadline order: an
-        # entry past its deadline has been answered 503 already.
-        self._waiting: dict[int, tuple[float, asyncio.Future[Receipt]]] = {}
+        # entry past its deadline has been answered 503 already. With each, its body's size.
+        self._waiting: dict[int, tuple[float, asyncio.Future[Receipt], int]] = {}
+        self._max_pending = settings.max_pending_writes
+        self._max_pending_bytes = settings.max_pending_write_bytes
+        self._pending_bytes = 0
         self._stuck_after_s = 2 * settings.write_timeout_s + 2
         self._link: _Link | None = None
         self._process: BaseProcess | None = None
@@ -95,12 +108,24 @@ class Writer:
         link = self._link
         if link is None or link.lost or self._stopping:
             raise StorageUnavailable(UNAVAILABLE)
+        size = len(submission.arrival.body)
+        # One submission is always taken when none is pending, whatever its size.
+        if len(self._waiting) >= self._max_pending or (
+            self._pending_bytes + size > self._max_pending_bytes and self._waiting
+        ):
+            raise Overloaded(OVERLOADED)
         sequence = next(self._sequence)
         future: asyncio.Future[Receipt] = self._loop.create_future()
         deadline = time.monotonic() + self._timeout_s
-        self._waiting[sequence] = (deadline, future)
+        self._waiting[sequence] = (deadline, future, size)
+        self._pending_bytes += size
         link.send(frame((sequence, deadline, submission.to_wire())))
-        return await future
+        try:
+            return await future
+        finally:
+            # A 503 is the future's exception, whose traceback holds this frame: holding the
+            # future too would make a cycle (with the body) that only a full collection frees.
+            del future
 
     async def _spawn(self) -> None:
         _PROCESSES.set_forkserver_preload(["app.ingest.writer_process"])
@@ -138,12 +163,16 @@ class Writer:
 
     def _settle(self, sequence: int, answer: Answer) -> None:
         waiting = self._waiting.pop(sequence, None)
-        if waiting is None or waiting[1].done():  # answered 503 already
+        if waiting is None:
+            return
+        _, future, size = waiting
+        self._pending_bytes -= size
+        if future.done():  # answered 503 already
             return
         if isinstance(answer, BaseException):
-            waiting[1].set_exception(answer)
+            future.set_exception(answer)
         else:
-            waiting[1].set_result(answer)
+            future.set_result(answer)
 
     def _lost(self, link: _Link) -> None:
         if link is self._link and not self._stopping:
@@ -152,7 +181,7 @@ class Writer:
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        for deadline, future in self._waiting.values():
+        for deadline, future, _ in self._waiting.values():
             if deadline > now:
                 break
             if not future.done():
@@ -168,7 +197,8 @@ class Writer:
 
     def _fail_waiting(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        for _, future in waiting.values():
+        self._pending_bytes = 0
+        for _, future, _ in waiting.values():
             if not future.done():
                 future.set_exception(StorageUnavailable(UNAVAILABLE))
 

@@ -47,7 +47,12 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
     engine = create_sync_engine(settings)
     key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
-    committer = Committer(engine, suno_key=key, timeout_s=settings.write_timeout_s)
+    committer = Committer(
+        engine,
+        suno_key=key,
+        timeout_s=settings.write_timeout_s,
+        max_jobs=settings.max_jobs_per_delivery,
+    )
     inbox = _Inbox(channel, max_batch=settings.write_batch_max)
     # What start-up built (the code, SQLAlchemy's compiled statements) lives as long as the
     # process: kept out of the collector's full passes, which otherwise walked its ~85,000
@@ -75,7 +80,9 @@ def serve(channel: socket.socket, settings: Settings) -> None:
 def _stored(committer: Committer, batch: list[Request]) -> list[tuple[int, Answer]]:
     if not batch:
         return []
-    stored = committer.commit([submission for _, _, submission in batch])
+    stored = committer.commit(
+        [submission for _, _, submission in batch], deadlines=[deadline for _, deadline, _ in batch]
+    )
     return list(zip([sequence for sequence, _, _ in batch], stored, strict=True))
 
 

@@ -60,3 +60,18 @@ def suno_signed(key: str, task_id: str, timestamp: int) -> dict[str, str]:
         "X-Webhook-Timestamp": str(timestamp),
         "X-Webhook-Signature": base64.b64encode(digest).decode(),
     }
+
+
+def media_lab_list(job_ids: list[str], state: int = 3) -> bytes:
+    """A Media Lab listJobsResponse listing these jobs, all in one state."""
+    jobs = [
+        {"id": job_id, "state": state, "timing": {"createdAt": "0"}, "inputs": [], "outputs": []}
+        for job_id in job_ids
+    ]
+    return orjson.dumps({"listJobsResponse": {"jobs": jobs}})
+
+
+def ci_json_of_size(job_id: str, size: int) -> bytes:
+    """A CI callback of exactly `size` bytes, its UserData padded."""
+    bare = len(ci_json(job_id, "Success", user_data=""))
+    return ci_json(job_id, "Success", user_data="x" * (size - bare))

@@ -27,7 +27,7 @@ def test_anything_a_parser_raises_rejects_the_delivery(
 ) -> None:
     monkeypatch.setattr(admission, "parse_callback", _raises(exc))
 
-    intake = admit(detected(b"{}"), suno_key=None)
+    intake = admit(detected(b"{}"), suno_key=None, max_jobs=100)
 
     assert intake.jobs == ()
     assert intake.error is not None and type(exc).__name__ in intake.error
@@ -37,4 +37,4 @@ def test_a_failure_after_parsing_is_not_the_body_s_fault(monkeypatch: pytest.Mon
     monkeypatch.setattr(suno, "verify_signature", _raises(RuntimeError("a bug")))
 
     with pytest.raises(RuntimeError, match="a bug"):
-        admit(detected(suno_json("t-after")), suno_key="key")
+        admit(detected(suno_json("t-after")), suno_key="key", max_jobs=100)

@@ -1,19 +1,22 @@
-"""The committer against a PostgreSQL that stops answering, or answers late, mid-transaction."""
+"""The committer against a PostgreSQL that stops answering, or answers late, mid-transaction;
+and how it bounds what one transaction holds: job rows, and time."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
+from sqlalchemy import Engine, event, text
 
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
 from app.ingest.committer import Answer, Committer
 from app.ingest.intake import Outcome, Receipt, Submission
-from tests.api.payloads import ci_json
-from tests.conftest import Backend
+from tests.api.payloads import ci_json, media_lab_list
+from tests.conftest import Backend, stalling_job
 from tests.ingest.submissions import detected
 from tests.proxy import FaultyProxy
 
@@ -22,23 +25,34 @@ def submission(job_id: str) -> Submission:
     return detected(ci_json(job_id, "Success"))
 
 
+def committer_for(engine: Engine, *, timeout_s: float) -> Committer:
+    return Committer(engine, suno_key=None, timeout_s=timeout_s, max_jobs=100)
+
+
+def commit(committer: Committer, submissions: list[Submission], *, within_s: float) -> list[Answer]:
+    """What the committer answers, each sender waiting `within_s` from now."""
+    deadline = time.monotonic() + within_s
+    return committer.commit(submissions, deadlines=[deadline] * len(submissions))
+
+
 @pytest.mark.postgres_only
 def test_a_commit_the_server_never_answers_is_interrupted(
     backend: Backend, settings: Settings, proxy: FaultyProxy
 ) -> None:
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     engine = create_sync_engine(Backend("proxied", url).settings(write_timeout_s=1))
-    committer = Committer(engine, suno_key=None, timeout_s=1)
+    committer = committer_for(engine, timeout_s=1)
     answers: list[Answer] = []
     try:
-        (before,) = committer.commit([submission("j-before")])
+        (before,) = commit(committer, [submission("j-before")], within_s=1)
         assert isinstance(before, Receipt) and before.outcome is Outcome.ACCEPTED
         proxy.mute_at(b"COMMIT")
         worker = threading.Thread(
-            target=lambda: answers.extend(committer.commit([submission("j-hung")])), daemon=True
+            target=lambda: answers.extend(commit(committer, [submission("j-hung")], within_s=1)),
+            daemon=True,
         )
         worker.start()
-        worker.join(timeout=10)  # the watchdog interrupts after timeout + 1 s
+        worker.join(timeout=10)  # the watchdog interrupts at the deadline
 
         assert not worker.is_alive(), "the COMMIT was never interrupted"
         assert [type(answer) for answer in answers] == [StorageUnavailable]
@@ -58,16 +72,16 @@ def test_a_slow_commit_is_logged_with_its_duration(
     monkeypatch.setattr("app.ingest.committer.SLOW_COMMIT_S", 0.5)
     url = backend.url.replace(":5432/", f":{proxy.port}/")
     engine = create_sync_engine(Backend("proxied", url).settings())
-    committer = Committer(engine, suno_key=None, timeout_s=5)
+    committer = committer_for(engine, timeout_s=5)
     caplog.set_level(logging.WARNING, logger="app.ingest.committer")
     try:
         # Slow statements are not a slow commit: only the COMMIT is timed.
         proxy.delay_at(b"INSERT", 1.0)
-        (slow_statements,) = committer.commit([submission("j-slow-insert")])
+        (slow_statements,) = commit(committer, [submission("j-slow-insert")], within_s=5)
         assert not [r for r in caplog.records if r.name == "app.ingest.committer"]
 
         proxy.delay_at(b"COMMIT", 1.0)
-        answers = committer.commit([submission("j-slow-1"), submission("j-slow-2")])
+        answers = commit(committer, [submission("j-slow-1"), submission("j-slow-2")], within_s=5)
     finally:
         committer.close()
         engine.dispose()
@@ -78,3 +92,55 @@ def test_a_slow_commit_is_logged_with_its_duration(
     assert record.levelno == logging.WARNING
     assert record.deliveries == 2  # type: ignore[attr-defined]
     assert record.commit_ms >= 1000  # type: ignore[attr-defined]
+
+
+def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.ingest.committer.MAX_TRANSACTION_JOBS", 150)
+    writer_engine = create_sync_engine(settings)
+    commits: list[None] = []
+    event.listen(writer_engine, "commit", lambda _connection: commits.append(None))
+    committer = committer_for(writer_engine, timeout_s=5)
+    lists = [detected(media_lab_list([f"bound-{n}-{i}" for i in range(100)])) for n in range(3)]
+    try:
+        answers = commit(committer, lists, within_s=5)
+    finally:
+        committer.close()
+        writer_engine.dispose()
+
+    assert [a.outcome for a in answers if isinstance(a, Receipt)] == [Outcome.ACCEPTED] * 3
+    assert len(commits) == 3  # 100 + 100 jobs would be above 150
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM job")) == 300
+
+
+def test_a_batch_that_outlives_its_time_fails_only_its_heavy_delivery(
+    backend: Backend, settings: Settings, engine: Engine
+) -> None:
+    """Tried again in halves before the senders give up: the neighbours commit in time, the
+    delivery that never finishes is answered 503 and nothing of it is stored."""
+    writer_engine = create_sync_engine(settings)
+    # Time enough for three halvings on a loaded machine (the least an attempt gets is 1 s).
+    committer = committer_for(writer_engine, timeout_s=8)
+    names = ["split-1", "split-heavy", "split-2", "split-3", "split-4"]
+    try:
+        with stalling_job(engine, backend, "split-heavy"):
+            started = time.monotonic()
+            answers = commit(committer, [submission(name) for name in names], within_s=8)
+            elapsed = time.monotonic() - started
+    finally:
+        committer.close()
+        writer_engine.dispose()
+
+    answered = {
+        name: answer.outcome if isinstance(answer, Receipt) else type(answer)
+        for name, answer in zip(names, answers, strict=True)
+    }
+    assert answered == dict.fromkeys(names, Outcome.ACCEPTED) | {"split-heavy": StorageUnavailable}
+    assert elapsed < 8  # the neighbours were answered before their senders gave up
+    with engine.connect() as connection:
+        jobs = connection.execute(text("SELECT job_id FROM job ORDER BY job_id")).scalars().all()
+        deliveries = connection.scalar(text("SELECT count(*) FROM delivery"))
+    assert jobs == sorted(set(names) - {"split-heavy"})
+    assert deliveries == 4

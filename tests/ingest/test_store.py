@@ -28,6 +28,7 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
         admit(
             detected(ci_json(job_id, state)),
             suno_key=None,
+            max_jobs=1,
         )
         for job_id, state in deliveries
     ]
@@ -52,7 +53,7 @@ def closing_cursor(connection: Connection) -> Iterator[Cursor]:
 def signed(body: bytes, headers: dict[str, str]) -> Intake:
     """A Suno delivery whose signature holds, admitted as the writer admits it."""
     lower = {name.lower(): value for name, value in headers.items()}
-    return admit(detected(body, headers=lower), suno_key=SUNO_KEY)
+    return admit(detected(body, headers=lower), suno_key=SUNO_KEY, max_jobs=100)
 
 
 def outcome(receipt: Receipt) -> tuple[str, str, bool, Outcome]:

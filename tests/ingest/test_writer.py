@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from app import models
 from app.config import Settings
 from app.db import create_sync_engine
-from app.errors import StorageUnavailable
+from app.errors import Overloaded, StorageUnavailable
 from app.ingest.intake import Outcome, Receipt, Submission
 from app.ingest.turns import writer_turns
 from app.ingest.writer import Writer
@@ -158,3 +158,26 @@ async def test_a_writer_whose_turn_does_not_come_answers_503_and_carries_on(
     finally:
         other_worker.close()
         await writer.stop()
+
+
+async def test_past_the_pending_bound_a_submission_is_refused_at_once_and_the_rest_commit(
+    settings: Settings,
+) -> None:
+    """Submitted together, before the writer process can answer any: the first two are handed
+    over, the third is refused without being kept; once they are answered there is room again."""
+    writer = Writer(settings.model_copy(update={"max_pending_writes": 2}))
+    await writer.start()
+    try:
+        first = [writer.write(intake(ci_json(f"j-p{n}", "Success"), T0)) for n in range(3)]
+        answers = await asyncio.gather(*first, return_exceptions=True)
+        later = await writer.write(intake(ci_json("j-p3", "Success"), T0))
+    finally:
+        await writer.stop()
+
+    assert [type(answer) for answer in answers] == [Receipt, Receipt, Overloaded]
+    assert later.outcome is Outcome.ACCEPTED
+    engine = create_sync_engine(settings)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT job_id FROM job ORDER BY job_id")).scalars()
+        assert stored.all() == ["j-p0", "j-p1", "j-p3"]
+    engine.dispose()

@@ -37,6 +37,38 @@ def memory_kib(pid: int) -> dict[str, int]:
     }
 
 
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (a server's writer processes are children of
+    its forkserver)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue += [int(child) for child in (task / "children").read_text().split()]
+            except FileNotFoundError:  # the task or the process ended meanwhile
+                continue
+    return found
+
+
+def memory_by_process(pid: int) -> dict[int, dict[str, int]]:
+    """memory_kib of the process and of each one below it still running."""
+    found = {}
+    for member in descendants(pid):
+        try:
+            found[member] = memory_kib(member)
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+    return found
+
+
+def tree_memory_kib(pid: int) -> dict[str, int]:
+    """memory_kib summed over the process and its descendants."""
+    measured = memory_by_process(pid).values()
+    return {name: sum(memory[name] for memory in measured) for name in ("VmRSS", "VmHWM")}
+
+
 def figures(title: str, **values: Any) -> None:
     """One line of the figures a test held, shown under `pytest -s`."""
     print(

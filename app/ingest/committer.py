@@ -239,7 +239,11 @@ class Committer:
         except BaseException:
             connection.close()
             raise
-        self._connection = connection
+        if watch.interrupted:  # the watchdog's deadline fell just after the COMMIT returned
+            connection.invalidate()  # not back to the pool: its socket may be shut down
+            connection.close()
+        else:
+            self._connection = connection
         if committed - stored > SLOW_COMMIT_S:
             commit_ms = round((committed - stored) * 1000, 1)
             log.warning(

@@ -108,18 +108,20 @@ class Writer:
         link = self._link
         if link is None or link.lost or self._stopping:
             raise StorageUnavailable(UNAVAILABLE)
-        size = len(submission.arrival.body)
+        sequence = next(self._sequence)
+        deadline = time.monotonic() + self._timeout_s
+        data = frame((sequence, deadline, submission.to_wire()))
+        # The frame is what is held until answered: the body and the kept headers with it.
+        size = len(data)
         # One submission is always taken when none is pending, whatever its size.
         if len(self._waiting) >= self._max_pending or (
             self._pending_bytes + size > self._max_pending_bytes and self._waiting
         ):
             raise Overloaded(OVERLOADED)
-        sequence = next(self._sequence)
         future: asyncio.Future[Receipt] = self._loop.create_future()
-        deadline = time.monotonic() + self._timeout_s
         self._waiting[sequence] = (deadline, future, size)
         self._pending_bytes += size
-        link.send(frame((sequence, deadline, submission.to_wire())))
+        link.send(data)
         try:
             return await future
         finally:

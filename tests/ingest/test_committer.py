@@ -3,17 +3,19 @@ and how it bounds what one transaction holds: job rows, and time."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, event, text
 
 from app.config import Settings
-from app.db import create_sync_engine
+from app.db import create_sync_engine, interrupt
 from app.errors import StorageUnavailable
-from app.ingest.committer import Answer, Committer
+from app.ingest.committer import Answer, Committer, _Watch, _Watchdog
 from app.ingest.intake import Outcome, Receipt, Submission
 from tests.api.payloads import ci_json, media_lab_list
 from tests.conftest import Backend, stalling_job
@@ -144,3 +146,33 @@ def test_a_batch_that_outlives_its_time_fails_only_its_heavy_delivery(
         deliveries = connection.scalar(text("SELECT count(*) FROM delivery"))
     assert jobs == sorted(set(names) - {"split-heavy"})
     assert deliveries == 4
+
+
+@pytest.mark.postgres_only
+def test_a_connection_interrupted_just_after_its_commit_is_not_used_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog can shut a connection down after its COMMIT returned but before the watch
+    ended, when the deadline falls in between: the next batch must not inherit it (a 503)."""
+    watching = _Watchdog.watching
+
+    @contextlib.contextmanager
+    def interrupted_after_commit(self: _Watchdog, watch: _Watch) -> Iterator[None]:
+        with watching(self, watch):
+            yield
+            watch.interrupted = True  # as the watchdog marks it, the moment after the COMMIT
+            interrupt(watch.dbapi_connection)
+
+    engine = create_sync_engine(settings)
+    committer = committer_for(engine, timeout_s=5)
+    try:
+        monkeypatch.setattr(_Watchdog, "watching", interrupted_after_commit)
+        (first,) = commit(committer, [submission("j-cut-after")], within_s=5)
+        monkeypatch.undo()
+        (next_batch,) = commit(committer, [submission("j-next")], within_s=5)
+    finally:
+        committer.close()
+        engine.dispose()
+
+    assert isinstance(first, Receipt) and first.outcome is Outcome.ACCEPTED
+    assert isinstance(next_batch, Receipt) and next_batch.outcome is Outcome.ACCEPTED

@@ -181,3 +181,21 @@ async def test_past_the_pending_bound_a_submission_is_refused_at_once_and_the_re
         stored = connection.execute(text("SELECT job_id FROM job ORDER BY job_id")).scalars()
         assert stored.all() == ["j-p0", "j-p1", "j-p3"]
     engine.dispose()
+
+
+async def test_the_pending_bytes_count_the_kept_headers_with_the_body(settings: Settings) -> None:
+    """A small body with large kept headers holds as much as a large body: two such, submitted
+    together, exceed a bound either body alone is far below."""
+    writer = Writer(settings.model_copy(update={"max_pending_write_bytes": 40_000}))
+    large_header = {"user-agent": "u" * 30_000}
+    await writer.start()
+    try:
+        together = [
+            writer.write(detected(ci_json(f"j-h{n}", "Success"), headers=large_header))
+            for n in range(2)
+        ]
+        answers = await asyncio.gather(*together, return_exceptions=True)
+    finally:
+        await writer.stop()
+
+    assert [type(answer) for answer in answers] == [Receipt, Overloaded]

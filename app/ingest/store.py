@@ -119,7 +119,12 @@ def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
 def keep_raw(
     cursor: Cursor, sql: WriteStatements, intake: Intake, outcome: Outcome, error: str
 ) -> Receipt:
-    """Store the delivery without jobs, with the reason why, for inspection and replay."""
+    """Store the delivery without jobs, with the reason why, for inspection and replay. A signed
+    one still claims its signature, or is refused if another body holds it: a delivery kept
+    orphaned must not leave its signature free for a forgery."""
+    [intake] = _claim_signatures(cursor, sql, [intake])
+    if intake.refused and intake.error is not None:
+        outcome, error = Outcome.REFUSED, intake.error
     (delivery_id,) = cursor.one(sql.insert_delivery, _delivery_row(intake, outcome, error))
     return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, error=error)
 

@@ -414,6 +414,22 @@ async def test_a_suno_signature_vouches_for_the_first_body_only(
     ) == [(0,)]
 
 
+async def test_a_signed_delivery_kept_orphaned_still_holds_its_signature(
+    backend: Backend, engine: Engine
+) -> None:
+    key = "suno-hmac-key"
+    headers = suno_signed(key, "t-orphan", int(time.time()))
+    genuine = suno_json("t-orphan", code=500, msg="separation failed")
+    forged = suno_json("t-orphan")
+    async for client in open_client(backend.settings(suno_hmac_key=key)):
+        with refusing_job(engine, backend, "t-orphan"):
+            orphaned = await client.post("/callbacks/suno", content=genuine, headers=headers)
+        reused = await client.post("/callbacks/suno", content=forged, headers=headers)
+
+    assert orphaned.json()["error"]["code"] == "unstorable_payload"
+    assert (reused.status_code, reused.json()["error"]["code"]) == (401, "unauthorized")
+
+
 async def test_read_api_requires_a_known_token(client: httpx.AsyncClient) -> None:
     await client.post("/callbacks/tencent-ci", content=ci_json("j-auth", "Success"))
     path = "/v1/jobs/tencent-ci/j-auth"

@@ -15,14 +15,17 @@ Failures:
 - a transaction outlives its time (half of what is left until the earliest delivery still
   awaited gives up, so that what remains can still be stored in time; the last one alone gets
   until its own deadline): the server cancels its statement (PostgreSQL's statement_timeout,
-  set per transaction) or a watchdog interrupts its connection (a server that stopped
+  set for the transaction's later statements) or a watchdog interrupts its connection (a server that stopped
   answering), and its deliveries are tried again in halves, so that a heavy delivery fails
   alone (503) and its neighbours commit. A part whose senders have all given up is answered
   503 without being tried. One interrupted in its COMMIT is not tried again (it may have been
-  committed) and answers 503, as an unavailable database does.
+  committed) and answers 503, as an unavailable database does. The server-side cut is not exact
+  (a timeout set inside the transaction covers only the statements after it), so the watchdog
+  is what bounds an attempt.
 
 A transaction writes at most MAX_TRANSACTION_JOBS job rows: a batch listing more is stored in
-several, one after another.
+several, one after another. Each part is answered as soon as it is decided (commit() yields its
+answers), so that what committed early does not wait for a heavy part behind it.
 
 A commit slower than SLOW_COMMIT_S is logged as a warning with its duration (`commit_ms`): every
 delivery waiting behind it is answered that much later, and the cause lies where stemhook cannot
@@ -126,35 +129,38 @@ class Committer:
         while another writer commits joins the batch rather than waiting for the next one."""
         return self._turns.taken(until=until)
 
-    def commit(self, submissions: list[Submission], *, deadlines: list[float]) -> list[Answer]:
-        """Each submission's answer, in order, once everything storable is committed.
-        `deadlines`: when each one's sender stops waiting (time.monotonic())."""
-        answers: dict[int, Answer] = {}
+    def commit(
+        self, submissions: list[Submission], *, deadlines: list[float]
+    ) -> Iterator[list[tuple[int, Answer]]]:
+        """The submissions' answers as (index, answer), group by group as each is decided: a part
+        committed early is answered without waiting for a heavy one behind it. `deadlines`: when
+        each one's sender stops waiting (time.monotonic())."""
+        refused: list[tuple[int, Answer]] = []
         admitted: list[_Pending] = []
         for index, (submission, deadline) in enumerate(zip(submissions, deadlines, strict=True)):
             try:
                 intake = admit(submission, suno_key=self._suno_key, max_jobs=self._max_jobs)
             except BadSignature as exc:
-                answers[index] = exc
+                refused.append((index, exc))
             except Exception as exc:  # a bug outside parsing: answer 500, keep the others going
                 log.exception("admitting a delivery failed")
-                answers[index] = _unexpected(exc)
+                refused.append((index, _unexpected(exc)))
             else:
                 admitted.append(_Pending(index, intake, deadline))
-        answers.update(self._stored(admitted))
-        return [answers[index] for index in range(len(submissions))]
+        if refused:
+            yield refused
+        yield from self._stored(admitted)
 
-    def _stored(self, admitted: list[_Pending]) -> dict[int, Answer]:
+    def _stored(self, admitted: list[_Pending]) -> Iterator[list[tuple[int, Answer]]]:
         """Each delivery's answer, committed in parts (see the module's docstring): each part
         is answered once, by its commit or by its failure, never both."""
-        answers: dict[int, Answer] = {}
         parts = deque(_by_jobs(admitted))
         unavailable = False
         while parts:
             part = parts.popleft()
             now = time.monotonic()
             if unavailable or max(pending.deadline for pending in part) <= now:
-                answers.update((pending.index, StorageUnavailable(UNAVAILABLE)) for pending in part)
+                yield [(pending.index, StorageUnavailable(UNAVAILABLE)) for pending in part]
                 continue
             intakes = [pending.intake for pending in part]
             try:
@@ -169,7 +175,7 @@ class Committer:
                     half = len(part) // 2
                     parts.extendleft([part[half:], part[:half]])
                 else:
-                    answers[part[0].index] = StorageUnavailable(UNAVAILABLE)
+                    yield [(part[0].index, StorageUnavailable(UNAVAILABLE))]
             except Exception as exc:
                 if is_unavailable(exc):
                     log.warning("database unavailable for %d deliveries: %s", len(part), exc)
@@ -178,10 +184,9 @@ class Committer:
                 elif len(part) > 1:  # one of them is refused: each in a transaction of its own
                     parts.extendleft([pending] for pending in reversed(part))
                 else:
-                    answers[part[0].index] = self._keep_orphaned(part[0], exc)
+                    yield [(part[0].index, self._keep_orphaned(part[0], exc))]
             else:
-                answers.update(zip([pending.index for pending in part], stored, strict=True))
-        return answers
+                yield list(zip([pending.index for pending in part], stored, strict=True))
 
     def _attempt_until(
         self, part: Sequence[_Pending], rest: deque[list[_Pending]], now: float

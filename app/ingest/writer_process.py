@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from app.config import Settings
 from app.db import create_sync_engine
@@ -63,12 +64,11 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     try:
         while inbox.wait():
             with committer.turn(until=inbox.oldest_deadline()) as turn:
-                answers = _unavailable(inbox.take_expired(time.monotonic()))
+                _send(channel, _unavailable(inbox.take_expired(time.monotonic())))
                 if turn is not Turn.MISSED:  # missed: another worker's writer kept the database
-                    answers += _stored(committer, inbox.take(everything=turn is Turn.WAITED))
-            channel.sendall(
-                frame([(sequence, answer_to_wire(answer)) for sequence, answer in answers])
-            )
+                    batch = inbox.take(everything=turn is Turn.WAITED)
+                    for answers in _stored(committer, batch):
+                        _send(channel, answers)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the web process is gone: nobody is waiting for these answers
     finally:
@@ -77,13 +77,20 @@ def serve(channel: socket.socket, settings: Settings) -> None:
         channel.close()
 
 
-def _stored(committer: Committer, batch: list[Request]) -> list[tuple[int, Answer]]:
+def _stored(committer: Committer, batch: list[Request]) -> Iterator[list[tuple[int, Answer]]]:
+    """The batch's answers by sequence, group by group as the committer decides them."""
     if not batch:
-        return []
-    stored = committer.commit(
+        return
+    groups = committer.commit(
         [submission for _, _, submission in batch], deadlines=[deadline for _, deadline, _ in batch]
     )
-    return list(zip([sequence for sequence, _, _ in batch], stored, strict=True))
+    for group in groups:
+        yield [(batch[index][0], answer) for index, answer in group]
+
+
+def _send(channel: socket.socket, answers: list[tuple[int, Answer]]) -> None:
+    if answers:
+        channel.sendall(frame([(sequence, answer_to_wire(answer)) for sequence, answer in answers]))
 
 
 def _unavailable(requests: list[Request]) -> list[tuple[int, Answer]]:

@@ -11,6 +11,8 @@ this instead:
   from a server slow to make a commit durable;
 - `restore()`: forwarding again on the same port. Connections that carried anything while
   muted are cut (their protocol state is lost); idle ones simply carry on.
+`abandoned` is set once a client hangs up on a connection that carried something while muted:
+the moment it gave up on the database, which a test can wait for instead of sleeping.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FaultyProxy:
         self.port: int = self._listener.getsockname()[1]
         self._listening = threading.Event()
         self._acceptor = self._start_accepting()
+        self.abandoned = threading.Event()
 
     def refuse(self) -> None:
         self._stop_accepting()
@@ -130,6 +133,8 @@ class FaultyProxy:
                     self._delay = None
                     time.sleep(delay[1])
                 target.sendall(data)
+            if source is link.client and link.broken:
+                self.abandoned.set()
         except OSError:
             pass
         with contextlib.suppress(OSError):

@@ -99,9 +99,10 @@ def lines_with(log: Path, text: str) -> list[str]:
     return [line for line in log.read_text().splitlines() if text in line]
 
 
-def new_lines_with(log: Path, text: str, *, after: int, within_s: float = 5) -> list[str]:
+def new_lines_with(log: Path, text: str, *, after: int, within_s: float = 60) -> list[str]:
     """The lines containing the text past the first `after`, once there is one: nginx logs a
-    request just after it has answered it, and other tests' requests share the log."""
+    request just after it has answered it (milliseconds, or seconds on a starved machine), and
+    other tests' requests share the log."""
     deadline = time.monotonic() + within_s
     while not (found := lines_with(log, text)[after:]):
         assert time.monotonic() < deadline, f"no new {text!r} in {log}"

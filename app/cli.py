@@ -17,7 +17,6 @@ import uvicorn
 
 from app.config import MIN_TOKEN_LENGTH, Settings, get_settings, parse_duration
 from app.db import create_sync_engine
-from app.http_protocol import HttpProtocol
 from app.ingest.intake import Outcome
 from app.logs import json_lines, log_config
 from app.metrics import MULTIPROCESS_DIR
@@ -92,7 +91,6 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http=HttpProtocol,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         root_path=settings.root_path,

@@ -7,9 +7,8 @@ StemhookError
 ├── Conflict              409  the request cannot be carried out on this resource as it is
 ├── Gone                  410  what was asked for is no longer kept (retention)
 ├── InvalidRequest        422  a query value is wrong (names the field)
-├── RequestTimeout        408  the head or body did not arrive within STEMHOOK_BODY_TIMEOUT_S
+├── RequestTimeout        408  the body did not arrive within STEMHOOK_BODY_TIMEOUT_S
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
-├── HeadTooLarge          431  request line and headers above 64 KiB (app/http_protocol.py)
 ├── TooManyWaiters        429  STEMHOOK_MAX_WAITERS long polls already wait; retry later
 ├── BadPayload            400  body stored as a rejected delivery; says what was wrong
 │   └── UnstorablePayload 400  parsed, but the database refused its jobs: kept as orphaned
@@ -76,11 +75,6 @@ class RequestTimeout(StemhookError):
 class PayloadTooLarge(StemhookError):
     status_code = 413
     code = "payload_too_large"
-
-
-class HeadTooLarge(StemhookError):
-    status_code = 431
-    code = "head_too_large"
 
 
 class TooManyWaiters(StemhookError):

@@ -30,6 +30,13 @@ from tests.proxy import FaultyProxy
 API_TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = ("job_event", "delivery_job", "job", "delivery", "signature_use", "purge_state")
+# How long a provider waits for an answer before it gives up and retries (Tencent's and Suno's
+# 15 s): a bound where real time is the point, generous against a loaded machine. The faster
+# figures stemhook aims at (BENCHMARKS.md) are measured, not asserted.
+PROVIDER_PATIENCE_S = 15
+# The longest write timeout allowed, for every test that does not choose its own: a write is
+# answered 503 where a test takes the database away, never because the machine is loaded.
+TEST_WRITE_TIMEOUT_S = 10
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,11 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
         name for name in os.environ if name.startswith("STEMHOOK_") and "TEST" not in name
     ]:
         del os.environ[name]
-    # In CI a red run stops a landing, so property tests (and schemathesis) try the same examples
-    # every time, with no per-example time limit on a loaded machine; developers' runs explore.
-    hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-    if os.environ.get("CI") == "true":
-        hypothesis.settings.load_profile("ci")
+    # No run's outcome may hang on the machine's load: no per-example time limit, and no health
+    # check on how fast examples are made. In CI a red run stops a landing, so property tests
+    # (and schemathesis) also try the same examples every time; developers' runs explore.
+    unhurried = {"deadline": None, "suppress_health_check": [hypothesis.HealthCheck.too_slow]}
+    hypothesis.settings.register_profile("dev", **unhurried)
+    hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True, **unhurried)
+    hypothesis.settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 
 @pytest.fixture
@@ -77,7 +86,11 @@ class Backend:
     url: str
 
     def settings(self, **overrides: object) -> Settings:
-        values: dict[str, object] = {"database_url": self.url, "api_tokens": API_TOKEN}
+        values: dict[str, object] = {
+            "database_url": self.url,
+            "api_tokens": API_TOKEN,
+            "write_timeout_s": TEST_WRITE_TIMEOUT_S,
+        }
         return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
 

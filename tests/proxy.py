@@ -11,6 +11,8 @@ this instead:
   from a server slow to make a commit durable;
 - `restore()`: forwarding again on the same port. Connections that carried anything while
   muted are cut (their protocol state is lost); idle ones simply carry on.
+`abandoned` is set once a client hangs up on a connection that carried something while muted:
+the moment it gave up on the database, which a test can wait for instead of sleeping.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FaultyProxy:
         self.port: int = self._listener.getsockname()[1]
         self._listening = threading.Event()
         self._acceptor = self._start_accepting()
+        self.abandoned = threading.Event()
 
     def refuse(self) -> None:
         self._stop_accepting()
@@ -68,8 +71,10 @@ class FaultyProxy:
     def restore(self) -> None:
         self._mute_marker = None
         self._delay = None
-        self._muted.clear()
-        self._cut(lambda link: link.broken)
+        with self._lock:  # a link is marked broken under it too: none escapes the cut
+            self._muted.clear()
+            broken = [link for link in self._links if link.broken]
+        self._cut(lambda link: link in broken)
         if not self._listening.is_set():
             self._listener = socket.create_server(("127.0.0.1", self.port))
             self._acceptor = self._start_accepting()
@@ -104,17 +109,18 @@ class FaultyProxy:
             except TimeoutError:
                 continue
             client.settimeout(None)
-            if self._muted.is_set():
-                link = _Link(client, None, broken=True)
-            else:
-                upstream = socket.create_connection(self._upstream)
-                link = _Link(client, upstream)
-                for source, target in ((client, upstream), (upstream, client)):
-                    pump = threading.Thread(target=self._pump, args=(link, source, target))
-                    pump.daemon = True
-                    pump.start()
+            with self._lock:  # as restore() looks: a muted link is cut or never muted
+                if self._muted.is_set():
+                    self._links.append(_Link(client, None, broken=True))
+                    continue
+            upstream = socket.create_connection(self._upstream)
+            link = _Link(client, upstream)
             with self._lock:
                 self._links.append(link)
+            for source, target in ((client, upstream), (upstream, client)):
+                pump = threading.Thread(target=self._pump, args=(link, source, target))
+                pump.daemon = True
+                pump.start()
 
     def _pump(self, link: _Link, source: socket.socket, target: socket.socket) -> None:
         try:
@@ -122,14 +128,17 @@ class FaultyProxy:
                 marker = self._mute_marker
                 if marker is not None and source is link.client and marker in data:
                     self._muted.set()
-                if self._muted.is_set():
-                    link.broken = True
+                with self._lock:
+                    link.broken = link.broken or self._muted.is_set()
+                if link.broken:  # swallowed until restore() cuts it: its protocol is lost
                     continue
                 delay = self._delay
                 if delay is not None and source is link.client and delay[0] in data:
                     self._delay = None
                     time.sleep(delay[1])
                 target.sendall(data)
+            if source is link.client and link.broken:
+                self.abandoned.set()
         except OSError:
             pass
         with contextlib.suppress(OSError):

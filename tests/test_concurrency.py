@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.api.payloads import ci_json
-from tests.conftest import API_TOKEN, Backend
+from tests.conftest import Backend
+from tests.reliability.support import server_env
 from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +53,7 @@ async def test_concurrent_identical_deliveries_in_one_process(
 async def test_concurrent_identical_deliveries_across_two_server_processes(
     backend: Backend, engine: Engine, tmp_path: Path
 ) -> None:
-    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    env = server_env(backend.url)
     body = ci_json("j-storm-2", "Success", outputs=("o/v.mp3", "o/a.mp3"))
     with (
         running_server(env, tmp_path) as first,
@@ -78,7 +79,7 @@ async def test_deliveries_touching_the_same_jobs_in_opposite_orders_across_proce
 
     forwards = [delivery(job_ids, state) for state in ("Running", "Success")]
     backwards = [delivery(job_ids[::-1], state) for state in ("Running", "Success")]
-    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    env = server_env(backend.url)
     with running_server(env, tmp_path) as first, running_server(env, tmp_path) as second:
         async with httpx.AsyncClient(timeout=30) as http:
             posts = [

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from app.logs import _LineWriter
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client
+from tests.reliability.support import server_env
 from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +61,7 @@ def worker_of(answer: httpx.Response) -> str:
 
 
 async def test_metrics_of_several_workers_add_up(backend: Backend, tmp_path: Path) -> None:
-    env = {"STEMHOOK_DATABASE_URL": backend.url, "STEMHOOK_API_TOKENS": API_TOKEN}
+    env = server_env(backend.url)
     accepted = ("stemhook_deliveries_total", (("outcome", "accepted"), ("provider", "suno")))
     posted_by: set[str] = set()
     posted = 0
@@ -94,11 +95,7 @@ async def test_metrics_of_several_workers_add_up(backend: Backend, tmp_path: Pat
 
 async def test_one_json_line_per_request_without_secrets(backend: Backend, tmp_path: Path) -> None:
     token = "callback-secret-0123456789"
-    env = {
-        "STEMHOOK_DATABASE_URL": backend.url,
-        "STEMHOOK_API_TOKENS": API_TOKEN,
-        "STEMHOOK_CALLBACK_TOKEN": token,
-    }
+    env = server_env(backend.url, callback_token=token)
     with running_server(env, tmp_path) as url:
         posted = httpx.post(
             f"{url}/callbacks/tencent-ci?token={token}",
@@ -190,7 +187,7 @@ async def test_retention_runs_by_itself_when_configured(backend: Backend, engine
     settings = backend.settings(purge_deliveries_older_than="1s", purge_every="1s")
     async for client in open_client(settings):
         posted = (await client.post("/callbacks", content=ci_json("j-ret", "Success"))).json()
-        for _ in range(50):
+        for _ in range(600):  # a purge each second: a minute is generous on any machine
             await asyncio.sleep(0.1)
             with engine.connect() as connection:
                 gone = connection.scalar(

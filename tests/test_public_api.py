@@ -20,9 +20,8 @@ from packaging.version import Version
 ROOT = Path(__file__).parent.parent
 APP = ROOT / "app"
 # Adapter module -> the distribution whose internals it uses. Its own tests fail when they move
-# (app/http_protocol.py: tests/test_http_protocol.py, which drives uvicorn's protocol;
-# app/prometheus_batch.py: tests/test_metrics.py).
-ADAPTERS = {"http_protocol.py": "uvicorn", "prometheus_batch.py": "prometheus-client"}
+# (app/prometheus_batch.py: tests/test_metrics.py).
+ADAPTERS = {"prometheus_batch.py": "prometheus-client"}
 
 
 def _private(name: str) -> bool:

@@ -12,16 +12,16 @@ Failures:
 - a batch fails on its data: each delivery is retried in a transaction of its own, so one
   poisoned delivery cannot fail its neighbours; the one the database still refuses is kept raw
   as an *orphaned* delivery (400 with its id), replayable once the cause is fixed;
-- a transaction outlives its time (half of what is left until the earliest delivery still
-  awaited gives up, so that what remains can still be stored in time; the last one alone gets
-  until its own deadline): the server cancels its statement (PostgreSQL's statement_timeout,
-  set for the transaction's later statements) or a watchdog interrupts its connection (a server that stopped
-  answering), and its deliveries are tried again in halves, so that a heavy delivery fails
-  alone (503) and its neighbours commit. A part whose senders have all given up is answered
-  503 without being tried. One interrupted in its COMMIT is not tried again (it may have been
-  committed) and answers 503, as an unavailable database does. The server-side cut is not exact
-  (a timeout set inside the transaction covers only the statements after it), so the watchdog
-  is what bounds an attempt.
+- a transaction outlives its time (half of what is left until the earliest delivery still awaited
+  gives up, so that what remains can still be stored in time; the last one alone gets until its own
+  deadline): the server cancels its statement (PostgreSQL's statement_timeout, set for the
+  transaction's later statements) or a watchdog interrupts its connection (a server that stopped
+  answering), and its deliveries are tried again in halves, so that a heavy delivery fails alone
+  (503) and its neighbours commit. A part whose senders have all given up is answered 503 without
+  being tried. One interrupted in its COMMIT is not tried again (it may have been committed) and
+  answers 503, as an unavailable database does. The server-side cut is not exact (a timeout set
+  inside the transaction covers only the statements after it), so the watchdog is what bounds an
+  attempt.
 
 A transaction writes at most MAX_TRANSACTION_JOBS job rows: a batch listing more is stored in
 several, one after another. Each part is answered as soon as it is decided (commit() yields its

@@ -23,8 +23,9 @@ from tests.servers import free_port
 
 NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
-STARTUP_TIMEOUT_S = 10
-STOP_TIMEOUT_S = 10
+# Generous: nginx starts in milliseconds, but a starved machine delays any process by seconds.
+STARTUP_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 60
 
 _MAIN = """\
 worker_processes 1;

@@ -144,7 +144,7 @@ def test_the_healthcheck_command_works_without_curl(stemhook: str) -> None:
             *command[1:-1],
             command[-1].replace(f"127.0.0.1:{IMAGE_PORT}", netloc),
         ]
-        return subprocess.run(check, capture_output=True, timeout=10).returncode
+        return subprocess.run(check, capture_output=True, timeout=60).returncode
 
     assert run_against(urlsplit(stemhook).netloc) == 0
     assert run_against(f"127.0.0.1:{free_port()}") != 0

@@ -1,8 +1,8 @@
 """deploy/nginx.conf in front of a real stemhook: what it forwards, what it refuses, how fast.
 
-The proxy bounds the size and the duration of a request head more tightly than stemhook itself
-does (tests/reliability/test_header_limits.py): behind it, an oversized or trickled head never
-reaches stemhook.
+The proxy alone bounds the size and the duration of a request head (stemhook, that is uvicorn,
+takes one of any size for as long as it trickles in): behind it, an oversized or trickled head
+never reaches stemhook.
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ SPOOFED = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
 MIB = 1024 * 1024
 HEAD_START = f"POST {ROOT_PATH}/callbacks HTTP/1.1\r\nHost: stemhook\r\n".encode()
 # What a refusal may let through first: the sockets' buffers take a few MiB before it reaches
-# the sender (tests/reliability/test_header_limits.py), against the 32 MiB offered.
+# the sender, against the 32 MiB offered.
 HEADER_BOUND_BYTES = 8 * MIB
-GRACE_S = 2
+# How early nginx's clock may start before the client's, and how late a loaded machine may run
+# its timer: generous, since only a cut by nginx rather than the client's own timeout matters.
+EARLY_S = 2
+LATE_S = 20
 OTHER_REPLICA = "127.0.0.5"
 
 
@@ -96,9 +99,10 @@ def lines_with(log: Path, text: str) -> list[str]:
     return [line for line in log.read_text().splitlines() if text in line]
 
 
-def new_lines_with(log: Path, text: str, *, after: int, within_s: float = 5) -> list[str]:
+def new_lines_with(log: Path, text: str, *, after: int, within_s: float = 60) -> list[str]:
     """The lines containing the text past the first `after`, once there is one: nginx logs a
-    request just after it has answered it, and other tests' requests share the log."""
+    request just after it has answered it (milliseconds, or seconds on a starved machine), and
+    other tests' requests share the log."""
     deadline = time.monotonic() + within_s
     while not (found := lines_with(log, text)[after:]):
         assert time.monotonic() < deadline, f"no new {text!r} in {log}"
@@ -145,18 +149,33 @@ async def test_an_endless_header_is_refused_before_it_is_buffered(proxy: str) ->
     assert streamed.bytes_sent < HEADER_BOUND_BYTES
 
 
+@pytest.mark.parametrize(("over", "status"), [(-1, 401), (1, 400)], ids=["at", "over"])
+def test_a_header_line_over_the_limit_is_refused_by_nginx(
+    proxy: str, over: int, status: int
+) -> None:
+    """A line up to large_client_header_buffers' size reaches stemhook (which refuses the missing
+    callback token); one byte more is refused by nginx."""
+    line_limit = _bytes(directive("large_client_header_buffers").split()[1])
+    value = "a" * (line_limit + over - len("X-Padding: \r\n"))
+    answer = httpx.post(f"{proxy}/callbacks", content=b"{}", headers={"X-Padding": value})
+
+    assert answer.status_code == status
+    from_stemhook = answer.headers["content-type"] == "application/json"
+    assert from_stemhook == (status == 401)
+
+
 @pytest.mark.anyio
 async def test_a_trickled_header_section_is_cut_off(proxy: str) -> None:
     limit_s = _seconds(directive("client_header_timeout"))
     lines = (b"X-Slow-%d: 1\r\n" % n for n in itertools.count())
 
-    streamed = await stream(proxy, HEAD_START, lines, pause_s=0.25, timeout_s=limit_s + GRACE_S)
+    streamed = await stream(proxy, HEAD_START, lines, pause_s=0.25, timeout_s=limit_s + LATE_S)
     figures(
         "trickled header via nginx", cut_after_s=f"{streamed.elapsed_s:.1f}", answer=streamed.status
     )
 
     assert streamed.status in (None, 408)
-    assert limit_s - GRACE_S < streamed.elapsed_s < limit_s + GRACE_S
+    assert streamed.elapsed_s > limit_s - EARLY_S
 
 
 def test_the_docs_work_under_the_prefix(proxy: str) -> None:

@@ -11,7 +11,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from app.ingest import turns as turns_module
 from app.ingest.turns import Turn, Turns, writer_turns
+
+
+class FakeTime:
+    """Stands in for app.ingest.turns' clock: a retry's sleep moves it on at once instead of
+    sleeping, and says that a writer found the turn taken and is waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.retried = threading.Event()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.retried.set()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(turns_module, "time", fake)
+    return fake
 
 
 def turns_on(url: str) -> Turns:
@@ -22,42 +46,51 @@ def turns_on(url: str) -> Turns:
         engine.dispose()
 
 
-def take(turns: Turns, *, within_s: float = 5.0) -> Turn:
-    with turns.taken(until=time.monotonic() + within_s) as turn:
+def take(turns: Turns, *, within_s: float = 5.0, now: float | None = None) -> Turn:
+    start = time.monotonic() if now is None else now
+    with turns.taken(until=start + within_s) as turn:
         return turn
 
 
-def test_a_writer_waits_for_the_turn_of_another_and_says_it_waited(tmp_path: Path) -> None:
+def test_a_writer_waits_for_the_turn_of_another_and_says_it_waited(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     first, second = (
         turns_on(f"sqlite:///{tmp_path / 'db'}"),
         turns_on(f"sqlite:///{tmp_path / 'db'}"),
     )
-    when_free = take(second)
+    when_free = take(second, now=clock.now)
     when_taken: list[Turn] = []
-    with first.taken(until=time.monotonic() + 5):
-        waiter = threading.Thread(target=lambda: when_taken.append(take(second)))
+    with first.taken(until=clock.now + 5):
+        # A deadline the fake clock's retries do not reach before the turn comes.
+        waiter = threading.Thread(
+            target=lambda: when_taken.append(take(second, within_s=1e9, now=clock.now))
+        )
         waiter.start()
-        time.sleep(0.2)
+        assert clock.retried.wait(60), "the second writer never tried"
         assert waiter.is_alive(), "the second writer went ahead during the first one's turn"
-    waiter.join(5)
+    waiter.join(60)
 
     assert (when_free, when_taken) == (Turn.FREE, [Turn.WAITED])
     first.close()
     second.close()
 
 
-def test_a_turn_that_does_not_come_by_the_deadline_is_missed(tmp_path: Path) -> None:
+def test_a_turn_that_does_not_come_by_the_deadline_is_missed(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     holder, waiter = (
         turns_on(f"sqlite:///{tmp_path / 'db'}"),
         turns_on(f"sqlite:///{tmp_path / 'db'}"),
     )
-    with holder.taken(until=time.monotonic() + 5):
-        began = time.monotonic()
-        missed = take(waiter, within_s=0.3)
-        waited_s = time.monotonic() - began
+    with holder.taken(until=clock.now + 5):
+        began = clock.now
+        missed = take(waiter, within_s=0.3, now=began)
+        waited_s = clock.now - began
     assert missed is Turn.MISSED
-    assert 0.3 <= waited_s < 2
-    assert take(waiter) is Turn.FREE, "a missed turn was left taken"
+    # Given up at the first retry past the deadline: retries are a fraction of a millisecond.
+    assert 0.3 <= waited_s < 0.301
+    assert take(waiter, now=clock.now) is Turn.FREE, "a missed turn was left taken"
     holder.close()
     waiter.close()
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, text
 
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, TEST_WRITE_TIMEOUT_S
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # The merge order of states (README "Duplicates and ordering"); running and paused are one stage.
@@ -18,6 +18,7 @@ STAGE = {"submitted": 0, "running": 1, "paused": 1, "succeeded": 2, "failed": 2,
 
 def server_env(database_url: str, **settings: object) -> dict[str, str]:
     """Environment of a `stemhook serve` process: STEMHOOK_<NAME> for each keyword."""
+    settings = {"write_timeout_s": TEST_WRITE_TIMEOUT_S} | settings
     env = {"STEMHOOK_DATABASE_URL": database_url, "STEMHOOK_API_TOKENS": API_TOKEN}
     return env | {f"STEMHOOK_{name.upper()}": str(value) for name, value in settings.items()}
 

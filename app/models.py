@@ -171,7 +171,7 @@ class PurgeState(Base):
     # The last delivery retention went past, by (received_at, id): every earlier one has lost its
     # body, so a run starts here instead of reading again what earlier runs dropped.
     purged_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    purged_id: Mapped[int | None]
+    purged_id: Mapped[int | None] = mapped_column(Id)
     # A lease, so that one process at a time purges, across replicas too.
     leased_by: Mapped[str | None] = mapped_column(String(SHORT))
     leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -8,8 +8,9 @@ the received_at index from there, so the bodies earlier runs dropped are not rea
 One process at a time purges, across replicas: a lease in purge_state, renewed by every batch;
 the others skip their turn. Batches are small in rows and in bytes, each its own transaction,
 and each is followed by a pause, so that a callback waiting for SQLite's write lock gets it
-well within the write timeout. A delivery stored later than `older_than` after it was received,
-behind the mark already, would keep its body; commits take seconds, retention ages days.
+well within the write timeout. A delivery is stamped when it arrives and committed later, and
+replicas' clocks differ a little: each run therefore looks again REVISIT behind the mark, so that
+one committed behind it meanwhile is not skipped for ever.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ LEASE = timedelta(minutes=5)
 # least this long between batches always lets a waiting callback in.
 MIN_PAUSE_S = 0.1
 TASK = "delivery_bodies"
+# Far above the longest a delivery waits for its commit (the write timeout, 10 s at most) plus
+# replicas' clock skew; what it re-reads is a run's constant, not the history's.
+REVISIT = timedelta(minutes=2)
 _INSERT: dict[str, Callable[[type[models.PurgeState]], postgresql.Insert | sqlite.Insert]] = {
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
@@ -60,13 +64,18 @@ def purge_bodies(
 
 def _purge(engine: Engine, me: str, *, cutoff: datetime, pause: Callable[[float], None]) -> int:
     purged = 0
+    first = True
     while True:
         started = time.monotonic()
         with engine.begin() as connection:
-            mark = _renew(connection, me)
-            if mark is None:
+            renewed = _renew(connection, me)
+            if renewed is None:
                 log.warning("retention: the lease ran out; another process carries on")
                 return purged
+            mark = (renewed.purged_to, renewed.purged_id)
+            if first and mark[0] is not None:
+                mark = (mark[0] - REVISIT, 0)
+            first = False
             examined = _next_rows(connection, mark=mark, before=cutoff)
             batch = _within_bytes(examined)
             if not batch:
@@ -90,7 +99,7 @@ def _purge(engine: Engine, me: str, *, cutoff: datetime, pause: Callable[[float]
 
 
 def _next_rows(
-    connection: Connection, *, mark: Row[datetime | None, int | None], before: datetime
+    connection: Connection, *, mark: tuple[datetime | None, int | None], before: datetime
 ) -> Sequence[Row[int, datetime, int, bool]]:
     """The next deliveries after the mark in (received_at, id) order, by the received_at index:
     at most BATCH_ROWS rows read whatever they hold, so that no statement, not even the first

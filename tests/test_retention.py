@@ -109,9 +109,10 @@ def test_a_purge_costs_what_it_drops_not_what_earlier_ones_dropped(
     with work.counted():
         assert purge_bodies(work.engine, older_than=AGE) == 5
     dropping_five_alone = work.done
-    add_deliveries(engine, 2500, first=LONG_AGO + timedelta(days=1))
+    # A minute apart: a run looks retention.REVISIT behind its mark again, two of them.
+    add_deliveries(engine, 2500, first=LONG_AGO + timedelta(days=1), apart=timedelta(minutes=1))
     assert purge_bodies(work.engine, older_than=AGE) == 2500
-    add_deliveries(engine, 5, first=LONG_AGO + timedelta(days=2))
+    add_deliveries(engine, 5, first=LONG_AGO + timedelta(days=5))
 
     with work.counted():
         assert purge_bodies(work.engine, older_than=AGE) == 5
@@ -143,6 +144,26 @@ def test_no_transaction_reads_a_long_emptied_history_not_even_after_an_upgrade(
     # A batch reads its rows from the index, and those it drops again to update them.
     assert max(work.per_transaction) <= 2 * 1000  # app.retention.BATCH_ROWS
     assert sum(work.per_transaction) >= 20_005
+
+
+def test_a_delivery_committed_behind_the_mark_is_purged_by_the_next_run(engine: Engine) -> None:
+    add_deliveries(engine, 3, first=LONG_AGO)
+    assert purge_bodies(engine, older_than=AGE) == 3
+    # Stamped before the last one purged, committed only now (a slow commit, a replica's clock).
+    add_deliveries(engine, 1, first=LONG_AGO + timedelta(seconds=1.5))
+
+    assert purge_bodies(engine, older_than=AGE) == 1
+    assert bodies_left(engine) == 0
+
+
+@pytest.mark.postgres_only
+def test_the_mark_holds_a_delivery_id_past_32_bits(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("SELECT setval('delivery_id_seq', 3000000000)"))
+    add_deliveries(engine, 2, first=LONG_AGO)
+
+    assert purge_bodies(engine, older_than=AGE) == 2
+    assert bodies_left(engine) == 0
 
 
 def test_deliveries_received_in_the_same_microsecond_are_all_purged(engine: Engine) -> None:

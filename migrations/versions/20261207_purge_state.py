@@ -25,7 +25,7 @@ def upgrade() -> None:
         "purge_state",
         sa.Column("name", sa.String(32), nullable=False),
         sa.Column("purged_to", sa.DateTime(timezone=False), nullable=True),
-        sa.Column("purged_id", sa.Integer(), nullable=True),
+        sa.Column("purged_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("leased_by", sa.String(32), nullable=True),
         sa.Column("leased_until", sa.DateTime(timezone=False), nullable=True),
         sa.PrimaryKeyConstraint("name", name="pk_purge_state"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -173,13 +174,28 @@ async def test_a_waiter_whose_client_went_away_frees_its_slot(
                 answer = await http.get(JOB.format("other"), params={"wait": 0.2})
                 return answer.status_code
 
-            with socket.create_connection((host, int(port))) as leaving:
-                leaving.sendall(request)
-                # Before the first client's 60 s wait could end by itself: a 404 by then can only
-                # come from its slot having been freed when it left.
-                deadline = asyncio.get_running_loop().time() + 55
-                statuses = [await another_wait()]
-                await until_true(lambda: statuses[-1] == 429, another_wait, statuses, deadline)
+            async def a_client_holding_the_slot() -> tuple[socket.socket, float, list[int]]:
+                """A raw client waiting on the only slot, seen by a probe being refused. Probes
+                wait too: one that takes the slot first has the raw client answered 429, which
+                is then replaced. Also when it must leave by: before its 60 s wait could end by
+                itself, so that a 404 by then can only come from its slot having been freed."""
+                loop = asyncio.get_running_loop()
+                for _ in range(20):
+                    client = socket.create_connection((host, int(port)))
+                    client.sendall(request)
+                    deadline = loop.time() + 55
+                    statuses: list[int] = []
+                    while loop.time() < deadline:
+                        statuses.append(await another_wait())
+                        if statuses[-1] == 429:
+                            return client, deadline, statuses
+                        if select.select([client], [], [], 0)[0]:  # answered: it lost the slot
+                            break
+                    client.close()
+                raise AssertionError("no client ever held the slot")
+
+            leaving, deadline, statuses = await a_client_holding_the_slot()
+            leaving.close()
             # The first client is gone; its 60 s wait must not keep the only slot.
             await until_true(lambda: statuses[-1] == 404, another_wait, statuses, deadline)
 

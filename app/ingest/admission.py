@@ -34,6 +34,10 @@ class BadSignature(Exception):
 
 
 def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Intake:
+    """The Intake the committer stores for one submission: its jobs, or why it has none.
+
+    Raises BadSignature when a required Suno signature is missing, stale or wrong (answered 401).
+    """
     arrival, expected, replay_of = submission.arrival, submission.expected, submission.replay_of
     parsed = _parse(arrival, expected)
     if isinstance(parsed, str):

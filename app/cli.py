@@ -17,6 +17,7 @@ import uvicorn
 
 from app.config import MIN_TOKEN_LENGTH, Settings, get_settings, parse_duration
 from app.db import create_sync_engine
+from app.held_writes import HeldWritesProtocol
 from app.ingest.intake import Outcome
 from app.logs import json_lines, log_config
 from app.metrics import MULTIPROCESS_DIR
@@ -91,6 +92,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        http=HeldWritesProtocol,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         root_path=settings.root_path,

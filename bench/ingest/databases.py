@@ -49,9 +49,43 @@ class Stored:
         return sum(self.outcomes.values())
 
 
+@dataclass(frozen=True)
+class Commits:
+    """A PostgreSQL server's counters (pg_stat_database, pg_stat_wal), or their growth."""
+
+    here: int  # transactions committed in the scratch database
+    everywhere: int  # in every database of the server
+    wal_syncs: int  # the whole server's
+
+    def __sub__(self, earlier: Commits) -> Commits:
+        return Commits(
+            self.here - earlier.here,
+            self.everywhere - earlier.everywhere,
+            self.wal_syncs - earlier.wal_syncs,
+        )
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The processes pg_stat_activity lists: the PostgreSQL server's, the postmaster aside."""
+
+    pids: frozenset[int]
+    elsewhere: frozenset[int]  # backends of other databases: other work on a shared server
+
+
 _MARK = "SELECT coalesce(max(id), 0) FROM delivery UNION ALL SELECT coalesce(max(id), 0) FROM job"
 _OUTCOMES = "SELECT outcome, count(*) FROM delivery WHERE id > {p} GROUP BY outcome"
 _JOBS = "SELECT count(*) FROM job WHERE id > {p}"
+_COMMITS = (
+    "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),"
+    " (SELECT sum(xact_commit) FROM pg_stat_database), (SELECT wal_sync FROM pg_stat_wal)"
+)
+_OTHER_SESSIONS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+_BACKENDS = "SELECT pid, datname <> current_database() FROM pg_stat_activity"
+SETTLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +109,28 @@ class Scratch:
         outcomes = {str(o): int(n) for o, n in self._query(_OUTCOMES, mark.delivery)}
         jobs = int(self._query(_JOBS, mark.job)[0][0])
         return Stored(outcomes, jobs)
+
+    def commits(self) -> Commits | None:
+        """None on SQLite. A backend's counts reach these views when it has been idle a while or
+        ended: once the server stopped, they are whole when its backends have gone (waited for
+        up to SETTLE_S)."""
+        if self.backend is Backend.SQLITE:
+            return None
+        # Autocommit: each statement sees the views afresh, not its transaction's snapshot.
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            deadline = time.monotonic() + SETTLE_S
+            while _count(connection, _OTHER_SESSIONS) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            row = connection.execute(_COMMITS).fetchone()
+        assert row is not None
+        return Commits(*(int(value or 0) for value in row))
+
+    def backends(self) -> Backends:
+        """The PostgreSQL server's processes it lists itself, by pid."""
+        rows = self._query(_BACKENDS)
+        return Backends(
+            frozenset(pid for pid, _ in rows), frozenset(p for p, other in rows if other)
+        )
 
     def drop(self) -> None:
         if self.backend is Backend.SQLITE:
@@ -135,6 +191,11 @@ def copy_of(
                 raise
             time.sleep(3)
     raise AssertionError("unreachable")
+
+
+def _count(connection: psycopg.Connection[tuple[Any, ...]], sql: str) -> int:
+    row = connection.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _name(url: str) -> str:

@@ -22,12 +22,10 @@ For each process's main thread the summary lists
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from collections import Counter
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,18 +80,6 @@ def record(pid: int, *, seconds: int, output: Path, gil: bool) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def group_cpu_s(group: int) -> dict[int, float]:
-    """CPU seconds used so far by each process of a process group, by pid (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with suppress(OSError):  # a process that ended meanwhile
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == group:
-                used[int(pid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-    return used
 
 
 def summarize(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Facts
 from bench.ingest.outcome import Outcome
+from bench.ingest.scaling import section as postgresql_scaling
 from bench.ingest.servers import REPO
 from bench.ingest.tables import (
     TARGET_RATIO,
@@ -82,6 +83,7 @@ def render(outcome: Outcome, pending: tuple[Section, ...] = ()) -> str:
         ingest(outcome),
         by_connections(outcome),
         cpu_budget(outcome),
+        postgresql_scaling(outcome),
         half_rate(outcome),
         growth(outcome),
         parsers(outcome),

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.ingest import lua, wrk
-from bench.ingest.databases import Backend, Mark, Scratch, Stored, copy_of, fresh
+from bench.ingest.databases import Backend, Commits, Mark, Scratch, Stored, copy_of, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
 from bench.ingest.payloads import Family
-from bench.ingest.profile import Profile, group_cpu_s, record, render, summarize
+from bench.ingest.processes import PostgresCpu, group_cpu_s
+from bench.ingest.profile import Profile, record, render, summarize
 from bench.ingest.servers import (
     Server,
     free_port,
@@ -78,10 +79,17 @@ class Plan:
 @dataclass(frozen=True)
 class Cpu:
     """CPU time per request answered during one saturating run, in µs: each of the server's
-    processes (busiest first; a PostgreSQL server's own processes are not among them) and wrk."""
+    processes (busiest first; a PostgreSQL server's own processes are not among them) and wrk.
+
+    stemhook on PostgreSQL, when the server runs on this machine: `database` is what the
+    PostgreSQL server's processes used (its postmaster and every process it started: backends,
+    WAL writer, checkpointer ...; one that ended during the run is not counted), leaving out
+    its backends of other databases, which used `elsewhere` (other work on a shared server)."""
 
     processes: tuple[float, ...]
     wrk: float
+    database: float | None = None
+    elsewhere: float | None = None
 
     @property
     def server(self) -> float:
@@ -123,10 +131,14 @@ class Ledger:
     """What one stemhook server acknowledged, and what its database holds afterwards."""
 
     server: str
+    phase: str
+    workers: int
     scratch: Scratch
     mark: Mark
+    counted_from: Commits | None  # PostgreSQL: its counters before the server started
     acknowledged: int = 0
     stored: Stored | None = None
+    commits: Commits | None = None  # PostgreSQL: what they grew by while it ran
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,9 @@ class Bench:
             )
             hooks = [
                 stack.enter_context(
-                    self.stemhook(scratch, workers, label=f"{scratch.backend}-w{workers}")
+                    self.stemhook(
+                        scratch, workers, label=f"{scratch.backend}-w{workers}", phase="ingest"
+                    )
                 )
                 for scratch in scratches
             ]
@@ -232,7 +246,9 @@ class Bench:
             postgres_server=self.plan.postgres_server,
         )
         stack.callback(scratch.drop)
-        hook = stack.enter_context(self.stemhook(scratch, workers, label=f"{TMPFS}-w{workers}"))
+        hook = stack.enter_context(
+            self.stemhook(scratch, workers, label=f"{TMPFS}-w{workers}", phase="ingest")
+        )
         return replace(hook, database=TMPFS)
 
     def growth(self, backend: Backend) -> None:
@@ -257,7 +273,9 @@ class Bench:
         with ExitStack() as stack:
             hooks = [
                 replace(
-                    stack.enter_context(self.stemhook(scratch, 1, label=f"{backend}-{slug}")),
+                    stack.enter_context(
+                        self.stemhook(scratch, 1, label=f"{backend}-{slug}", phase="growth")
+                    ),
                     database=name,
                 )
                 for (name, scratch), slug in zip(databases.items(), ("empty", "full"), strict=True)
@@ -283,7 +301,7 @@ class Bench:
         )
         seconds = self.plan.profile_s
         wall, gil = (self.workdir / f"profile-{family.provider}-{k}.txt" for k in ("wall", "gil"))
-        with self.stemhook(scratch, 1, label=f"{backend}-profile") as server:
+        with self.stemhook(scratch, 1, label=f"{backend}-profile", phase="profile") as server:
             hook = replace(server, path=family.path)
             invocation = self.saturating(
                 hook, family, 2 * seconds + 5, connections=self.plan.connections[-1]
@@ -336,7 +354,7 @@ class Bench:
                     self.log(
                         f"{phase} w{workers} {family.provider:17} r{number + 1} c{connections:<3}"
                         f" {target.label:22} {load.rate:8,.0f} req/s  p50 {load.p50_ms:6.2f}"
-                        f"  p99 {load.p99_ms:6.2f} ms"
+                        f"  p99 {load.p99_ms:6.2f} ms{_database_cpu(cpu)}"
                     )
 
     def paced(
@@ -412,15 +430,23 @@ class Bench:
         return self._acknowledged(target, wrk.run(invocation))
 
     def measured(self, target: Target, family: Family, connections: int) -> tuple[wrk.Load, Cpu]:
-        """A saturating run, with the CPU time its server's processes and wrk spent on it."""
+        """A saturating run, with the CPU time its server's processes, wrk and, for stemhook on
+        PostgreSQL, the database server's processes spent on it."""
         pid = target.server.process.pid  # leads its own process group: every worker and writer
+        scratch = target.ledger.scratch if target.ledger else None
+        watch = PostgresCpu(scratch) if scratch and scratch.backend is Backend.POSTGRESQL else None
         before, wrk_before = group_cpu_s(pid), _children_cpu_s()
         load = self.load(target, family, self.plan.duration_s, connections=connections)
         after, wrk_after = group_cpu_s(pid), _children_cpu_s()
+        spent = watch.spent() if watch else None
         per_request = 1e6 / load.requests
         used = [(after[p] - before.get(p, 0.0)) * per_request for p in after]
         processes = tuple(sorted((us for us in used if us >= 1), reverse=True))
-        return load, Cpu(processes, (wrk_after - wrk_before) * per_request)
+        cpu = Cpu(processes, (wrk_after - wrk_before) * per_request)
+        if spent is None:
+            return load, cpu
+        here, elsewhere = spent
+        return load, replace(cpu, database=here * per_request, elsewhere=elsewhere * per_request)
 
     def saturating(
         self, target: Target, family: Family, duration_s: float, *, connections: int
@@ -444,8 +470,12 @@ class Bench:
     # --- stemhook servers -----------------------------------------------------------------
 
     @contextmanager
-    def stemhook(self, scratch: Scratch, workers: int, *, label: str) -> Iterator[Target]:
-        ledger = Ledger(f"stemhook-{label}", scratch, scratch.mark())
+    def stemhook(
+        self, scratch: Scratch, workers: int, *, label: str, phase: str
+    ) -> Iterator[Target]:
+        ledger = Ledger(
+            f"stemhook-{label}", phase, workers, scratch, scratch.mark(), scratch.commits()
+        )
         port = free_port()
         # FULL is the default; said explicitly because the figures claim durability.
         env = {"STEMHOOK_DATABASE_URL": scratch.url, "STEMHOOK_SQLITE_SYNCHRONOUS": "FULL"}
@@ -458,6 +488,9 @@ class Bench:
 
     def _settle(self, ledger: Ledger) -> None:
         stored = ledger.stored = ledger.scratch.stored_since(ledger.mark)
+        commits = ledger.scratch.commits()
+        if commits is not None and ledger.counted_from is not None:
+            ledger.commits = commits - ledger.counted_from
         self.ledgers.append(ledger)
         accepted = stored.outcomes.get("accepted", 0)
         summary = (
@@ -471,6 +504,15 @@ class Bench:
             or accepted != stored.jobs
         ):
             raise Undurable(summary)
+
+
+def _database_cpu(cpu: Cpu) -> str:
+    if cpu.database is None:
+        return ""
+    return (
+        f"  CPU µs/req: stemhook {cpu.server:.0f}, PostgreSQL {cpu.database:.0f}"
+        f" (other databases' backends {cpu.elsewhere or 0:.0f}), wrk {cpu.wrk:.0f}"
+    )
 
 
 def _children_cpu_s() -> float:

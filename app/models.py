@@ -54,6 +54,9 @@ class Delivery(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     # A replay is a new delivery of the same body, pointing at the one it replays.
     replay_of: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
+    # The transaction that wrote the row, which tells readers whether it is final
+    # (app/queries/marks.py).
+    tx: Mapped[int] = mapped_column(Id, server_default=text("0"))
 
     __table_args__ = (
         Index(None, "received_at"),
@@ -107,6 +110,8 @@ class Job(Base):
     state_delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"))
     outputs_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     previous_state: Mapped[str | None] = mapped_column(String(SHORT))
+    # The highest transaction of its deliveries, which tells readers whether it is final.
+    last_tx: Mapped[int] = mapped_column(Id, server_default=text("0"))
 
     __table_args__ = (
         UniqueConstraint("provider", "job_id"),
@@ -118,8 +123,8 @@ class Job(Base):
         Index(None, "created_at"),
         # Equality only, and values may exceed a B-tree entry: a hash index where there is one.
         _sparse_index("user_data", postgresql_using="hash"),
-        # The paging snapshot finds the jobs touched after it began.
-        Index(None, "last_delivery_id"),
+        # The paging snapshot and the long polls find the jobs touched after their mark.
+        Index(None, "last_tx"),
     )
 
 

@@ -2,10 +2,11 @@
 
 Waiters wait on their own job's key. A delivery this process commits wakes the waiters of the
 jobs its receipt names, and only them. Deliveries other processes commit are noticed by one
-shared poll of the job rows touched since the last one (`job.last_delivery_id` above a
-watermark, an indexed range): one query per interval while anyone waits, however many wait,
-and nothing while nobody does; it too wakes only the waiters of the jobs it finds. Woken
-readers look at their job again; a wake-up promises only that something may have changed.
+shared poll of the job rows whose change became final since the last one (`job.last_tx`
+between two transaction marks, app/queries/marks.py: an indexed range): one poll per interval
+while anyone waits, however many wait, and nothing while nobody does; it too wakes only the
+waiters of the jobs it finds. Woken readers look at their job again; a wake-up promises only that
+something may have changed.
 
 At most `max_waiters` requests of a process wait at once: each holds a connection and its
 wake-ups cost queries, so beyond that a wait is refused (429) rather than slowing every reader
@@ -20,7 +21,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import models
@@ -28,6 +29,7 @@ from app.errors import TooManyWaiters
 from app.ingest.intake import JobReceipt
 from app.providers.model import Provider, State
 from app.queries.jobs import find_job
+from app.queries.marks import current_mark
 
 log = logging.getLogger(__name__)
 JobKey = tuple[str, str]  # (provider, provider's job id)
@@ -96,9 +98,6 @@ class JobWatch:
         return self._changed.setdefault(key, asyncio.Event())
 
     async def _poll(self) -> None:
-        # Writers take turns (SQLite's write lock, PostgreSQL's WRITERS_LOCK in
-        # app/ingest/statements.py) and a delivery's id is drawn inside its turn, so deliveries
-        # become visible in id order: a job touched after the last poll has a higher id.
         seen: int | None = None
         while True:
             await asyncio.sleep(self._poll_s)
@@ -110,24 +109,25 @@ class JobWatch:
             except Exception:
                 log.warning("change poll failed", exc_info=True)
 
-    async def _look_for_changes(self, seen: int | None) -> int | None:
+    async def _look_for_changes(self, seen: int | None) -> int:
+        """Wakes the waiters of the jobs whose last change became final since the mark `seen`
+        (app/queries/marks.py); returns the new mark. A change still being written is at or
+        above the new mark, so the next poll finds it."""
         job = models.Job
         async with self._sessions() as session:
+            mark = await current_mark(session)
             if seen is None:
                 # Without a baseline every waiter looks again: a spurious look costs one query,
                 # a missed change a whole wait.
-                latest = await session.scalar(select(func.max(job.last_delivery_id)))
                 self._wake(list(self._changed))
-                return latest if latest is not None else 0
+                return mark
             rows = (
                 await session.execute(
-                    select(job.provider, job.job_id, job.last_delivery_id).where(
-                        job.last_delivery_id > seen
-                    )
+                    select(job.provider, job.job_id).where(job.last_tx.between(seen, mark - 1))
                 )
             ).all()
-        self._wake((provider, job_id) for provider, job_id, _ in rows)
-        return max((row.last_delivery_id for row in rows), default=seen)
+        self._wake((provider, job_id) for provider, job_id in rows)
+        return mark
 
 
 class Waiter:

@@ -18,7 +18,7 @@ def encode_job_position(position: JobPosition | None) -> str | None:
         return None
     return _encode(
         "jobs",
-        {"w": position.watermark, "t": position.received_at.isoformat(), "i": position.job_pk},
+        {"w": position.mark, "t": position.received_at.isoformat(), "i": position.job_pk},
     )
 
 

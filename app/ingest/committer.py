@@ -57,7 +57,7 @@ from app.ingest.admission import BadSignature, admit
 from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Outcome, Receipt, ReceiptWire, Submission
 from app.ingest.statements import WriteStatements, build_statements
-from app.ingest.store import keep_raw, store_batch
+from app.ingest.store import begin, keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
 
 log = logging.getLogger(__name__)
@@ -162,10 +162,9 @@ class Committer:
             if unavailable or max(pending.deadline for pending in part) <= now:
                 yield [(pending.index, StorageUnavailable(UNAVAILABLE)) for pending in part]
                 continue
-            intakes = [pending.intake for pending in part]
             try:
                 stored = self._transaction(
-                    partial(store_batch, sql=self._sql, intakes=intakes),
+                    partial(self._store, [pending.intake for pending in part]),
                     deliveries=len(part),
                     until=self._attempt_until(part, parts, now),
                 )
@@ -188,6 +187,9 @@ class Committer:
             else:
                 yield list(zip([pending.index for pending in part], stored, strict=True))
 
+    def _store(self, intakes: list[Intake], cursor: Cursor, tx: int) -> list[Receipt]:
+        return store_batch(cursor, self._sql, intakes, tx=tx)
+
     def _attempt_until(
         self, part: Sequence[_Pending], rest: deque[list[_Pending]], now: float
     ) -> float:
@@ -205,8 +207,8 @@ class Committer:
         reason = f"the database refused the delivery's jobs: {type(cause).__name__}"
         try:
             return self._transaction(
-                lambda cursor: keep_raw(
-                    cursor, self._sql, pending.intake, Outcome.ORPHANED, reason
+                lambda cursor, tx: keep_raw(
+                    cursor, self._sql, pending.intake, Outcome.ORPHANED, reason, tx=tx
                 ),
                 deliveries=1,
                 until=max(pending.deadline, time.monotonic() + self._min_attempt_s),
@@ -217,8 +219,9 @@ class Committer:
                 return StorageUnavailable(UNAVAILABLE)
             return _unexpected(exc)
 
-    def _transaction(self, work: Callable[[Cursor], T], *, deliveries: int, until: float) -> T:
-        """`work` committed, or _TimedOut if it was still running at `until` (rolled back)."""
+    def _transaction(self, work: Callable[[Cursor, int], T], *, deliveries: int, until: float) -> T:
+        """`work` committed, or _TimedOut if it was still running at `until` (rolled back).
+        `work` gets the cursor and the transaction's number (statements.py)."""
         connection, self._connection = self._connection or self._engine.connect(), None
         watch = _Watch(until, connection.connection.dbapi_connection)
         committing = False
@@ -227,10 +230,9 @@ class Committer:
             with self._watchdog.watching(watch), connection.begin():
                 cursor = Cursor(connection)
                 try:
-                    if self._sql.lock_writers is not None:
-                        left_ms = max(1, int((until - time.monotonic()) * 1000))
-                        cursor.run(self._sql.lock_writers, {"statement_timeout": str(left_ms)})
-                    result = work(cursor)
+                    left_ms = max(1, int((until - time.monotonic()) * 1000))
+                    tx = begin(cursor, self._sql, timeout_ms=left_ms)
+                    result = work(cursor, tx)
                 finally:
                     cursor.close()
                 stored = time.monotonic()

@@ -30,10 +30,16 @@ insert, in one transaction or in several processes: the second meets the first's
 waits for its transaction to end (on SQLite there is only one writer at a time anyway), and then
 compares against its committed row under that row's lock, or inserts if it rolled back.
 
-On PostgreSQL every write transaction first takes one advisory lock, so that writers in several
-processes take turns: no deadlocks between batches that touch the same jobs in other orders, and
-delivery ids become visible in the order they were assigned (the query API's paging snapshot
-relies on it). SQLite's BEGIN IMMEDIATE already gives both.
+Writers in several processes commit in parallel
+(docs/decisions/0012-parallel-writers-and-transaction-marks.md):
+- Each transaction first learns its number (`begin`), written into every delivery row and every
+  job row it touches, by which readers tell final rows from those still being written
+  (app/queries/marks.py): on PostgreSQL its transaction id, on SQLite, whose writers take turns,
+  the first delivery id it will write.
+- On PostgreSQL a batch then takes one advisory lock per job it touches, all in one statement,
+  in ascending order of key, before it reads or locks any row: two batches that touch the same
+  jobs in other orders wait for each other there instead of deadlocking on the rows. A
+  signature claim waits only on a batch with the same task id, whose lock it then holds too.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     or_,
+    select,
     text,
     update,
 )
@@ -101,8 +108,6 @@ FILLABLE = (
 FOLLOW_WINNER = ("kind", "state", "provider_state", "error_code", "error_message")
 
 
-WRITERS_LOCK = 0x53544D48  # any fixed number, shared by every stemhook process
-
 DELIVERY_COLUMNS = (
     "received_at",
     "endpoint",
@@ -115,6 +120,7 @@ DELIVERY_COLUMNS = (
     "body_size",
     "body",
     "replay_of",
+    "tx",
 )
 SIGNATURE_COLUMNS = ("provider", "task_id", "signed_timestamp", "body_sha256")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
@@ -133,12 +139,14 @@ JOB_COLUMNS = (
     "state_delivery_id",
     "outputs_delivery_id",
     "previous_state",
+    "last_tx",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class WriteStatements:
-    lock_writers: Compiled | None
+    begin: Compiled
+    lock_jobs: Compiled | None
     claim_signature: Compiled
     insert_delivery: Compiled
     mark_duplicate: Compiled
@@ -152,15 +160,9 @@ def build_statements(dialect: Dialect) -> WriteStatements:
     def compiled(statement: ClauseElement) -> Compiled:
         return compile_for(statement, dialect)
 
-    # The transaction's time is set in the same round trip: the server then cancels a statement
-    # that outlives it, and the transaction ends there with its locks (the committer's
-    # watchdog only cuts the connection, and the server may not notice for a long while).
-    lock = text(
-        "SELECT set_config('statement_timeout', :statement_timeout, true),"
-        f" pg_advisory_xact_lock({WRITERS_LOCK})"
-    )
     return WriteStatements(
-        lock_writers=compiled(lock) if dialect.name == "postgresql" else None,
+        begin=compiled(_begin(dialect.name)),
+        lock_jobs=compiled(_LOCK_JOBS) if dialect.name == "postgresql" else None,
         claim_signature=compiled(_claim_signature(dialect.name)),
         insert_delivery=compiled(
             _insert(models.Delivery, DELIVERY_COLUMNS).returning(models.Delivery.id)
@@ -175,6 +177,26 @@ def build_statements(dialect: Dialect) -> WriteStatements:
         insert_event=compiled(_insert(models.JobEvent, EVENT_COLUMNS)),
         insert_link=compiled(_insert(models.DeliveryJob, LINK_COLUMNS)),
     )
+
+
+def _begin(dialect_name: str) -> ClauseElement:
+    """The transaction's number, as its first statement (module docstring)."""
+    if dialect_name == "postgresql":
+        # The transaction's time is set in the same round trip: the server then cancels a
+        # statement that outlives it, and the transaction ends there with its locks (the
+        # committer's watchdog only cuts the connection, and the server may not notice for a
+        # long while).
+        return text(
+            "SELECT pg_current_xact_id()::text::bigint,"
+            " set_config('statement_timeout', :statement_timeout, true)"
+        )
+    return select(func.coalesce(func.max(models.Delivery.id), 0) + 1)
+
+
+# The keys come sorted and unnest yields them in order: each lock is taken after the smaller ones.
+_LOCK_JOBS = text(
+    "SELECT count(pg_advisory_xact_lock(key)) FROM unnest(CAST(:keys AS bigint[])) AS key"
+)
 
 
 def _insert(model: type[Base], columns: tuple[str, ...]) -> Insert:
@@ -251,6 +273,10 @@ def _upsert_job(dialect_name: str) -> Insert:
         **_outputs_follow(wins, old, new),
         "deliveries": old.deliveries + _const(1),
         "last_delivery_id": new.last_delivery_id,
+        # The highest of its deliveries' transactions, not the last to write: on PostgreSQL a
+        # transaction that began earlier can merge after a later one committed, and the job is
+        # final for a reader only once all of them are (app/queries/marks.py).
+        "last_tx": case((new.last_tx > old.last_tx, new.last_tx), else_=old.last_tx),
         # Arrival order and commit order differ by the time a body takes to upload.
         "first_received_at": case(
             (new.first_received_at < old.first_received_at, new.first_received_at),

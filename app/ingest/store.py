@@ -1,9 +1,11 @@
 """What a batch of deliveries writes, inside a transaction the writer owns (nothing here commits).
 
-Every statement runs once per batch, over all its rows: first the signatures signed deliveries
-claim (which decide whether they are refused), then the deliveries' raw rows (whose ids the job
-rows point to), then their jobs (whose answers decide everything else: inserted
-where new, merged by the upsert where not), then events, links and duplicate marks. The first
+Every statement runs once per batch, over all its rows: first, on PostgreSQL, the locks of the
+batch's jobs in ascending order (so that batches in other processes never deadlock: see
+app/ingest/statements.py), then the signatures signed deliveries claim (which decide whether
+they are refused), then the deliveries' raw rows (whose ids the job rows point to), then their
+jobs (whose answers decide everything else: inserted where new, merged by the upsert where
+not), then events, links and duplicate marks. The first
 three return rows: on PostgreSQL the driver sends each as one pipelined round trip, not one
 per row.
 """
@@ -39,9 +41,20 @@ class _RowsAfterJobs:
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
 
 
-def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Receipt]:
+def begin(cursor: Cursor, sql: WriteStatements, *, timeout_ms: int) -> int:
+    """The transaction's number (app/ingest/statements.py), its first statement; on PostgreSQL
+    the server also cancels any later statement of it that outlives `timeout_ms`."""
+    number: int = cursor.one(sql.begin, {"statement_timeout": str(timeout_ms)})[0]
+    return number
+
+
+def store_batch(
+    cursor: Cursor, sql: WriteStatements, intakes: list[Intake], *, tx: int
+) -> list[Receipt]:
+    """The batch written in the transaction numbered `tx` (begin's answer)."""
+    _lock_jobs(cursor, sql, intakes)
     intakes = _claim_signatures(cursor, sql, intakes)
-    rows = [_delivery_row(intake, *_first_outcome(intake)) for intake in intakes]
+    rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
     returned = cursor.many_returning(sql.insert_delivery, rows)
     delivery_ids: list[int] = [_returned(row)[0] for row in returned]
     merges = [
@@ -50,7 +63,7 @@ def store_batch(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> 
         for job in intake.jobs
     ]
     job_rows = [
-        _job_row(job, delivery_id, intakes[index].arrival.received_at)
+        _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
     later = _RowsAfterJobs()
@@ -80,6 +93,21 @@ def _jobs_written(
     for index, row in zip(existing, merged, strict=True):
         written[index] = row
     return [_returned(row) for row in written]
+
+
+def _lock_jobs(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> None:
+    if sql.lock_jobs is None:
+        return
+    keys = sorted({_job_key(job) for intake in intakes for job in intake.jobs})
+    if keys:
+        cursor.run(sql.lock_jobs, {"keys": keys})
+
+
+def _job_key(job: Job) -> int:
+    """The job's advisory lock key: 64 bits of a digest of its key (a collision only makes two
+    jobs wait for each other)."""
+    digest = hashlib.blake2b(f"{job.provider.value}\0{job.job_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def _claim_signatures(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> list[Intake]:
@@ -117,15 +145,23 @@ def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
 
 
 def keep_raw(
-    cursor: Cursor, sql: WriteStatements, intake: Intake, outcome: Outcome, error: str
+    cursor: Cursor,
+    sql: WriteStatements,
+    intake: Intake,
+    outcome: Outcome,
+    error: str,
+    *,
+    tx: int,
 ) -> Receipt:
     """Store the delivery without jobs, with the reason why, for inspection and replay. A signed
     one still claims its signature, or is refused if another body holds it: a delivery kept
     orphaned must not leave its signature free for a forgery."""
+    _lock_jobs(cursor, sql, [intake])
     [intake] = _claim_signatures(cursor, sql, [intake])
     if intake.refused and intake.error is not None:
         outcome, error = Outcome.REFUSED, intake.error
-    (delivery_id,) = cursor.one(sql.insert_delivery, _delivery_row(intake, outcome, error))
+    row = _delivery_row(intake, outcome, error, tx=tx)
+    (delivery_id,) = cursor.one(sql.insert_delivery, row)
     return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, error=error)
 
 
@@ -157,7 +193,9 @@ def _receipt(
     return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, jobs=jobs)
 
 
-def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[str, Any]:
+def _delivery_row(
+    intake: Intake, outcome: Outcome, error: str | None, *, tx: int
+) -> dict[str, Any]:
     arrival = intake.arrival
     return {
         "received_at": arrival.received_at,
@@ -172,6 +210,7 @@ def _delivery_row(intake: Intake, outcome: Outcome, error: str | None) -> dict[s
         "body_size": len(arrival.body),
         "body": arrival.body,
         "replay_of": intake.replay_of,
+        "tx": tx,
     }
 
 
@@ -212,7 +251,7 @@ def output_document(output: OutputFile) -> dict[str, str | None]:
     }
 
 
-def _job_row(job: Job, delivery_id: int, received_at: datetime) -> dict[str, Any]:
+def _job_row(job: Job, delivery_id: int, received_at: datetime, *, tx: int) -> dict[str, Any]:
     media = job.media_info
     return {
         "provider": job.provider.value,
@@ -282,6 +321,7 @@ def _job_row(job: Job, delivery_id: int, received_at: datetime) -> dict[str, Any
         "state_delivery_id": delivery_id,
         "outputs_delivery_id": delivery_id if job.outputs else None,
         "previous_state": None,
+        "last_tx": tx,
     }
 
 

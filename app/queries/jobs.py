@@ -1,16 +1,16 @@
 """Finding jobs: one by its key, or a filtered page newest first, stable while being written to.
 
 Paging is keyset paging over (last received, id), with a snapshot: the first page notes the
-highest delivery id it could see (the watermark), and every later page shows the jobs as they
-were at that watermark. A job touched after it would otherwise jump to the top, behind the
-reader, and be skipped; instead it keeps its place, keyed by its newest delivery at or below
-the watermark. Jobs first seen after the watermark are left to the next listing. This is exact
-because deliveries become visible in id order (see app/ingest/statements.py).
+transaction mark (app/queries/marks.py: every change below it is final, every later one at or
+above it), and every later page shows the jobs as they were at that mark. A job touched after it
+would otherwise jump to the top, behind the reader, and be skipped; instead it keeps its place,
+keyed by its newest delivery below the mark. Jobs first seen at or after the mark are left to
+the next listing. This holds with writers committing in parallel, in any order.
 
-A later page's cost grows with the deliveries since its watermark (the jobs they touched are
-read apart), so a cursor is held to what a real page could have given: its watermark names a
-delivery, and its listing began no longer ago than the caller allows. Deliveries are never
-deleted, so both are one look-up by id.
+A later page's cost grows with the jobs touched since its mark (they are read apart), so a
+cursor is held to what a real page could have given: its mark is not ahead of the database's,
+and its listing began no longer ago than the caller allows (the first job changed at or after
+the mark arrived since then). Both are one indexed look-up.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from app import models
 from app.db import Id, UtcDateTime
 from app.errors import InvalidRequest
 from app.providers.model import Provider, State
+from app.queries.marks import current_mark
 
 MAX_ID = 2**63 - 1
 
@@ -47,9 +48,9 @@ class JobFilter:
 
 @dataclass(frozen=True, slots=True)
 class JobPosition:
-    """Where a page ended: the snapshot's watermark and the last job's (key, id)."""
+    """Where a page ended: the snapshot's transaction mark and the last job's (key, id)."""
 
-    watermark: int
+    mark: int
     received_at: datetime
     job_pk: int
 
@@ -86,60 +87,52 @@ async def list_jobs(
     """A page of jobs; `after` (a previous page's end) must come from a listing that began at
     or after `began_since`."""
     if after is not None:
-        await _check_snapshot(session, after.watermark, began_since)
-    watermark = after.watermark if after else await _current_watermark(session)
-    if watermark is None:
-        return JobPage([], None)
+        await _check_snapshot(session, after.mark, began_since)
+    mark = after.mark if after else await current_mark(session)
     # Two reads, each able to see commits the other missed: a job may show up in both, keyed
     # alike, and is kept once.
     keyed: dict[int, tuple[datetime, models.Job]] = {}
-    for key, job in await _settled(session, where, watermark, after, limit + 1):
+    for key, job in await _settled(session, where, mark, after, limit + 1):
         keyed[job.id] = (key, job)
-    for key, job in await _touched_since(session, where, watermark, after, limit + 1):
+    for key, job in await _touched_since(session, where, mark, after, limit + 1):
         keyed[job.id] = (key, job)
     ordered = sorted(keyed.values(), key=lambda item: (item[0], item[1].id), reverse=True)
     page = ordered[:limit]
     more = len(ordered) > limit
     last_key, last_job = page[-1] if page else (None, None)
     next_position = (
-        JobPosition(watermark, last_key, last_job.id) if more and last_job and last_key else None
+        JobPosition(mark, last_key, last_job.id) if more and last_job and last_key else None
     )
     return JobPage([job for _key, job in page], next_position)
 
 
-async def _check_snapshot(session: AsyncSession, watermark: int, began_since: datetime) -> None:
-    delivery = models.Delivery
-    statement = (
-        select(delivery.id, delivery.received_at)
-        .where(delivery.id >= watermark)
-        .order_by(delivery.id)
-        .limit(2)
-    )
-    found = (await session.execute(statement)).all()
-    if not found or found[0].id != watermark:
+async def _check_snapshot(session: AsyncSession, mark: int, began_since: datetime) -> None:
+    if mark > await current_mark(session):
         raise InvalidRequest("cursor: no page ever ended there; pass back next_cursor unchanged")
-    # The listing saw no delivery after its watermark, so it began before the next one arrived.
-    if len(found) == 2 and found[1].received_at < began_since:
+    first_changed = (
+        select(models.Job.last_received_at)
+        .where(models.Job.last_tx.between(mark, MAX_ID))
+        .order_by(models.Job.last_tx)
+        .limit(1)
+    )
+    changed_at = await session.scalar(first_changed)
+    if changed_at is not None and changed_at < began_since:
         raise InvalidRequest("cursor: expired (STEMHOOK_CURSOR_MAX_AGE); start the listing again")
-
-
-async def _current_watermark(session: AsyncSession) -> int | None:
-    watermark: int | None = await session.scalar(select(func.max(models.Delivery.id)))
-    return watermark
 
 
 async def _settled(
     session: AsyncSession,
     where: JobFilter,
-    watermark: int,
+    mark: int,
     after: JobPosition | None,
     limit: int,
 ) -> list[tuple[datetime, models.Job]]:
-    """Jobs untouched since the snapshot: their last receipt is their key (index order)."""
+    """Jobs whose last change is final at the mark: their last receipt is their key (index
+    order)."""
     key = models.Job.last_received_at.expression
     statement = (
         select(models.Job)
-        .where(models.Job.last_delivery_id <= watermark, *_conditions(where, key, after))
+        .where(models.Job.last_tx < mark, *_conditions(where, key, after))
         .order_by(key.desc(), models.Job.id.desc())
         .limit(limit)
     )
@@ -150,26 +143,26 @@ async def _settled(
 async def _touched_since(
     session: AsyncSession,
     where: JobFilter,
-    watermark: int,
+    mark: int,
     after: JobPosition | None,
     limit: int,
 ) -> list[tuple[datetime, models.Job]]:
-    """Jobs touched after the snapshot, keyed by their newest delivery at or below it."""
+    """Jobs changed at or after the mark, keyed by their newest delivery below it."""
     key = (
         select(func.max(models.Delivery.received_at))
         .join(models.DeliveryJob, models.DeliveryJob.delivery_id == models.Delivery.id)
         .where(
             models.DeliveryJob.job_pk == models.Job.id,
-            models.DeliveryJob.delivery_id <= watermark,
+            models.Delivery.tx < mark,
         )
         .scalar_subquery()
     )
     statement = (
         select(models.Job, key)
         .where(
-            # A closed range, not "> watermark": SQLite guesses an open one matches a quarter
-            # of the table and scans the filter's index instead (85 ms at 1M jobs, vs 0.2 ms).
-            models.Job.last_delivery_id.between(watermark + 1, MAX_ID),
+            # A closed range, not ">= mark": SQLite guesses an open one matches a quarter of
+            # the table and scans the filter's index instead (85 ms at 1M jobs, vs 0.2 ms).
+            models.Job.last_tx.between(mark, MAX_ID),
             key.is_not(None),
             *_conditions(where, key, after),
         )

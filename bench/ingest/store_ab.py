@@ -34,7 +34,7 @@ from app.ingest.admission import admit
 from app.ingest.frames import Unframer
 from app.ingest.intake import Intake, Submission
 from app.ingest.statements import WriteStatements, build_statements
-from app.ingest.store import store_batch
+from app.ingest.store import begin, store_batch
 from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
 from bench.ingest.writer_cost import submissions
@@ -105,7 +105,9 @@ def main() -> None:
                 for start in range(0, len(batch), BATCH):
                     with engine.connect() as connection, connection.begin():
                         cursor = drivers[name].Cursor(connection)
-                        store_batch(cursor, compiled[name], batch[start : start + BATCH])
+                        sql = compiled[name]
+                        tx = begin(cursor, sql, timeout_ms=60_000)
+                        store_batch(cursor, sql, batch[start : start + BATCH], tx=tx)
                         cursor.close()
                 spent.append((time.process_time() - began) / len(batch) * 1e6)
             if args.mark:

@@ -22,7 +22,7 @@ from app.ingest.driver import Cursor
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Arrival, Submission
 from app.ingest.statements import build_statements
-from app.ingest.store import store_batch
+from app.ingest.store import begin, store_batch
 from app.providers.model import Provider
 from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
@@ -65,12 +65,13 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
             for _, _, wire in Unframer().feed(b"".join(framed[start : start + batch]))
         ]
         unframed = time.process_time()
-        intakes = [admit(submission, suno_key=None) for submission in arrived]
+        intakes = [admit(submission, suno_key=None, max_jobs=100) for submission in arrived]
         admitted = time.process_time()
         with engine.connect() as connection:
             with connection.begin():
                 cursor = Cursor(connection)
-                store_batch(cursor, sql, intakes)
+                tx = begin(cursor, sql, timeout_ms=60_000)
+                store_batch(cursor, sql, intakes, tx=tx)
                 cursor.close()
                 stored = time.process_time()
             committed = time.process_time()

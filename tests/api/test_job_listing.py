@@ -7,9 +7,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import Engine
 
+from app.ingest.admission import admit
 from tests.api.payloads import ci_json, suno_json
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, Backend
+from tests.ingest.batches import stored
+from tests.ingest.submissions import detected
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -122,6 +126,38 @@ async def test_paging_while_written_to_neither_skips_nor_repeats(
     assert sorted(seen) == sorted(existing), "the snapshot lost or gained jobs"
     fresh = ids(await listing(client, limit=3))
     assert fresh[0].startswith("j-new-") or fresh[0] in existing
+
+
+async def test_a_change_committed_after_a_later_one_keeps_its_job_in_the_listing(
+    client: httpx.AsyncClient, backend: Backend, engine: Engine
+) -> None:
+    """Writers commit in parallel (PostgreSQL): a transaction that began first may commit last.
+    Its change to a job the listing has not reached must not lift the job behind the reader.
+    On SQLite one writer at a time cannot show this."""
+    if backend.name == "sqlite":
+        pytest.skip("SQLite's writers take turns: no transaction commits after a later one")
+    existing = [f"j-p{n:02d}" for n in range(10)]
+    for job_id in existing:
+        await post(client, ci_json(job_id, "Running"))
+    intake = admit(detected(ci_json(existing[0], "Success")), suno_key=None, max_jobs=100)
+    with engine.connect() as slow:
+        transaction = slow.begin()
+        # Begun first, it holds the older transaction number and delivery id...
+        stored(slow, [intake])
+        # ...while a later callback, to another job, commits before it.
+        await post(client, ci_json(existing[5], "Success"))
+        first = await listing(client, limit=3)
+        transaction.commit()
+    seen = ids(first)
+    page = first
+    while page["next_cursor"] is not None:
+        page = await listing(client, limit=3, cursor=page["next_cursor"])
+        seen += ids(page)
+
+    assert sorted(seen) == sorted(existing), "the listing lost or repeated a job"
+    assert seen[-1] == existing[0], "the job kept its place as of the listing's start"
+    # A new listing sees the slow change, which arrived (was read) before the later callback.
+    assert ids(await listing(client, limit=2)) == [existing[5], existing[0]]
 
 
 @pytest.mark.parametrize(

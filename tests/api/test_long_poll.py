@@ -44,7 +44,7 @@ class Statements:
         statement: str = args[2]
         if "FROM job" in statement and "job.job_id = " in statement:
             self.lookups += 1
-        elif "max(" in statement.lower() or "last_delivery_id >" in statement:
+        elif "last_tx BETWEEN" in statement:
             self.polls += 1
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from app.ingest.admission import admit
-from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Outcome, Receipt
-from app.ingest.statements import build_statements
-from app.ingest.store import store_batch
 from tests.api.payloads import ci_json, suno_json, suno_signed
+from tests.ingest.batches import stored, transaction_number
 from tests.ingest.submissions import detected
 
 SUNO_KEY = "suno-hmac-key"
@@ -34,20 +30,6 @@ def store(engine: Engine, *deliveries: tuple[str, str]) -> list[Receipt]:
     ]
     with engine.begin() as connection:
         return stored(connection, intakes)
-
-
-def stored(connection: Connection, intakes: list[Intake]) -> list[Receipt]:
-    with closing_cursor(connection) as cursor:
-        return store_batch(cursor, build_statements(connection.dialect), intakes)
-
-
-@contextmanager
-def closing_cursor(connection: Connection) -> Iterator[Cursor]:
-    cursor = Cursor(connection)
-    try:
-        yield cursor
-    finally:
-        cursor.close()
 
 
 def signed(body: bytes, headers: dict[str, str]) -> Intake:
@@ -150,8 +132,8 @@ def test_a_signature_claimed_by_a_rolled_back_delivery_is_free_again(engine: Eng
 def test_two_transactions_reusing_a_signature_for_two_bodies_never_both_win(
     engine: Engine,
 ) -> None:
-    """As two writer processes would, without the writers' advisory lock: the second waits on
-    the first's uncommitted claim, then finds it committed and is refused."""
+    """As two writer processes would: the second waits for the first (on its job's key lock),
+    then finds its claim committed and is refused."""
     headers = suno_signed(SUNO_KEY, "t-race", int(time.time()))
     second_receipts: list[Receipt] = []
     with engine.connect() as first, first.begin() as transaction:
@@ -173,8 +155,32 @@ def test_two_transactions_reusing_a_signature_for_two_bodies_never_both_win(
     assert [receipt.outcome for receipt in second_receipts] == [Outcome.REFUSED]
 
 
+@pytest.mark.postgres_only
+def test_a_job_merged_last_by_the_older_transaction_keeps_the_newer_ones_number(
+    engine: Engine,
+) -> None:
+    """A transaction that began first (the lower number) may merge into a job after a later
+    one committed: the job is final for readers only once both are, so it keeps the higher."""
+    intake = admit(detected(ci_json("j-late", "Success")), suno_key=None, max_jobs=1)
+    with engine.connect() as older, older.begin() as transaction:
+        older_tx = transaction_number(older)
+        store(engine, ("j-late", "Running"))
+        stored(older, [intake])
+        transaction.commit()
+    with engine.connect() as connection:
+        newer_tx = connection.execute(
+            text("SELECT max(tx) FROM delivery WHERE tx <> :older"), {"older": older_tx}
+        ).scalar_one()
+        last_tx, state = connection.execute(
+            text("SELECT last_tx, state FROM job WHERE job_id = 'j-late'")
+        ).one()
+
+    assert older_tx < newer_tx
+    assert (last_tx, state) == (newer_tx, "succeeded")
+
+
 def _wait_for_a_lock_wait(engine: Engine, racer: threading.Thread) -> None:
-    """Until a session of this database waits for a lock (the racer, on the claim's index)."""
+    """Until a session of this database waits for a lock (the racer)."""
     waiting = text(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"

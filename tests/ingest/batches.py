@@ -1,0 +1,30 @@
+"""A batch written as the committer writes it, in a transaction the test holds open or ends."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from app.ingest.driver import Cursor
+from app.ingest.intake import Intake, Receipt
+from app.ingest.statements import build_statements
+from app.ingest.store import begin, store_batch
+
+
+def transaction_number(connection: Connection) -> int:
+    """The number of the connection's transaction, as the committer learns it (its first
+    statement; on PostgreSQL asking again gives the same)."""
+    cursor = Cursor(connection)
+    try:
+        return begin(cursor, build_statements(connection.dialect), timeout_ms=60_000)
+    finally:
+        cursor.close()
+
+
+def stored(connection: Connection, intakes: list[Intake]) -> list[Receipt]:
+    """The intakes written in the connection's transaction, not committed."""
+    tx = transaction_number(connection)
+    cursor = Cursor(connection)
+    try:
+        return store_batch(cursor, build_statements(connection.dialect), intakes, tx=tx)
+    finally:
+        cursor.close()

@@ -45,7 +45,7 @@ from app.ingest.intake import Intake, Submission
 from app.schema import upgrade_to_head
 from bench.ingest.databases import Backend, fresh
 from bench.ingest.payloads import FAMILIES, Family
-from bench.ingest.writer_cost import submissions
+from bench.ingest.writer_cost import MAX_JOBS, submissions
 from bench.query_data import DEFAULT_POSTGRES
 
 BATCH = 16
@@ -98,7 +98,8 @@ def write_path_at(ref: str) -> WritePath:
 def intakes(family: Family, count: int, prefix: str) -> list[Intake]:
     framed = b"".join(submissions(family, count)).replace(b"0badcafe", prefix.encode())
     return [
-        admit(Submission.from_wire(wire), suno_key=None) for _, _, wire in Unframer().feed(framed)
+        admit(Submission.from_wire(wire), suno_key=None, max_jobs=MAX_JOBS)
+        for _, _, wire in Unframer().feed(framed)
     ]
 
 

@@ -121,12 +121,13 @@ def compile_for(
         if (convert := processors.get(name)) is not None
     )
     constants = {name: value for name, value in compiled.params.items() if value is not None}
-    fed = None
+    sql, fed = compiled.string, None
     if arrays:
         columns = tuple(name for name in names if name not in constants)
         fed = Arrays(columns, _picker(columns), new_ids)
+        sql = _binary_arrays(sql, columns, dialect)
     return Compiled(
-        compiled.string,
+        sql,
         names,
         positional,
         conversions,
@@ -135,6 +136,17 @@ def compile_for(
         key=key,
         arrays=fed,
     )
+
+
+def _binary_arrays(sql: str, columns: tuple[str, ...], dialect: Dialect) -> str:
+    """psycopg's placeholders for binary parameters (`%(name)b`) in place of SQLAlchemy's
+    `%(name)s`, which psycopg sends as text: an array in text quotes and escapes each value in
+    Python, a regular expression per quote of a JSON document or byte of a body."""
+    if dialect.driver != "psycopg":
+        return sql
+    for name in columns:
+        sql = sql.replace(f"%({name})s", f"%({name})b")
+    return sql
 
 
 def _bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Convert | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from app.db import Json, UtcDateTime
 from app.ingest.driver import Cursor, TimeMemo, compile_for
@@ -285,3 +287,16 @@ def test_returned_rows_find_their_rows_by_key_in_whatever_order_they_come(engine
         ("a3", 1),
         ("b2", 2),
     ]
+
+
+def test_arrays_go_to_psycopg_as_binary_parameters() -> None:
+    """A text array is quoted and escaped value by value in Python, a regular expression per
+    quote of a JSON document: binary parameters skip that (app/ingest/driver.py)."""
+    statement = compile_for(
+        insert_rows("postgresql", _every_type, _EVERY_COLUMN),
+        psycopg_dialect(),
+        arrays=True,
+    )
+
+    placeholders = re.findall(r"%\((\w+)\)(\w)", statement.sql)
+    assert sorted(placeholders) == sorted((name, "b") for name in _EVERY_COLUMN)

@@ -8,14 +8,14 @@ each bound column's bind processor, taken once per statement through the public 
 its execution would apply it. One exception, for speed: times on SQLite (_sqlite_time).
 
 On PostgreSQL a statement of the write path takes all the rows of a batch in one execution, each
-column bound as one array (`Arrays`), because executing it once a row cost the server more than
-the rows themselves (docs/decisions/0004-driver-level-statements.md). What such a statement
-returns comes back in no guaranteed order, so each returned row begins with its row's key
-(`Compiled.key`, e.g. provider and job id) and is matched by it: rows that share a key run in
-successive executions, in their order, which also keeps ON CONFLICT DO UPDATE from meeting one
-row twice in one statement (which PostgreSQL refuses). An insert that returns its new ids takes
-them first instead (`Arrays.new_ids`): a sequence hands out increasing values, so the ids one
-statement took, sorted, go to the rows in their order, whatever order they were returned in.
+column bound as one binary array (`Arrays`), because executing it once a row cost the server
+more than the rows themselves (docs/decisions/0004-driver-level-statements.md). What such a
+statement returns comes back in no guaranteed order, so each returned row begins with its row's
+key (`Compiled.key`, e.g. provider and job id) and is matched by it: rows that share a key run
+in successive executions, in their order, which also keeps ON CONFLICT DO UPDATE from meeting
+one row twice in one statement (which PostgreSQL refuses). An insert that returns its new ids
+takes them first instead (`Arrays.new_ids`): a sequence hands out increasing values, so the ids
+one statement took, sorted, go to the rows in their order, whatever order they came back in.
 SQLite runs the same statements once a row: there an execution costs a function call, not a
 round through a server.
 """
@@ -54,8 +54,8 @@ class Compiled:
     defaults: Mapping[str, Any]
     # The values of `names`, in order (_picker).
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    # The columns each returned row begins with, naming the row it answers (module docstring);
-    # the answer is what follows them.
+    # The columns each returned row begins with, naming the row it answers (module docstring):
+    # values the database returns as they were bound. The answer is what follows them.
     key: tuple[str, ...] = ()
     arrays: Arrays | None = None
 

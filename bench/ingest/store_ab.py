@@ -179,14 +179,14 @@ def summary(
         for i in range(2, len(phases), 2)
     ]
     columns = {"process": (0,), "server": (1,), "both": (0, 1)}
+    if not any(server for _, server in spent):  # SQLite: all in process
+        columns = {"process": (0,)}
     figures = []
     for column, parts in columns.items():
         cost = {
             name: [sum(r[name][part] for part in parts) for r in rounds]
             for name in ("base", "head")
         }
-        if not any(cost["base"]):
-            continue
         ratios = [h / b for h, b in zip(cost["head"], cost["base"], strict=True)]
         figures.append(
             f"{column}: {base} {statistics.median(cost['base']):.1f}, head "

@@ -6,12 +6,24 @@ statements thousands of times a second and that machinery cost more than SQLite 
 (docs/decisions/0004-driver-level-statements.md). What it did for the values is still its own:
 each bound column's bind processor, taken once per statement through the public type API, as
 its execution would apply it. One exception, for speed: times on SQLite (_sqlite_time).
+
+On PostgreSQL a statement of the write path takes all the rows of a batch in one execution, each
+column bound as one binary array (`Arrays`), because executing it once a row cost the server
+more than the rows themselves (docs/decisions/0004-driver-level-statements.md). What such a
+statement returns comes back in no guaranteed order, so each returned row begins with its row's
+key (`Compiled.key`, e.g. provider and job id) and is matched by it: rows that share a key run
+in successive executions, in their order, which also keeps ON CONFLICT DO UPDATE from meeting
+one row twice in one statement (which PostgreSQL refuses). An insert that returns its new ids
+takes them first instead (`Arrays.new_ids`): a sequence hands out increasing values, so the ids
+one statement took, sorted, go to the rows in their order, whatever order they came back in.
+SQLite runs the same statements once a row: there an execution costs a function call, not a
+round through a server.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +54,10 @@ class Compiled:
     defaults: Mapping[str, Any]
     # The values of `names`, in order (_picker).
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    # The columns each returned row begins with, naming the row it answers (module docstring):
+    # values the database returns as they were bound. The answer is what follows them.
+    key: tuple[str, ...] = ()
+    arrays: Arrays | None = None
 
     def parameters(self, values: Mapping[str, Any], times: TimeMemo) -> Any:
         if self.defaults:
@@ -61,6 +77,17 @@ class Compiled:
         return tuple(ordered) if self.positional else dict(zip(self.names, ordered, strict=True))
 
 
+@dataclass(frozen=True, slots=True)
+class Arrays:
+    """How a statement that takes a batch's rows at once is fed: one list of values a column."""
+
+    columns: tuple[str, ...]
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    # For an insert whose rows are answered with their new ids: the statement that takes `n`
+    # ids, bound to the rows as `id` (module docstring).
+    new_ids: Compiled | None
+
+
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """Picks the values of `names` in order, in C, as a comprehension over the names cost the
     writer more per row (docs/decisions/0004-driver-level-statements.md). One name's itemgetter
@@ -70,7 +97,16 @@ def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, 
     return lambda values: tuple(values[name] for name in names)
 
 
-def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
+def compile_for(
+    statement: ClauseElement,
+    dialect: Dialect,
+    *,
+    key: tuple[str, ...] = (),
+    arrays: bool = False,
+    new_ids: Compiled | None = None,
+) -> Compiled:
+    """`arrays`: the statement binds each column as an array of the rows' values (Arrays), and
+    `new_ids` is then the statement that takes the ids of an insert's rows."""
     compiled = statement.compile(dialect=dialect)
     if not isinstance(compiled, SQLCompiler):
         raise TypeError(f"not a SQL statement: {statement!r}")
@@ -85,7 +121,32 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
         if (convert := processors.get(name)) is not None
     )
     constants = {name: value for name, value in compiled.params.items() if value is not None}
-    return Compiled(compiled.string, names, positional, conversions, constants, pick=_picker(names))
+    sql, fed = compiled.string, None
+    if arrays:
+        columns = tuple(name for name in names if name not in constants)
+        fed = Arrays(columns, _picker(columns), new_ids)
+        sql = _binary_arrays(sql, columns, dialect)
+    return Compiled(
+        sql,
+        names,
+        positional,
+        conversions,
+        constants,
+        pick=_picker(names),
+        key=key,
+        arrays=fed,
+    )
+
+
+def _binary_arrays(sql: str, columns: tuple[str, ...], dialect: Dialect) -> str:
+    """psycopg's placeholders for binary parameters (`%(name)b`) in place of SQLAlchemy's
+    `%(name)s`, which psycopg sends as text: an array in text quotes and escapes each value in
+    Python, a regular expression per quote of a JSON document or byte of a body."""
+    if dialect.driver != "psycopg":
+        return sql
+    for name in columns:
+        sql = sql.replace(f"%({name})s", f"%({name})b")
+    return sql
 
 
 def _bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Convert | None:
@@ -124,44 +185,95 @@ class Cursor:
     """The driver's cursor of a connection, taking named values and compiled statements."""
 
     def __init__(self, connection: Connection) -> None:
-        # Untyped: executemany(returning=True) is psycopg's own, beyond the DB-API.
+        # Untyped: the DB-API's cursor, whichever driver's.
         self._cursor: Any = connection.connection.cursor()
-        # psycopg 3 returns rows from executemany, in one pipelined round trip; sqlite3 drops
-        # them, so there statements that return rows run one row at a time.
-        self._returning_many = connection.dialect.driver == "psycopg"
         self._times: TimeMemo = {}
 
     def one(self, statement: Compiled, values: Mapping[str, Any]) -> Sequence[Any]:
-        self._cursor.execute(statement.sql, statement.parameters(values, self._times))
-        row: Sequence[Any] = self._cursor.fetchone()
+        (row,) = self.many_returning(statement, [values])
+        if row is None:
+            raise RuntimeError("expected a returned row, got none")
         return row
 
     def run(self, statement: Compiled, values: Mapping[str, Any]) -> None:
         self._cursor.execute(statement.sql, statement.parameters(values, self._times))
 
     def many_returning(
-        self, statement: Compiled, rows: Iterable[Mapping[str, Any]]
+        self, statement: Compiled, rows: Sequence[Mapping[str, Any]]
     ) -> list[Sequence[Any] | None]:
-        """Each row's one returned row, in order; None where it returned none (DO NOTHING)."""
-        parameters = [statement.parameters(row, self._times) for row in rows]
-        if not parameters:
+        """Each row's answer, in order; None where it returned none (DO NOTHING). As if the rows
+        ran one by one, in order, provided a row affects no row of another key."""
+        if not rows:
             return []
-        if not self._returning_many:
+        arrays = statement.arrays
+        if arrays is None:
             returned: list[Sequence[Any] | None] = []
-            for values in parameters:
-                self._cursor.execute(statement.sql, values)
+            for row in rows:
+                self._cursor.execute(statement.sql, statement.parameters(row, self._times))
                 returned.append(self._cursor.fetchone())
-            return returned
-        self._cursor.executemany(statement.sql, parameters, returning=True)
-        returned = [self._cursor.fetchone()]
-        while self._cursor.nextset():
-            returned.append(self._cursor.fetchone())
-        return returned
+            width = len(statement.key)
+            return [None if row is None else row[width:] for row in returned]
+        if arrays.new_ids is not None:
+            return self._inserted_with_new_ids(statement, arrays, arrays.new_ids, rows)
+        return self._matched_by_key(statement, arrays, rows)
 
-    def many(self, statement: Compiled, rows: Iterable[Mapping[str, Any]]) -> None:
-        parameters = [statement.parameters(row, self._times) for row in rows]
-        if parameters:
+    def many(self, statement: Compiled, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if statement.arrays is not None:
+            self._cursor.execute(statement.sql, self._arrays(statement, statement.arrays, rows))
+        else:
+            parameters = [statement.parameters(row, self._times) for row in rows]
             self._cursor.executemany(statement.sql, parameters)
 
     def close(self) -> None:
         self._cursor.close()
+
+    def _inserted_with_new_ids(
+        self,
+        statement: Compiled,
+        arrays: Arrays,
+        new_ids: Compiled,
+        rows: Sequence[Mapping[str, Any]],
+    ) -> list[Sequence[Any] | None]:
+        self._cursor.execute(new_ids.sql, new_ids.parameters({"n": len(rows)}, self._times))
+        ids = sorted(new_id for (new_id,) in self._cursor.fetchall())
+        numbered = [{**row, "id": new_id} for row, new_id in zip(rows, ids, strict=True)]
+        self._cursor.execute(statement.sql, self._arrays(statement, arrays, numbered))
+        return [(new_id,) for new_id in ids]
+
+    def _matched_by_key(
+        self, statement: Compiled, arrays: Arrays, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any] | None]:
+        width = len(statement.key)
+        keys = list(map(_picker(statement.key), rows))
+        answers: list[Sequence[Any] | None] = [None] * len(rows)
+        for round_ in _rounds(keys):
+            parameters = self._arrays(statement, arrays, [rows[index] for index in round_])
+            self._cursor.execute(statement.sql, parameters)
+            found = {tuple(row[:width]): row[width:] for row in self._cursor.fetchall()}
+            for index in round_:
+                answers[index] = found.get(keys[index])
+        return answers
+
+    def _arrays(
+        self, statement: Compiled, arrays: Arrays, rows: Sequence[Mapping[str, Any]]
+    ) -> Any:
+        """The statement's parameters for these rows: each column's values as one list, which
+        the column's array type converts value by value (its SQLAlchemy bind processor)."""
+        columns = map(list, zip(*map(arrays.pick, rows), strict=True))
+        return statement.parameters(dict(zip(arrays.columns, columns, strict=True)), self._times)
+
+
+def _rounds(keys: list[tuple[Any, ...]]) -> list[list[int]]:
+    """The rows' indexes in rounds where each key appears once: a key's first row in the first,
+    its second in the second, and so on."""
+    seen: dict[tuple[Any, ...], int] = {}
+    rounds: list[list[int]] = []
+    for index, key in enumerate(keys):
+        depth = seen.get(key, 0)
+        seen[key] = depth + 1
+        if depth == len(rounds):
+            rounds.append([])
+        rounds[depth].append(index)
+    return rounds

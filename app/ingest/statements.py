@@ -40,6 +40,11 @@ Writers in several processes commit in parallel
   in ascending order of key, before it reads or locks any row: two batches that touch the same
   jobs in other orders wait for each other there instead of deadlocking on the rows. A
   signature claim waits only on a batch with the same task id, whose lock it then holds too.
+
+On PostgreSQL each statement takes all the rows of a batch at once, as one array a column
+(`INSERT ... SELECT ... FROM unnest(...)`, app/ingest/driver.py says how they are fed and how
+what they return is matched to them); on SQLite each runs once a row. Both are built from the
+column tuples below, with the types of the model's columns.
 """
 
 from __future__ import annotations
@@ -51,11 +56,17 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    Update,
     and_,
     bindparam,
     case,
+    cast,
     func,
-    insert,
     literal_column,
     not_,
     or_,
@@ -64,7 +75,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from app import models
 from app.db import Base
@@ -123,6 +135,8 @@ DELIVERY_COLUMNS = (
     "tx",
 )
 SIGNATURE_COLUMNS = ("provider", "task_id", "signed_timestamp", "body_sha256")
+SIGNATURE_KEY = ("provider", "task_id", "signed_timestamp")
+JOB_KEY = ("provider", "job_id")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
 JOB_COLUMNS = (
@@ -157,26 +171,42 @@ class WriteStatements:
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
-    def compiled(statement: ClauseElement) -> Compiled:
-        return compile_for(statement, dialect)
+    arrays = dialect.name == "postgresql"
 
+    def compiled(
+        statement: ClauseElement,
+        key: tuple[str, ...] = (),
+        new_ids: ClauseElement | None = None,
+    ) -> Compiled:
+        ids = None if new_ids is None else compile_for(new_ids, dialect)
+        return compile_for(statement, dialect, key=key, arrays=arrays, new_ids=ids)
+
+    delivery, delivery_ids = _insert_delivery(dialect.name)
     return WriteStatements(
-        begin=compiled(_begin(dialect.name)),
-        lock_jobs=compiled(_LOCK_JOBS) if dialect.name == "postgresql" else None,
-        claim_signature=compiled(_claim_signature(dialect.name)),
-        insert_delivery=compiled(
-            _insert(models.Delivery, DELIVERY_COLUMNS).returning(models.Delivery.id)
-        ),
-        mark_duplicate=compiled(
-            update(models.Delivery)
-            .where(models.Delivery.id == bindparam("delivery_id"))
-            .values(outcome="duplicate")
-        ),
-        insert_job=compiled(_insert_job(dialect.name)),
-        upsert_job=compiled(_upsert_job(dialect.name)),
-        insert_event=compiled(_insert(models.JobEvent, EVENT_COLUMNS)),
-        insert_link=compiled(_insert(models.DeliveryJob, LINK_COLUMNS)),
+        begin=compile_for(_begin(dialect.name), dialect),
+        lock_jobs=compile_for(_LOCK_JOBS, dialect) if dialect.name == "postgresql" else None,
+        claim_signature=compiled(_claim_signature(dialect.name), key=SIGNATURE_KEY),
+        insert_delivery=compiled(delivery, new_ids=delivery_ids),
+        mark_duplicate=compiled(_mark_duplicate(dialect.name)),
+        insert_job=compiled(_insert_job(dialect.name), key=JOB_KEY),
+        upsert_job=compiled(_upsert_job(dialect.name), key=JOB_KEY),
+        insert_event=compiled(insert_rows(dialect.name, models.JobEvent, EVENT_COLUMNS)),
+        insert_link=compiled(insert_rows(dialect.name, models.DeliveryJob, LINK_COLUMNS)),
     )
+
+
+def insert_rows(
+    dialect_name: str, into: type[Base] | Table, columns: tuple[str, ...]
+) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of rows of `columns` that can take ON CONFLICT clauses: on PostgreSQL all the
+    rows of a batch from one array a column, in their order (so ids from the column's default
+    follow the batch: the events of a job are listed by id); on SQLite one row an execution."""
+    if dialect_name != "postgresql":
+        return sqlite.insert(into).values({column: bindparam(column) for column in columns})
+    table = into if isinstance(into, Table) else into.__table__
+    rows = _unnested({column: table.c[column].type for column in columns})
+    in_order = select(*(rows.c[column] for column in columns)).order_by(rows.c.ordinality)
+    return postgresql.insert(into).from_select(columns, in_order)
 
 
 def _begin(dialect_name: str) -> ClauseElement:
@@ -199,13 +229,61 @@ _LOCK_JOBS = text(
 )
 
 
-def _insert(model: type[Base], columns: tuple[str, ...]) -> Insert:
-    return insert(model).values({column: bindparam(column) for column in columns})
+def _unnested(columns: dict[str, TypeEngine[Any]]) -> TableValuedAlias:
+    """The rows bound as one array a column, numbered from 1 in their order (`ordinality`)."""
+    arrays = [_bound_array(name, column_type) for name, column_type in columns.items()]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*columns, with_ordinality="ordinality")
+        .render_derived(name="incoming")
+    )
 
 
-# What both job statements return: whether the delivery changed the job's state (its
-# state_delivery_id) and, if it did, from which state.
+def _bound_array(name: str, column_type: TypeEngine[Any]) -> ColumnElement[Any]:
+    """The array bound as `name`, cast to its column's type: psycopg then adapts the list
+    without guessing, even where all its values are None. Strings go as text: a cast to
+    varchar(n) would cut a longer value, where storing it into the column refuses it. The
+    array's bind processor applies the column type's to each value."""
+    element = Text() if isinstance(column_type, String) else column_type
+    array = postgresql.ARRAY(element, dimensions=1)
+    return cast(bindparam(name, type_=array), array)
+
+
+def _insert_delivery(dialect_name: str) -> tuple[Insert, Select[Any] | None]:
+    """The insert that answers each row with its new id, and on PostgreSQL the statement that
+    takes those ids first: what a multi-row INSERT returns comes in no guaranteed order
+    (app/ingest/driver.py)."""
+    if dialect_name != "postgresql":
+        returning: Insert = insert_rows(dialect_name, models.Delivery, DELIVERY_COLUMNS)
+        return returning.returning(models.Delivery.id), None
+    numbered = insert_rows(dialect_name, models.Delivery, ("id", *DELIVERY_COLUMNS))
+    return numbered, _new_ids(models.Delivery)
+
+
+def _new_ids(model: type[Base]) -> Select[Any]:
+    """`n` new values of the sequence behind the model's id, its name looked up once a
+    statement (an uncorrelated scalar subquery runs once)."""
+    table = _const(model.__tablename__)
+    sequence = select(
+        cast(func.pg_get_serial_sequence(table, _const("id")), postgresql.REGCLASS)
+    ).scalar_subquery()
+    ids = func.generate_series(_const(1), bindparam("n", type_=Integer))
+    return select(func.nextval(sequence)).select_from(ids)
+
+
+def _mark_duplicate(dialect_name: str) -> Update:
+    duplicate = update(models.Delivery).values(outcome="duplicate")
+    if dialect_name != "postgresql":
+        return duplicate.where(models.Delivery.id == bindparam("delivery_id"))
+    rows = _unnested({"delivery_id": models.Delivery.__table__.c.id.type})
+    return duplicate.where(models.Delivery.id == rows.c.delivery_id)
+
+
+_JOB_KEY = tuple(models.Job.__table__.c[column] for column in JOB_KEY)
+# What both job statements return after the job's key: whether the delivery changed the job's
+# state (its state_delivery_id) and, if it did, from which state.
 _JOB_ANSWER = (
+    *_JOB_KEY,
     models.Job.id,
     models.Job.state,
     models.Job.previous_state,
@@ -213,39 +291,30 @@ _JOB_ANSWER = (
 )
 
 
-_JOB_KEY = (models.Job.provider, models.Job.job_id)
-
-
-def _upsertable(
-    dialect_name: str, model: type[Base], columns: tuple[str, ...]
-) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can take ON CONFLICT clauses in this dialect."""
-    insert_for = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return insert_for(model).values({column: bindparam(column) for column in columns})
-
-
 def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    return _upsertable(dialect_name, models.Job, JOB_COLUMNS)
+    return insert_rows(dialect_name, models.Job, JOB_COLUMNS)
 
 
 def _claim_signature(dialect_name: str) -> Insert:
-    """Returns a row unless the signature was first used for another body (module docstring)."""
-    statement = _upsertable(dialect_name, models.SignatureUse, SIGNATURE_COLUMNS)
+    """Returns a row (its key) unless the signature was first used for another body (module
+    docstring)."""
+    statement = insert_rows(dialect_name, models.SignatureUse, SIGNATURE_COLUMNS)
     stored, new = models.SignatureUse.__table__.c, statement.excluded
+    key = [stored[column] for column in SIGNATURE_KEY]
     claim: Insert = statement.on_conflict_do_update(
-        index_elements=(stored.provider, stored.task_id, stored.signed_timestamp),
+        index_elements=key,
         set_={"body_sha256": new.body_sha256},
         where=stored.body_sha256 == new.body_sha256,
     )
-    return claim.returning(stored.provider)
+    return claim.returning(*key)
 
 
 def _insert_job(dialect_name: str) -> Insert:
     """Creates the job; returns no row where it exists already (upsert_job merges those).
 
-    Most deliveries create their job, and the upsert costs several times as much even where it
-    inserts, on PostgreSQL: the executor prepares every expression of its DO UPDATE for each row
-    (server CPU per Media Lab delivery: upsert ~370 µs, this insert ~100)."""
+    Most deliveries create their job, and the upsert costs more even where it inserts, on
+    PostgreSQL: the executor prepares every expression of its DO UPDATE for each execution
+    (server CPU per Media Lab delivery, executed once a row: upsert ~370 µs, this insert ~100)."""
     new_only: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
     return new_only.returning(*_JOB_ANSWER)
 

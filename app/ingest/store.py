@@ -5,9 +5,9 @@ batch's jobs in ascending order (so that batches in other processes never deadlo
 app/ingest/statements.py), then the signatures signed deliveries claim (which decide whether
 they are refused), then the deliveries' raw rows (whose ids the job rows point to), then their
 jobs (whose answers decide everything else: inserted where new, merged by the upsert where
-not), then events, links and duplicate marks. The first
-three return rows: on PostgreSQL the driver sends each as one pipelined round trip, not one
-per row.
+not), then events, links and duplicate marks. On PostgreSQL each is one statement over all its
+rows, or a few where a key comes back in the batch (app/ingest/driver.py); on SQLite each runs
+once a row.
 """
 
 from __future__ import annotations

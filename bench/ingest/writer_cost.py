@@ -28,6 +28,8 @@ from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
 
 STEPS = ("unframe", "admit", "store", "commit")
+# The service's default STEMHOOK_MAX_JOBS_PER_DELIVERY.
+MAX_JOBS: int = Settings.model_fields["max_jobs_per_delivery"].default
 
 
 def submissions(family: Family, count: int) -> list[bytes]:
@@ -65,7 +67,7 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
             for _, _, wire in Unframer().feed(b"".join(framed[start : start + batch]))
         ]
         unframed = time.process_time()
-        intakes = [admit(submission, suno_key=None, max_jobs=100) for submission in arrived]
+        intakes = [admit(submission, suno_key=None, max_jobs=MAX_JOBS) for submission in arrived]
         admitted = time.process_time()
         with engine.connect() as connection:
             with connection.begin():

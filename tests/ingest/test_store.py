@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from app.ingest.admission import admit
 from app.ingest.intake import Intake, Outcome, Receipt
-from tests.api.payloads import ci_json, suno_json, suno_signed
+from tests.api.payloads import ci_json, media_lab_list, suno_json, suno_signed
 from tests.ingest.batches import stored, transaction_number
 from tests.ingest.submissions import detected
 
@@ -94,6 +94,126 @@ def test_a_batch_creates_new_jobs_and_merges_into_known_ones_in_arrival_order(
         ("j-other", None, "failed"),
     ]
     assert duplicates == 2
+
+
+def test_a_job_seen_three_times_in_one_batch_takes_its_deliveries_in_arrival_order(
+    engine: Engine,
+) -> None:
+    """On PostgreSQL each of a job's rows goes in its own statement, after the one before."""
+    store(engine, ("j-known", "Submitted"))
+
+    receipts = store(
+        engine,
+        ("j-known", "Running"),
+        ("j-three", "Running"),
+        ("j-known", "Pause"),
+        ("j-three", "Submitted"),
+        ("j-known", "Running"),
+        ("j-three", "Success"),
+        ("j-fresh", "Failed"),
+    )
+
+    assert [outcome(receipt) for receipt in receipts] == [
+        ("j-known", "running", False, Outcome.ACCEPTED),
+        ("j-three", "running", False, Outcome.ACCEPTED),
+        ("j-known", "paused", False, Outcome.ACCEPTED),
+        ("j-three", "running", True, Outcome.DUPLICATE),
+        ("j-known", "running", False, Outcome.ACCEPTED),
+        ("j-three", "succeeded", False, Outcome.ACCEPTED),
+        ("j-fresh", "failed", False, Outcome.ACCEPTED),
+    ]
+    with engine.connect() as connection:
+        jobs = connection.execute(
+            text("SELECT job_id, state, previous_state, deliveries FROM job ORDER BY job_id")
+        ).all()
+        events = connection.execute(
+            text(
+                "SELECT job.job_id, job_event.from_state, job_event.to_state"
+                " FROM job_event JOIN job ON job.id = job_event.job_pk"
+                " ORDER BY job.job_id, job_event.id"
+            )
+        ).all()
+    assert [tuple(row) for row in jobs] == [
+        ("j-fresh", "failed", None, 1),
+        ("j-known", "running", "paused", 4),
+        ("j-three", "succeeded", "running", 3),
+    ]
+    assert [tuple(row) for row in events] == [
+        ("j-fresh", None, "failed"),
+        ("j-known", None, "submitted"),
+        ("j-known", "submitted", "running"),
+        ("j-known", "running", "paused"),
+        ("j-known", "paused", "running"),
+        ("j-three", None, "running"),
+        ("j-three", "running", "succeeded"),
+    ]
+
+
+def test_each_delivery_and_job_row_finds_its_own_answer_in_a_mixed_batch(
+    engine: Engine,
+) -> None:
+    """Known jobs merged in another order than they were created, between new ones, and a
+    delivery of two jobs, one named like a known job of another provider: every receipt, link
+    and event names its own delivery and job."""
+    store(engine, ("k-1", "Running"), ("k-2", "Running"), ("k-3", "Running"), ("k-4", "Running"))
+    bodies = [
+        ci_json("k-4", "Success"),
+        ci_json("n-1", "Running"),
+        media_lab_list(["k-2", "n-2"]),
+        ci_json("k-1", "Running"),
+        ci_json("n-3", "Failed"),
+        ci_json("k-3", "Failed"),
+        ci_json("k-2", "Failed"),
+    ]
+    intakes = [admit(detected(body), suno_key=None, max_jobs=10) for body in bodies]
+
+    with engine.begin() as connection:
+        receipts = stored(connection, intakes)
+
+    delivery_ids = [receipt.delivery_id for receipt in receipts]
+    assert delivery_ids == sorted(set(delivery_ids))
+    assert [
+        [(job.job_id, job.state.value, job.duplicate) for job in receipt.jobs]
+        for receipt in receipts
+    ] == [
+        [("k-4", "succeeded", False)],
+        [("n-1", "running", False)],
+        [("k-2", "succeeded", False), ("n-2", "succeeded", False)],
+        [("k-1", "running", True)],
+        [("n-3", "failed", False)],
+        [("k-3", "failed", False)],
+        [("k-2", "failed", False)],
+    ]
+    with engine.connect() as connection:
+        kept = {
+            id_: body for id_, body in connection.execute(text("SELECT id, body FROM delivery"))
+        }
+        links = connection.execute(
+            text(
+                "SELECT delivery_job.delivery_id, job.provider, job.job_id, delivery_job.duplicate"
+                " FROM delivery_job JOIN job ON job.id = delivery_job.job_pk"
+            )
+        ).all()
+        events = connection.execute(
+            text(
+                "SELECT job_event.delivery_id, job.provider, job.job_id, job_event.to_state"
+                " FROM job_event JOIN job ON job.id = job_event.job_pk"
+                " WHERE job_event.delivery_id >= :first"
+            ),
+            {"first": delivery_ids[0]},
+        ).all()
+    assert [bytes(kept[delivery_id]) for delivery_id in delivery_ids] == bodies
+    assert sorted(tuple(row) for row in links if row[0] >= delivery_ids[0]) == sorted(
+        (receipt.delivery_id, job.provider.value, job.job_id, job.duplicate)
+        for receipt in receipts
+        for job in receipt.jobs
+    )
+    assert sorted(tuple(row) for row in events) == sorted(
+        (receipt.delivery_id, job.provider.value, job.job_id, job.state.value)
+        for receipt in receipts
+        for job in receipt.jobs
+        if not job.duplicate
+    )
 
 
 def test_a_signature_used_twice_in_one_batch_vouches_for_its_first_body_only(

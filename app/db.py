@@ -111,6 +111,9 @@ def _engine_options(url: URL, settings: Settings, *, bounded: bool) -> dict[str,
         if bounded:
             timeout_ms = int(settings.write_timeout_s * 1000)
             server += [f"-c lock_timeout={timeout_ms}", f"-c statement_timeout={timeout_ms}"]
+            # A transaction idle between two statements (its client partitioned away) would
+            # hold readers' transaction mark back until the server's keepalive gave up on it.
+            server.append(f"-c idle_in_transaction_session_timeout={timeout_ms}")
         connect_args["options"] = " ".join(server)
         options["connect_args"] = connect_args
     return options

@@ -6,12 +6,13 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from sqlalchemy import Engine
 
 from app.ingest.admission import admit
 from tests.api.payloads import ci_json, suno_json
-from tests.conftest import API_TOKEN, Backend
+from tests.conftest import API_TOKEN, PG_ADMIN_DSN, Backend
 from tests.ingest.batches import stored
 from tests.ingest.submissions import detected
 
@@ -158,6 +159,20 @@ async def test_a_change_committed_after_a_later_one_keeps_its_job_in_the_listing
     assert seen[-1] == existing[0], "the job kept its place as of the listing's start"
     # A new listing sees the slow change, which arrived (was read) before the later callback.
     assert ids(await listing(client, limit=2)) == [existing[5], existing[0]]
+
+
+@pytest.mark.postgres_only
+async def test_a_transaction_open_in_another_database_does_not_hide_new_jobs(
+    client: httpx.AsyncClient,
+) -> None:
+    """Transaction ids are the cluster's: the mark counts only this database's transactions."""
+    with psycopg.connect(PG_ADMIN_DSN) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # holds an id until it ends
+        await post(client, ci_json("j-seen-at-once", "Running"))
+        listed = ids(await listing(client))
+        elsewhere.rollback()
+
+    assert listed == ["j-seen-at-once"]
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,17 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 DEFAULT_DATABASE_URL = "sqlite:///./stemhook.db"
+# A PostgreSQL write transaction holds one advisory lock per job it writes, in the server's
+# shared lock table (max_locks_per_transaction x max_connections entries, 6,400 by default):
+# bounded so that a dozen writers at their largest still fit (docs/decisions/0012).
+POSTGRESQL_MAX_JOBS_PER_TRANSACTION = 256
 
 
 class Settings(BaseSettings):
@@ -94,6 +98,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _jobs_fit_the_lock_budget(self) -> Settings:
+        if (
+            self.database_url.startswith("postgresql")
+            and self.max_jobs_per_delivery > POSTGRESQL_MAX_JOBS_PER_TRANSACTION
+        ):
+            raise ValueError(
+                "STEMHOOK_MAX_JOBS_PER_DELIVERY may be at most"
+                f" {POSTGRESQL_MAX_JOBS_PER_TRANSACTION} on PostgreSQL: a transaction locks each"
+                " of its jobs in the server's shared lock table"
+            )
+        return self
 
     @field_validator("callback_token")
     @classmethod

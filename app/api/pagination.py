@@ -18,15 +18,15 @@ def encode_job_position(position: JobPosition | None) -> str | None:
         return None
     return _encode(
         "jobs",
-        {"w": position.mark, "t": position.received_at.isoformat(), "i": position.job_pk},
+        {"m": position.mark, "t": position.received_at.isoformat(), "i": position.job_pk},
     )
 
 
 def decode_job_position(cursor: str | None) -> JobPosition | None:
     if cursor is None:
         return None
-    fields = _decode("jobs", cursor, {"w", "t", "i"})
-    return JobPosition(_identifier(fields["w"]), _time(fields["t"]), _identifier(fields["i"]))
+    fields = _decode("jobs", cursor, {"m", "t", "i"})
+    return JobPosition(_identifier(fields["m"]), _time(fields["t"]), _identifier(fields["i"]))
 
 
 def encode_before_id(listing: str, before_id: int | None) -> str | None:

@@ -23,7 +23,8 @@ Failures:
   inside the transaction covers only the statements after it), so the watchdog is what bounds an
   attempt.
 
-A transaction writes at most MAX_TRANSACTION_JOBS job rows: a batch listing more is stored in
+A transaction writes at most MAX_TRANSACTION_JOBS job rows (on PostgreSQL, whose transactions
+lock each job they write, POSTGRESQL_MAX_JOBS_PER_TRANSACTION): a batch listing more is stored in
 several, one after another. Each part is answered as soon as it is decided (commit() yields its
 answers), so that what committed early does not wait for a heavy part behind it.
 
@@ -51,6 +52,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from app.config import POSTGRESQL_MAX_JOBS_PER_TRANSACTION
 from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
 from app.ingest.admission import BadSignature, admit
@@ -106,6 +108,7 @@ class Committer:
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
         self._max_jobs = max_jobs
+        self._postgresql = engine.dialect.name == "postgresql"
         # The least a transaction is given, however close its deadlines: less would interrupt
         # healthy batches under a backlog and waste the work.
         self._min_attempt_s = timeout_s / 8
@@ -154,7 +157,7 @@ class Committer:
     def _stored(self, admitted: list[_Pending]) -> Iterator[list[tuple[int, Answer]]]:
         """Each delivery's answer, committed in parts (see the module's docstring): each part
         is answered once, by its commit or by its failure, never both."""
-        parts = deque(_by_jobs(admitted))
+        parts = deque(_by_jobs(admitted, self._max_jobs_per_transaction))
         unavailable = False
         while parts:
             part = parts.popleft()
@@ -186,6 +189,12 @@ class Committer:
                     yield [(part[0].index, self._keep_orphaned(part[0], exc))]
             else:
                 yield list(zip([pending.index for pending in part], stored, strict=True))
+
+    @property
+    def _max_jobs_per_transaction(self) -> int:
+        if self._postgresql:
+            return min(MAX_TRANSACTION_JOBS, POSTGRESQL_MAX_JOBS_PER_TRANSACTION)
+        return MAX_TRANSACTION_JOBS
 
     def _store(self, intakes: list[Intake], cursor: Cursor, tx: int) -> list[Receipt]:
         return store_batch(cursor, self._sql, intakes, tx=tx)
@@ -262,14 +271,14 @@ class Committer:
         return result
 
 
-def _by_jobs(admitted: list[_Pending]) -> Iterator[list[_Pending]]:
-    """The deliveries in order, in parts of at most MAX_TRANSACTION_JOBS jobs (a delivery with
-    more, allowed by STEMHOOK_MAX_JOBS_PER_DELIVERY, is a part of its own)."""
+def _by_jobs(admitted: list[_Pending], most: int) -> Iterator[list[_Pending]]:
+    """The deliveries in order, in parts of at most `most` jobs (a delivery with more, allowed by
+    STEMHOOK_MAX_JOBS_PER_DELIVERY, is a part of its own)."""
     part: list[_Pending] = []
     jobs = 0
     for pending in admitted:
         size = len(pending.intake.jobs)
-        if part and jobs + size > MAX_TRANSACTION_JOBS:
+        if part and jobs + size > most:
             yield part
             part, jobs = [], 0
         part.append(pending)

@@ -56,18 +56,18 @@ def before_ids(listing: str) -> list[dict[str, Any]]:
 
 
 JOB_POSITIONS = [
-    {"l": "jobs", "w": U64_MAX, "t": TIME, "i": 1},
-    {"l": "jobs", "w": 2**63 - 1, "t": TIME, "i": 1},
-    {"l": "jobs", "w": 1, "t": TIME, "i": U64_MAX},
-    {"l": "jobs", "w": 0, "t": TIME, "i": 1},
-    {"l": "jobs", "w": 1, "t": TIME, "i": 0},
-    {"l": "jobs", "w": 1, "t": TIME, "i": False},
-    {"l": "jobs", "w": 1.0, "t": TIME, "i": 1},
-    {"l": "jobs", "w": 1, "t": "2024-01-01T00:00:00", "i": 1},
-    {"l": "jobs", "w": 1, "t": "0001-01-01T00:00:00+01:00", "i": 1},
-    {"l": "jobs", "w": 1, "t": 1700000000, "i": 1},
-    {"l": "jobs", "w": 1, "t": TIME},
-    {"l": "jobs", "w": 1, "t": TIME, "i": 1, "x": None},
+    {"l": "jobs", "m": U64_MAX, "t": TIME, "i": 1},
+    {"l": "jobs", "m": 2**63 - 1, "t": TIME, "i": 1},
+    {"l": "jobs", "m": 1, "t": TIME, "i": U64_MAX},
+    {"l": "jobs", "m": 0, "t": TIME, "i": 1},
+    {"l": "jobs", "m": 1, "t": TIME, "i": 0},
+    {"l": "jobs", "m": 1, "t": TIME, "i": False},
+    {"l": "jobs", "m": 1.0, "t": TIME, "i": 1},
+    {"l": "jobs", "m": 1, "t": "2024-01-01T00:00:00", "i": 1},
+    {"l": "jobs", "m": 1, "t": "0001-01-01T00:00:00+01:00", "i": 1},
+    {"l": "jobs", "m": 1, "t": 1700000000, "i": 1},
+    {"l": "jobs", "m": 1, "t": TIME},
+    {"l": "jobs", "m": 1, "t": TIME, "i": 1, "x": None},
 ]
 
 
@@ -87,6 +87,15 @@ async def test_a_forged_cursor_is_a_422(
         await refused(client, path, forged(fields))
 
 
+async def test_a_cursor_from_before_marks_is_refused_not_misread(
+    client: httpx.AsyncClient,
+) -> None:
+    """Cursors once carried a delivery id as "w"; read as a mark it would mean nothing."""
+    await post_jobs(client, 3)
+
+    await refused(client, "/v1/jobs", forged({"l": "jobs", "w": 2, "t": TIME, "i": 1}))
+
+
 async def test_a_job_cursor_ahead_of_the_databases_mark_is_refused(
     client: httpx.AsyncClient,
 ) -> None:
@@ -95,7 +104,7 @@ async def test_a_job_cursor_ahead_of_the_databases_mark_is_refused(
         (await client.get("/v1/jobs", params={"limit": 1}, headers=AUTH)).json()["next_cursor"]
     )
 
-    message = await refused(client, "/v1/jobs", forged(real | {"w": real["w"] + 1}))
+    message = await refused(client, "/v1/jobs", forged(real | {"m": real["m"] + 1}))
 
     assert "no page" in message
 

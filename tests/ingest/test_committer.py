@@ -122,6 +122,26 @@ def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
         assert connection.scalar(text("SELECT count(*) FROM job")) == 300
 
 
+def test_a_postgresql_transaction_locks_at_most_its_budget_of_jobs(
+    backend: Backend, settings: Settings, engine: Engine
+) -> None:
+    """Each job a PostgreSQL transaction writes takes a lock in the server's shared table."""
+    writer_engine = create_sync_engine(settings)
+    commits: list[None] = []
+    event.listen(writer_engine, "commit", lambda _connection: commits.append(None))
+    committer = committer_for(writer_engine, timeout_s=5)
+    lists = [detected(media_lab_list([f"budget-{n}-{i}" for i in range(100)])) for n in range(3)]
+    try:
+        answers = commit(committer, lists, within_s=5)
+    finally:
+        committer.close()
+        writer_engine.dispose()
+
+    assert [a.outcome for a in answers if isinstance(a, Receipt)] == [Outcome.ACCEPTED] * 3
+    # 300 jobs: above POSTGRESQL_MAX_JOBS_PER_TRANSACTION (256), within SQLite's 1,000.
+    assert len(commits) == (2 if backend.name == "postgresql" else 1)
+
+
 def test_a_batch_that_outlives_its_time_fails_only_its_heavy_delivery(
     backend: Backend, settings: Settings, engine: Engine
 ) -> None:

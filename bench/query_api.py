@@ -36,9 +36,10 @@ from sqlalchemy import func, select
 from app import models
 from app.api.pagination import encode_job_position
 from app.config import Settings
-from app.db import create_sync_engine
+from app.db import create_sync_engine, open_read_database
 from app.main import create_app
 from app.queries.jobs import JobPosition
+from app.queries.marks import current_mark
 from bench.query_data import (
     DEFAULT_POSTGRES,
     DEFAULT_SQLITE,
@@ -79,10 +80,10 @@ class Probes:
 def find_probes(settings: Settings, n: int, count: int) -> Probes:
     rng = random.Random(SEED + 4)
     job = models.Job
+    mark = asyncio.run(first_page_mark(settings))
     engine = create_sync_engine(settings, bounded=False)
     try:
         with engine.connect() as connection:
-            watermark = connection.scalar(select(func.max(models.Delivery.id)))
             picks = rng.sample(range(1, n + 1), min(n, count))
             found = connection.execute(select(job.provider, job.job_id).where(job.id.in_(picks)))
             jobs = [(provider, job_id) for provider, job_id in found]
@@ -108,13 +109,23 @@ def find_probes(settings: Settings, n: int, count: int) -> Probes:
             ).all()
     finally:
         engine.dispose()
-    if watermark is None or not shared or not positions:
+    if not shared or not positions:
         raise SystemExit("the database holds no jobs to ask for: rerun with --refill")
     cursors = [
-        encode_job_position(JobPosition(watermark, received_at, pk))
+        encode_job_position(JobPosition(mark, received_at, pk))
         for pk, received_at in positions[::PAGE]
     ]
     return Probes(jobs, [c for c in shared if c], [c for c in cursors if c], deep)
+
+
+async def first_page_mark(settings: Settings) -> int:
+    """The mark a listing's first page would note now, which its later pages carry."""
+    database = open_read_database(settings)
+    try:
+        async with database.sessions() as session:
+            return await current_mark(session)
+    finally:
+        await database.engine.dispose()
 
 
 def queries(probes: Probes) -> list[Query]:

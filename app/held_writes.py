@@ -5,8 +5,8 @@ body when it sends it, two writes and, with TCP_NODELAY, two segments, for a cal
 of a few hundred bytes: a send system call in the server and a read in the client for each.
 This protocol is uvicorn's own, given a transport (asyncio's public Transport interface) that
 holds a write until the next one in the same turn of the event loop and sends both as one.
-The head and the body of an answer sent at once are then one write; a write nothing follows
-goes out at the end of the turn, before the loop waits for I/O, so nothing is delayed.
+The head and the body of an answer sent in one step of its task are then one write; a write
+nothing follows goes out with the loop's next callbacks, without waiting for I/O.
 
 uvicorn takes a protocol class through its public `http=` setting; this one overrides only
 `connection_made`, asyncio.Protocol's own hook. Pinned to the uvicorn minor it was measured with,
@@ -39,9 +39,11 @@ class HeldWrites(asyncio.Transport):
         self._held: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:  # an empty body ends a response: nothing to send or to hold
+            return
         held = self._held
         if held is None:
-            # A transport copies what it is given: the caller may reuse a bytearray at once.
+            # Held past the caller's return, so a bytearray it may reuse is copied.
             self._held = data if type(data) is bytes else bytes(data)
             self._loop.call_soon(self._send_held)
         else:

@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from app.cli import is_loopback
+from app.cli import is_loopback, main
+from app.config import get_settings
+from app.held_writes import HeldWritesProtocol
 from tests.api.payloads import ci_json
 from tests.servers import free_port, running_server, server_process
 
@@ -150,3 +153,20 @@ def test_serve_on_loopback_without_a_callback_token_starts_with_a_warning(tmp_pa
         "stemhook: warning: callbacks on 127.0.0.1 are accepted without a token"
         " (STEMHOOK_CALLBACK_TOKEN is not set)"
     ]
+
+
+def test_serve_gives_uvicorn_the_protocol_that_holds_writes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Dropping it would bring back two writes an answer without any test noticing
+    (tests/test_held_writes.py guards the protocol itself)."""
+    given: dict[str, Any] = {}
+    monkeypatch.setenv("STEMHOOK_DATABASE_URL", f"sqlite:///{tmp_path / 'stemhook.db'}")
+    monkeypatch.setattr("app.cli.uvicorn.run", lambda *_args, **kwargs: given.update(kwargs))
+    get_settings.cache_clear()
+    try:
+        main(["serve", "--host", "127.0.0.1", "--port", "8000"])
+    finally:
+        get_settings.cache_clear()
+
+    assert given["http"] is HeldWritesProtocol

@@ -1,24 +1,33 @@
 """One write per response through uvicorn's own protocol (app/held_writes.py), guarded: if a
-uvicorn release writes a response some other way, these fail instead of stemhook silently
-sending two segments again."""
+uvicorn release writes a response some other way, or stemhook's own stack comes to yield between
+an answer's head and body, these fail instead of stemhook silently sending two segments again.
+On the asyncio loop and on uvloop, which `stemhook serve` runs."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.config import Settings
 from app.held_writes import HeldWrites, HeldWritesProtocol
-from tests.servers import free_port
+from app.main import create_app
+from tests.api.payloads import ci_json
 
 pytestmark = pytest.mark.anyio
 ANSWER = b'{"delivery_id": 1}'
 PARTS = [b"a" * 100_000, b"b" * 10, b"c" * 70_000]
+
+
+@pytest.fixture(params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
 
 
 class Recording:
@@ -45,7 +54,7 @@ class RecordedProtocol(HeldWritesProtocol):
         super().connection_made(recording)  # type: ignore[arg-type]
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
+async def toy(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body", False):
@@ -59,68 +68,83 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(ANSWER)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    length = str(len(ANSWER)).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]}
+    )
     await send({"type": "http.response.body", "body": ANSWER})
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[int]:
+async def serving(app: ASGIApp, *, lifespan: str = "off") -> AsyncIterator[int]:
+    """The app served by uvicorn with the recorded protocol on a socket already listening, so
+    that a client may connect at once (the backlog holds it until the server accepts)."""
     RecordedProtocol.transports = []
-    port = free_port()
+    listening = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=RecordedProtocol, lifespan="off", log_level="warning"
+        app,
+        http=RecordedProtocol,
+        lifespan=lifespan,
+        log_level="warning",  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        await asyncio.sleep(0.01)
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     try:
-        yield port
+        yield listening.getsockname()[1]
     finally:
         server.should_exit = True
         await task
+        listening.close()
 
 
-async def exchange(port: int, paths: list[str]) -> list[bytes]:
-    """Each path requested in turn on one connection; each answer as read."""
+async def exchange(port: int, requests: list[bytes]) -> bytes:
+    """The requests sent on one connection, the last one closing it; everything answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers = []
-    for path in paths:
-        writer.write(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )
-        answers.append(head + await reader.readexactly(length))
+    writer.write(b"".join(requests))
+    answered = await reader.read()  # to the end: the server closes after the last answer
     writer.close()
     await writer.wait_closed()
-    return answers
+    return answered
+
+
+def request(path: str, *, body: bytes = b"{}", last: bool = False, method: str = "POST") -> bytes:
+    close = b"connection: close\r\n" if last else b""
+    head = f"{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n".encode()
+    return head + close + b"\r\n" + body
 
 
 async def test_each_answer_reaches_the_socket_in_one_write() -> None:
-    async with serving() as port:
-        answers = await exchange(port, ["/", "/"])
+    async with serving(toy) as port:
+        answered = await exchange(port, [request("/"), request("/", last=True)])
     (transport,) = RecordedProtocol.transports
 
-    assert [answer.endswith(ANSWER) for answer in answers] == [True, True]
-    assert transport.writes == answers
+    assert len(transport.writes) == 2
+    assert all(write.endswith(ANSWER) for write in transport.writes)
+    assert b"".join(transport.writes) == answered
 
 
 async def test_a_body_in_parts_arrives_whole_and_in_order() -> None:
-    async with serving() as port:
-        (answer,) = await exchange(port, ["/parts"])
+    async with serving(toy) as port:
+        answered = await exchange(port, [request("/parts", last=True)])
     (transport,) = RecordedProtocol.transports
 
-    assert answer.split(b"\r\n\r\n", 1)[1] == b"".join(PARTS)
-    assert b"".join(transport.writes) == answer
-    assert len(transport.writes) < 1 + len(PARTS)
+    head, body = answered.split(b"\r\n\r\n", 1)
+    assert body == b"".join(PARTS)
+    # Each write takes the one held before it: the head with the first part, then the rest.
+    assert transport.writes == [head + b"\r\n\r\n" + PARTS[0], PARTS[1] + PARTS[2]]
+
+
+async def test_stemhooks_answers_leave_in_one_write_each(settings: Settings) -> None:
+    """The application as served: its middleware must not yield between head and body."""
+    callback = request("/callbacks", body=ci_json("j-one-write", "Success"))
+    health = request("/healthz", body=b"", method="GET", last=True)
+    async with serving(create_app(settings), lifespan="on") as port:
+        answered = await exchange(port, [callback, health])
+    (transport,) = RecordedProtocol.transports
+
+    assert answered.startswith(b"HTTP/1.1 200") and answered.count(b"HTTP/1.1 200") == 2
+    assert len(transport.writes) == 2
+    assert b"".join(transport.writes) == answered
 
 
 async def test_a_lone_write_goes_out_within_the_turn_and_close_sends_what_is_held() -> None:

@@ -22,6 +22,9 @@ APP = ROOT / "app"
 # Adapter module -> the distribution whose internals it uses. Its own tests fail when they move
 # (app/prometheus_batch.py: tests/test_metrics.py).
 ADAPTERS = {"prometheus_batch.py": "prometheus-client"}
+# Adapters that use no private name but lean on a class's undocumented behaviour (a subclassed
+# implementation class): pinned like the others, still scanned for private names.
+PINNED = {**ADAPTERS, "held_writes.py": "uvicorn"}
 
 
 def _private(name: str) -> bool:
@@ -129,12 +132,12 @@ def test_a_class_uses_only_its_own_private_attributes_outside_the_adapters() -> 
     assert uses == []
 
 
-@pytest.mark.parametrize("module", sorted(ADAPTERS))
+@pytest.mark.parametrize("module", sorted(PINNED))
 def test_an_adapters_package_is_pinned_to_the_minor_version_it_was_written_against(
     module: str,
 ) -> None:
     assert (APP / module).is_file()
-    distribution = ADAPTERS[module]
+    distribution = PINNED[module]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     (pin,) = (
         requirement.specifier

@@ -101,10 +101,8 @@ def test_a_slow_commit_is_logged_with_its_duration(
     assert record.commit_ms >= 1000  # type: ignore[attr-defined]
 
 
-def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("app.ingest.committer.MAX_TRANSACTION_JOBS", 150)
+def _three_lists_of_100_jobs(settings: Settings) -> int:
+    """Three Media Lab lists of 100 jobs each, committed in one batch: how many commits it took."""
     writer_engine = create_sync_engine(settings)
     commits: list[None] = []
     event.listen(writer_engine, "commit", lambda _connection: commits.append(None))
@@ -115,9 +113,16 @@ def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
     finally:
         committer.close()
         writer_engine.dispose()
-
     assert [a.outcome for a in answers if isinstance(a, Receipt)] == [Outcome.ACCEPTED] * 3
-    assert len(commits) == 3  # 100 + 100 jobs would be above 150
+    return len(commits)
+
+
+def test_a_batch_is_written_in_transactions_of_bounded_job_rows(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.ingest.committer.MAX_TRANSACTION_JOBS", 150)
+
+    assert _three_lists_of_100_jobs(settings) == 3  # 100 + 100 jobs would be above 150
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM job")) == 300
 
@@ -126,20 +131,10 @@ def test_a_postgresql_transaction_locks_at_most_its_budget_of_jobs(
     backend: Backend, settings: Settings, engine: Engine
 ) -> None:
     """Each job a PostgreSQL transaction writes takes a lock in the server's shared table."""
-    writer_engine = create_sync_engine(settings)
-    commits: list[None] = []
-    event.listen(writer_engine, "commit", lambda _connection: commits.append(None))
-    committer = committer_for(writer_engine, timeout_s=5)
-    lists = [detected(media_lab_list([f"budget-{n}-{i}" for i in range(100)])) for n in range(3)]
-    try:
-        answers = commit(committer, lists, within_s=5)
-    finally:
-        committer.close()
-        writer_engine.dispose()
+    commits = _three_lists_of_100_jobs(settings)
 
-    assert [a.outcome for a in answers if isinstance(a, Receipt)] == [Outcome.ACCEPTED] * 3
     # 300 jobs: above POSTGRESQL_MAX_JOBS_PER_TRANSACTION (256), within SQLite's 1,000.
-    assert len(commits) == (2 if backend.name == "postgresql" else 1)
+    assert commits == (2 if backend.name == "postgresql" else 1)
 
 
 def test_a_batch_that_outlives_its_time_fails_only_its_heavy_delivery(

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from app.ingest.admission import admit
 from app.ingest.intake import Intake, Outcome, Receipt
@@ -36,6 +36,18 @@ def signed(body: bytes, headers: dict[str, str]) -> Intake:
     """A Suno delivery whose signature holds, admitted as the writer admits it."""
     lower = {name.lower(): value for name, value in headers.items()}
     return admit(detected(body, headers=lower), suno_key=SUNO_KEY, max_jobs=100)
+
+
+def job_events(connection: Connection) -> list[tuple[str, str | None, str]]:
+    """Each job's state changes, in the order they were written."""
+    rows = connection.execute(
+        text(
+            "SELECT job.job_id, job_event.from_state, job_event.to_state"
+            " FROM job_event JOIN job ON job.id = job_event.job_pk"
+            " ORDER BY job.job_id, job_event.id"
+        )
+    ).all()
+    return [(job_id, from_state, to_state) for job_id, from_state, to_state in rows]
 
 
 def outcome(receipt: Receipt) -> tuple[str, str, bool, Outcome]:
@@ -71,13 +83,7 @@ def test_a_batch_creates_new_jobs_and_merges_into_known_ones_in_arrival_order(
         jobs = connection.execute(
             text("SELECT job_id, state, deliveries FROM job ORDER BY job_id")
         ).all()
-        events = connection.execute(
-            text(
-                "SELECT job.job_id, job_event.from_state, job_event.to_state"
-                " FROM job_event JOIN job ON job.id = job_event.job_pk"
-                " ORDER BY job.job_id, job_event.id"
-            )
-        ).all()
+        events = job_events(connection)
         duplicates = connection.execute(
             text("SELECT count(*) FROM delivery WHERE outcome = 'duplicate'")
         ).scalar_one()
@@ -86,7 +92,7 @@ def test_a_batch_creates_new_jobs_and_merges_into_known_ones_in_arrival_order(
         ("j-new", "succeeded", 3),
         ("j-other", "failed", 1),
     ]
-    assert [tuple(row) for row in events] == [
+    assert events == [
         ("j-known", None, "running"),
         ("j-known", "running", "succeeded"),
         ("j-new", None, "running"),
@@ -126,19 +132,13 @@ def test_a_job_seen_three_times_in_one_batch_takes_its_deliveries_in_arrival_ord
         jobs = connection.execute(
             text("SELECT job_id, state, previous_state, deliveries FROM job ORDER BY job_id")
         ).all()
-        events = connection.execute(
-            text(
-                "SELECT job.job_id, job_event.from_state, job_event.to_state"
-                " FROM job_event JOIN job ON job.id = job_event.job_pk"
-                " ORDER BY job.job_id, job_event.id"
-            )
-        ).all()
+        events = job_events(connection)
     assert [tuple(row) for row in jobs] == [
         ("j-fresh", "failed", None, 1),
         ("j-known", "running", "paused", 4),
         ("j-three", "succeeded", "running", 3),
     ]
-    assert [tuple(row) for row in events] == [
+    assert events == [
         ("j-fresh", None, "failed"),
         ("j-known", None, "submitted"),
         ("j-known", "submitted", "running"),

@@ -8,7 +8,8 @@ waits for its turn on a lock file next to the database instead, trying again eve
 a millisecond, and only as long as its oldest request is still awaited. The kernel drops the
 lock of a writer that dies, so a crash cannot leave it taken.
 
-PostgreSQL writers take turns on an advisory lock inside their transaction (statements.py).
+PostgreSQL writers take no turns: they commit in parallel, each batch locking only its own jobs
+(app/ingest/statements.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Turns(Protocol):
 
 
 class _Untaken:
-    """No lock: PostgreSQL (advisory lock) or an in-memory database (one connection)."""
+    """No turns: PostgreSQL (writers in parallel) or an in-memory database (one connection)."""
 
     def taken(self, *, until: float) -> contextlib.AbstractContextManager[Turn]:
         return contextlib.nullcontext(Turn.FREE)

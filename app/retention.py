@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -176,15 +177,40 @@ def _release(engine: Engine, me: str) -> None:
         )
 
 
+class _Stopping(Exception):
+    """Raised from the pause between two batches once the process stops."""
+
+
 async def purge_periodically(
     settings: Settings, *, older_than: timedelta, every: timedelta
 ) -> None:
-    """Run for the life of the process; a failed run is logged and tried again next time."""
+    """Run for the life of the process; a failed run is logged and tried again next time.
+    Cancelled, it returns once the run in progress has stopped after its current batch."""
     engine = create_sync_engine(settings)
+    stopping = threading.Event()
+
+    def pause(seconds: float) -> None:
+        if stopping.wait(seconds):
+            raise _Stopping
+
     try:
         while True:
+            run = asyncio.ensure_future(
+                asyncio.to_thread(purge_bodies, engine, older_than=older_than, pause=pause)
+            )
             try:
-                purged = await asyncio.to_thread(purge_bodies, engine, older_than=older_than)
+                purged = await asyncio.shield(run)
+            except asyncio.CancelledError:
+                # A thread cannot be cancelled: it must have given its connection back before
+                # the engine is disposed, or the connection is left open to the collector.
+                stopping.set()
+                try:
+                    await run
+                except _Stopping:
+                    pass
+                except Exception:
+                    log.exception("retention run failed")
+                raise
             except Exception:
                 log.exception("retention run failed")
             else:

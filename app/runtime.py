@@ -57,6 +57,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     finally:
         if retention is not None:
             retention.cancel()
+            await asyncio.wait([retention])  # its run stops after the current batch
         await watch.stop()
         await writer.stop()
         await read_db.engine.dispose()

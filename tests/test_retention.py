@@ -1,8 +1,9 @@
-"""Retention's cost and manners: proportional to what it drops, one process at a time, and
-short batches that leave SQLite's write lock to the callbacks."""
+"""Retention's cost and manners: proportional to what it drops, one process at a time, short
+batches that leave SQLite's write lock to the callbacks, and a clean stop."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -210,3 +211,29 @@ def test_a_batch_frees_a_bounded_number_of_bytes(engine: Engine, work: Work) -> 
     # Each batch holds SQLite's write lock while it frees its bodies' pages: a bounded amount.
     assert sum(updated) == 20
     assert max(updated) <= 8  # of 1 MiB each: app.retention.BATCH_BYTES
+
+
+@pytest.mark.anyio
+async def test_a_stopping_process_waits_for_its_purge_to_stop_after_the_current_batch(
+    backend: Backend, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled between two batches, the periodic purge returns only once its thread has
+    stopped and released the lease: it no longer holds a connection of the engine it disposes
+    (one left to the collector open used to surface as a ResourceWarning in a later test)."""
+    add_deliveries(engine, 3 * retention.BATCH_ROWS, first=LONG_AGO)
+    # A pause the test never outwaits: only the stop ends it.
+    monkeypatch.setattr(retention, "MIN_PAUSE_S", 30)
+    purging = asyncio.create_task(
+        retention.purge_periodically(backend.settings(), older_than=AGE, every=timedelta(hours=1))
+    )
+    for _ in range(6000):  # until the first batch is committed: a minute is generous
+        if bodies_left(engine) == 2 * retention.BATCH_ROWS:
+            break
+        await asyncio.sleep(0.01)
+    purging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await purging
+
+    with engine.connect() as connection:
+        lease = connection.scalar(text("SELECT leased_by FROM purge_state"))
+    assert (lease, bodies_left(engine)) == (None, 2 * retention.BATCH_ROWS)

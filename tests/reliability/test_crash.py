@@ -4,6 +4,8 @@ A real server takes callbacks from many concurrent senders and is killed (SIGKIL
 of any kind) while requests are in flight. What was answered 2xx must be in the database as
 it was sent, and its job at least as far along as acknowledged; what was in flight may or may
 not be stored. A server restarted on the same database serves all of it and takes new writes.
+On PostgreSQL it is also run with two replicas on the database, killed at the same moment: their
+writers commit in parallel (docs/decisions/0012-parallel-writers-and-transaction-marks.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,35 +97,44 @@ async def send_until_killed(url: str, load: Load, prefix: str, killed: asyncio.E
         load.unanswered += 1
 
 
-async def kill_under_load(server: Server, load: Load, killed: asyncio.Event) -> None:
-    """SIGKILL once this round has had its acknowledgements and every sender is mid-request."""
+async def kill_under_load(servers: list[Server], load: Load, killed: asyncio.Event) -> None:
+    """SIGKILL every server once this round has had its acknowledgements and most senders are
+    mid-request."""
     enough = len(load.acks) + ACKS_PER_ROUND
     async with asyncio.timeout(600):
         while len(load.acks) < enough or load.in_flight < MIN_IN_FLIGHT_AT_KILL:
-            assert server.process.poll() is None, server.log.read_text()
+            for server in servers:
+                assert server.process.poll() is None, server.log.read_text()
             await asyncio.sleep(0.002)
     load.in_flight_at_kill.append(load.in_flight)
-    os.kill(server.process.pid, signal.SIGKILL)
+    for server in servers:
+        os.kill(server.process.pid, signal.SIGKILL)
     killed.set()
-    await asyncio.to_thread(server.process.wait, 10)
+    for server in servers:
+        await asyncio.to_thread(server.process.wait, 10)
 
 
+@pytest.mark.parametrize("replicas", [1, pytest.param(2, marks=pytest.mark.postgres_only)])
 async def test_acknowledged_deliveries_survive_sigkill_under_load(
-    backend: Backend, engine: Engine, tmp_path: Path
+    backend: Backend, engine: Engine, tmp_path: Path, replicas: int
 ) -> None:
     env = server_env(backend.url)
-    prefix = f"crash-{backend.name}"
+    prefix = f"crash-{backend.name}-{replicas}"
     first_id = last_delivery_id(engine) + 1
     load = Load()
 
     for _round in range(ROUNDS):
         killed = asyncio.Event()
-        with server_process(env, tmp_path) as server:
+        with ExitStack() as running:
+            servers = [
+                running.enter_context(server_process(env, tmp_path)) for _ in range(replicas)
+            ]
             async with asyncio.TaskGroup() as senders:
-                for _ in range(SENDERS):
-                    senders.create_task(send_until_killed(server.url, load, prefix, killed))
-                await kill_under_load(server, load, killed)
-            assert server.process.returncode == -signal.SIGKILL
+                for n in range(SENDERS):
+                    url = servers[n % replicas].url
+                    senders.create_task(send_until_killed(url, load, prefix, killed))
+                await kill_under_load(servers, load, killed)
+            assert [server.process.returncode for server in servers] == [-signal.SIGKILL] * replicas
         # The database exactly as the crash left it, before a server opens it again.
         assert_consistent(engine)
 
@@ -135,7 +147,7 @@ async def test_acknowledged_deliveries_survive_sigkill_under_load(
             after = await http.post("/callbacks/suno", content=suno_json(f"{prefix}-after"))
 
     figures(
-        f"crash durability, {backend.name}",
+        f"crash durability, {backend.name}, {replicas} server process{'es' * (replicas > 1)}",
         concurrent_senders=SENDERS,
         requests_sent=len(load.acks) + sum(load.refused.values()) + load.unanswered,
         answered_2xx=len(load.acks),

@@ -18,7 +18,7 @@ import pytest
 
 from tests.api.payloads import ci_json
 from tests.conftest import API_TOKEN, Backend
-from tests.reliability.support import server_env
+from tests.reliability.support import figures, server_env
 from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
@@ -71,8 +71,9 @@ async def test_paging_under_writers_in_two_processes_neither_skips_nor_repeats(
             stop = asyncio.Event()
             background = asyncio.create_task(keep_posting(http, urls, stop))
             listed: list[Any] = []
-            written_between_pages = 0
+            written_between_pages = read_pages = 0
             async for items in pages(http, first, path):
+                read_pages += 1
                 listed += [item["job_id"] if path == "/v1/jobs" else item["id"] for item in items]
                 seen = [job for job in EXISTING if job in listed]
                 unseen = [job for job in EXISTING if job not in listed]
@@ -89,8 +90,16 @@ async def test_paging_under_writers_in_two_processes_neither_skips_nor_repeats(
             stop.set()
             written_meanwhile = await background
 
-    assert len(listed) == len(set(listed)), "a listing repeated an item"
     expected = EXISTING if path == "/v1/jobs" else before
     missing = set(expected) - set(listed)
+    figures(
+        f"paging {path} under writes, {backend.name}, 2 server processes",
+        pages=read_pages,
+        items_listed=len(listed),
+        written_while_paging=written_between_pages + written_meanwhile,
+        skipped=len(missing),
+        repeated=len(listed) - len(set(listed)),
+    )
+    assert len(listed) == len(set(listed)), "a listing repeated an item"
     assert not missing, f"the listing skipped what was there when it began: {sorted(missing)}"
     assert written_between_pages > 0 and written_meanwhile > 0

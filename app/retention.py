@@ -181,43 +181,48 @@ class _Stopping(Exception):
     """Raised from the pause between two batches once the process stops."""
 
 
-async def purge_periodically(
-    settings: Settings, *, older_than: timedelta, every: timedelta
-) -> None:
-    """Run for the life of the process; a failed run is logged and tried again next time.
-    Cancelled, it returns once the run in progress has stopped after its current batch."""
-    engine = create_sync_engine(settings)
-    stopping = threading.Event()
+class PeriodicPurge:
+    """Retention for the life of the process, on a thread of its own that owns its engine: the
+    engine is disposed by the thread once it has stopped, so no connection is left open to the
+    collector however the process stops. A failed run is logged and tried again next time."""
 
-    def pause(seconds: float) -> None:
-        if stopping.wait(seconds):
-            raise _Stopping
+    def __init__(self, settings: Settings, *, older_than: timedelta, every: timedelta) -> None:
+        self._settings = settings
+        self._older_than = older_than
+        self._every = every
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stemhook-retention", daemon=True)
 
-    try:
-        while True:
-            run = asyncio.ensure_future(
-                asyncio.to_thread(purge_bodies, engine, older_than=older_than, pause=pause)
-            )
-            try:
-                purged = await asyncio.shield(run)
-            except asyncio.CancelledError:
-                # A thread cannot be cancelled: it must have given its connection back before
-                # the engine is disposed, or the connection is left open to the collector.
-                stopping.set()
+    def start(self) -> None:
+        self._thread.start()
+
+    async def stop(self, *, timeout_s: float) -> None:
+        """Stops after the current batch; waits at most `timeout_s` (a batch is bounded by the
+        engine's timeouts, but a database that never answers is not)."""
+        self._stopping.set()
+        await asyncio.to_thread(self._thread.join, timeout_s)
+
+    def _run(self) -> None:
+        engine = create_sync_engine(self._settings)
+        try:
+            while not self._stopping.is_set():
                 try:
-                    await run
+                    purged = purge_bodies(engine, older_than=self._older_than, pause=self._pause)
                 except _Stopping:
-                    pass
+                    return
                 except Exception:
                     log.exception("retention run failed")
-                raise
-            except Exception:
-                log.exception("retention run failed")
-            else:
-                if purged is None:
-                    log.info("retention: another process is purging; skipped")
                 else:
-                    log.info("retention: dropped %d bodies older than %s", purged, older_than)
-            await asyncio.sleep(every.total_seconds())
-    finally:
-        engine.dispose()
+                    if purged is None:
+                        log.info("retention: another process is purging; skipped")
+                    else:
+                        log.info(
+                            "retention: dropped %d bodies older than %s", purged, self._older_than
+                        )
+                self._stopping.wait(self._every.total_seconds())
+        finally:
+            engine.dispose()
+
+    def _pause(self, seconds: float) -> None:
+        if self._stopping.wait(seconds):
+            raise _Stopping

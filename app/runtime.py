@@ -6,7 +6,6 @@ the writer that owns write transactions, the read database, and the change watch
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
-from app.retention import purge_periodically
+from app.retention import PeriodicPurge
 from app.watch import JobWatch
 
 
@@ -26,15 +25,14 @@ class Runtime:
     watch: JobWatch
 
 
-def _start_retention(settings: Settings) -> asyncio.Task[None] | None:
+def _start_retention(settings: Settings) -> PeriodicPurge | None:
     if settings.purge_deliveries_older_than is None:
         return None
-    return asyncio.create_task(
-        purge_periodically(
-            settings, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
-        ),
-        name="stemhook-retention",
+    retention = PeriodicPurge(
+        settings, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
     )
+    retention.start()
+    return retention
 
 
 @asynccontextmanager
@@ -56,8 +54,9 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
         yield Runtime(writer, read_db, watch)
     finally:
         if retention is not None:
-            retention.cancel()
-            await asyncio.wait([retention])  # its run stops after the current batch
+            # A batch's statements give up within the write timeout; a database that never
+            # answers is not waited for longer than this.
+            await retention.stop(timeout_s=2 * settings.write_timeout_s + 2)
         await watch.stop()
         await writer.stop()
         await read_db.engine.dispose()

@@ -47,8 +47,14 @@ def server_process(env: dict[str, str], workdir: Path, *, workers: int = 1) -> I
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", str(workers)]
     log_path = workdir / f"server-{port}.log"
     log = log_path.open("wb")
+    # A session of its own: a crash test kills its process group, the writer processes with it.
     process = subprocess.Popen(
-        command, cwd=workdir, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT
+        command,
+        cwd=workdir,
+        env=os.environ | env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -11,6 +11,7 @@ writers commit in parallel (docs/decisions/0012-parallel-writers-and-transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -58,7 +59,8 @@ class Load:
     acks: list[Ack] = field(default_factory=list)
     refused: Counter[int] = field(default_factory=Counter)
     unanswered: int = 0
-    in_flight: int = 0
+    # By server: each replica must be mid-request when they are killed.
+    in_flight: Counter[str] = field(default_factory=Counter)
     in_flight_at_kill: list[int] = field(default_factory=list)
     jobs_started: int = 0
 
@@ -75,40 +77,49 @@ def job_sequence(n: int, prefix: str) -> tuple[str, str, list[tuple[bytes, str]]
     return "suno", job_id, [(suno_json(job_id), "succeeded")]
 
 
-async def send_until_killed(url: str, load: Load, prefix: str, killed: asyncio.Event) -> None:
-    """One sender: jobs one after another, each job's deliveries in order, on one connection."""
+async def send_until_killed(
+    urls: list[str], first: int, load: Load, prefix: str, killed: asyncio.Event
+) -> None:
+    """One sender: jobs one after another, each job's deliveries in order, on one connection to
+    each server; a job's successive deliveries go to successive servers from `first` on, so
+    that with two replicas both writers merge into the same jobs."""
     try:
-        async with Connection.open(url) as connection:
+        async with contextlib.AsyncExitStack() as stack:
+            connections = [await stack.enter_async_context(Connection.open(url)) for url in urls]
             while not killed.is_set():
                 provider, job_id, deliveries = job_sequence(load.jobs_started, prefix)
                 load.jobs_started += 1
-                for body, state in deliveries:
-                    load.in_flight += 1
+                for step, (body, state) in enumerate(deliveries):
+                    server = (first + step) % len(urls)
+                    load.in_flight[urls[server]] += 1
                     try:
-                        answer = await connection.request("POST", f"/callbacks/{provider}", body)
+                        answer = await connections[server].request(
+                            "POST", f"/callbacks/{provider}", body
+                        )
                     finally:
-                        load.in_flight -= 1
+                        load.in_flight[urls[server]] -= 1
                     if answer.status != 200:
                         load.refused[answer.status] += 1
                         break
                     delivery_id = answer.json()["delivery_id"]
                     load.acks.append(Ack(delivery_id, body, provider, job_id, state))
-    except OSError:  # the server died under this request
+    except OSError:  # a server died under this request
         load.unanswered += 1
 
 
 async def kill_under_load(servers: list[Server], load: Load, killed: asyncio.Event) -> None:
-    """SIGKILL every server once this round has had its acknowledgements and most senders are
-    mid-request."""
+    """SIGKILL every server, each with its writer process (its whole process group), once this
+    round has had its acknowledgements and each server has its share of senders mid-request."""
     enough = len(load.acks) + ACKS_PER_ROUND
+    share = MIN_IN_FLIGHT_AT_KILL // len(servers)
     async with asyncio.timeout(600):
-        while len(load.acks) < enough or load.in_flight < MIN_IN_FLIGHT_AT_KILL:
+        while len(load.acks) < enough or any(load.in_flight[s.url] < share for s in servers):
             for server in servers:
                 assert server.process.poll() is None, server.log.read_text()
             await asyncio.sleep(0.002)
-    load.in_flight_at_kill.append(load.in_flight)
+    load.in_flight_at_kill.append(sum(load.in_flight[server.url] for server in servers))
     for server in servers:
-        os.kill(server.process.pid, signal.SIGKILL)
+        os.killpg(server.process.pid, signal.SIGKILL)
     killed.set()
     for server in servers:
         await asyncio.to_thread(server.process.wait, 10)
@@ -129,10 +140,10 @@ async def test_acknowledged_deliveries_survive_sigkill_under_load(
             servers = [
                 running.enter_context(server_process(env, tmp_path)) for _ in range(replicas)
             ]
+            urls = [server.url for server in servers]
             async with asyncio.TaskGroup() as senders:
                 for n in range(SENDERS):
-                    url = servers[n % replicas].url
-                    senders.create_task(send_until_killed(url, load, prefix, killed))
+                    senders.create_task(send_until_killed(urls, n, load, prefix, killed))
                 await kill_under_load(servers, load, killed)
             assert [server.process.returncode for server in servers] == [-signal.SIGKILL] * replicas
         # The database exactly as the crash left it, before a server opens it again.

@@ -1,0 +1,123 @@
+"""Which IP addresses stemhook may connect to when it fetches a file that a callback names.
+
+Anyone who knows the callback URL can post one, so the address of a result file is chosen by a
+stranger: fetched blindly, it would make stemhook reach its own loopback, the private network
+around it or the cloud metadata service (server-side request forgery). An address is admitted
+only when it is globally routable or inside a network the operator named in
+STEMHOOK_FETCH_ALLOW_NETWORKS. The guard is pure and is applied to the address a connection is
+actually made to, after name resolution (so a name that resolves once to a public address and
+then to a private one cannot slip past), and again on every redirect hop.
+
+An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4) leads
+to that IPv4 address, so it is judged by it. The standard library's classification (`is_global`
+and friends) is the base; the blocks it classifies differently on Python 3.11, 3.12 and 3.13
+(and their patch releases) are decided here first, so that every supported Python answers alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from typing import TypeAlias
+
+IPAddress: TypeAlias = IPv4Address | IPv6Address
+IPNetwork: TypeAlias = IPv4Network | IPv6Network
+_Test: TypeAlias = Callable[[IPAddress], bool]
+
+_IPV4_MAPPED_PREFIX = 0xFFFF << 32
+_NAT64 = IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = IPv6Network("::/96")
+
+
+def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | None:
+    """Why stemhook must not connect to `address`, or None when it may.
+
+    `admitted` are the operator's networks: an address inside one is allowed whatever it is.
+    """
+    if any(alias in network for alias in _aliases(address) for network in admitted):
+        return None
+    if isinstance(address, IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+        ipv4, form = embedded
+        kind = _kind(ipv4)
+        return None if kind is None else f"{_written(address)} embeds {ipv4} ({form}), {kind}"
+    kind = _kind(address)
+    return None if kind is None else f"{address} is {kind}"
+
+
+def _written(address: IPv6Address) -> str:
+    """`address` as Python 3.13 writes it, whichever Python runs: ::ffff:7f00:1 before 3.13."""
+    mapped = address.ipv4_mapped
+    return str(address) if mapped is None else f"::ffff:{mapped}"
+
+
+def _aliases(address: IPAddress) -> tuple[IPAddress, ...]:
+    """The address and, for an IPv4 one, its IPv4-mapped form, or for that form its IPv4 one.
+
+    A dual-stack socket connects to ::ffff:a.b.c.d by IPv4, so the two name the same peer and an
+    admitted network admits both. The other embeddings are not aliases: they reach the IPv4
+    address through a translator, relay or tunnel, whose own loopback or private network is not
+    the one the operator admitted.
+    """
+    if isinstance(address, IPv4Address):
+        return address, IPv6Address(_IPV4_MAPPED_PREFIX | int(address))
+    mapped = address.ipv4_mapped
+    return (address,) if mapped is None else (address, mapped)
+
+
+def _embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, str] | None:
+    """The IPv4 address that packets to `address` end up at, and the embedding's name."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped, "IPv4-mapped"
+    if address.sixtofour is not None:
+        return address.sixtofour, "6to4"
+    if address in _NAT64:
+        return IPv4Address(int(address) & 0xFFFF_FFFF), "NAT64"
+    # :: and ::1 are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones.
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        return IPv4Address(int(address)), "IPv4-compatible"
+    return None
+
+
+def _kind(address: IPAddress) -> str | None:
+    """What makes `address` one not to connect to, or None for a globally routable address."""
+    return next((kind for refuses, kind in _REFUSED if refuses(address)), None)
+
+
+def _within(*cidrs: str) -> _Test:
+    networks = tuple(ip_network(cidr) for cidr in cidrs)
+    return lambda address: any(address in network for network in networks)
+
+
+# In order: the first that applies names the refusal, so narrow blocks come before the
+# standard library's broad classes that contain them (metadata before link-local, ...).
+_REFUSED: tuple[tuple[_Test, str], ...] = (
+    (lambda a: a.is_unspecified, "the unspecified address"),
+    (lambda a: a.is_loopback, "a loopback address"),
+    (_within("0.0.0.0/8"), "a 'this network' address (0.0.0.0/8)"),
+    (_within("169.254.169.254/32", "fd00:ec2::254/128"), "a cloud metadata address"),
+    (lambda a: a.is_link_local, "a link-local address"),
+    (lambda a: isinstance(a, IPv6Address) and a.is_site_local, "a site-local address"),
+    (_within("100.64.0.0/10"), "a carrier-grade NAT address (100.64.0.0/10)"),
+    (_within("fc00::/7"), "a unique-local address"),
+    (lambda a: a.is_multicast, "a multicast address"),
+    (_within("255.255.255.255/32"), "the limited broadcast address"),
+    (
+        _within("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20"),
+        "a documentation address",
+    ),
+    (_within("198.18.0.0/15", "2001:2::/48"), "a benchmarking address"),
+    (_within("100::/64"), "a discard-only address"),
+    # Teredo tunnels to a client behind a NAT through a relay: neither the server nor the
+    # (obfuscated) client address it carries says where packets end, and no file host lives there.
+    (_within("2001::/32"), "a Teredo address"),
+    # Where the IPv4 address sits in a local-use NAT64 prefix is the operator's choice (RFC 8215).
+    (_within("64:ff9b:1::/48"), "a local-use NAT64 address"),
+    # The standard library's answer inside these blocks changed in 3.13 (CVE-2024-4032, in later
+    # patch releases of 3.11 and 3.12 too), a few anycast services becoming global: all refused.
+    (_within("192.0.0.0/24", "2001::/23"), "in an IETF protocol assignment block"),
+    (lambda a: a.is_reserved, "a reserved address"),
+    (lambda a: a.is_private, "a private address"),
+    # No address reaches this on 3.11 to 3.13 (each non-global block is named above): it keeps
+    # the rule itself for a block that a later Python classifies as not global.
+    (lambda a: not a.is_global, "not globally routable"),
+)

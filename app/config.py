@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
     )
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
+    # Networks a result file may be fetched from though not globally routable (comma-separated
+    # CIDRs), for tests and private deployments: anything else a callback names must be global.
+    fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -86,6 +90,13 @@ class Settings(BaseSettings):
         if any(len(token.get_secret_value()) < MIN_TOKEN_LENGTH for token in tokens):
             raise ValueError(f"every API token needs at least {MIN_TOKEN_LENGTH} characters")
         return tokens
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(parse_network(cidr.strip()) for cidr in value.split(",") if cidr.strip())
+        return value
 
     @field_validator("purge_deliveries_older_than", "purge_every", "cursor_max_age", mode="before")
     @classmethod
@@ -127,6 +138,14 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 90m or 3600s")
     amount, unit = match.groups()
     return timedelta(**{_UNITS[unit]: int(amount)})
+
+
+def parse_network(text: str) -> IPv4Network | IPv6Network:
+    """ "10.0.0.0/8", "fd00::/8", "127.0.0.2" (a single address)."""
+    try:
+        return ip_network(text)
+    except ValueError as error:
+        raise ValueError(f"not a network such as 10.0.0.0/8 or fd00::/8: {error}") from None
 
 
 @lru_cache(maxsize=1)

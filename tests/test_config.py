@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 import pytest
 from pydantic import ValidationError
 
@@ -28,3 +30,34 @@ def test_more_jobs_per_delivery_than_a_postgresql_transaction_may_lock_is_refuse
     on_postgresql = Settings(_env_file=None, database_url=postgresql, max_jobs_per_delivery=256)  # type: ignore[call-arg]
     on_sqlite = Settings(_env_file=None, max_jobs_per_delivery=10_000)  # type: ignore[call-arg]
     assert (on_postgresql.max_jobs_per_delivery, on_sqlite.max_jobs_per_delivery) == (256, 10_000)
+
+
+def test_fetch_allow_networks_are_parsed_from_comma_separated_cidrs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", "127.0.0.2/32, fd00::/8,,10.1.2.3 ")
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    expected = ("127.0.0.2/32", "fd00::/8", "10.1.2.3/32")
+    assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
+    assert Settings(_env_file=None, fetch_allow_networks="").fetch_allow_networks == ()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("127.0.0.1/8", "127.0.0.1/8 has host bits set"),
+        ("10.0.0.0/8, 10.0.0.0/33", "'10.0.0.0/33' does not appear"),
+        ("10.0.0.0/8;fd00::/8", "'10.0.0.0/8;fd00::/8' does not appear"),
+        ("localhost", "'localhost' does not appear"),
+    ],
+)
+def test_a_fetch_allow_network_that_is_not_a_cidr_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, named: str
+) -> None:
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", value)
+
+    with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert f"not a network such as 10.0.0.0/8 or fd00::/8: {named}" in str(refused.value)

@@ -116,8 +116,7 @@ _REFUSED: tuple[tuple[_Test, str], ...] = (
     # patch releases of 3.11 and 3.12 too), a few anycast services becoming global: all refused.
     (_within("192.0.0.0/24", "2001::/23"), "in an IETF protocol assignment block"),
     (lambda a: a.is_reserved, "a reserved address"),
-    (lambda a: a.is_private, "a private address"),
-    # No address reaches this on 3.11 to 3.13 (each non-global block is named above): it keeps
-    # the rule itself for a block that a later Python classifies as not global.
-    (lambda a: not a.is_global, "not globally routable"),
+    # The rule itself: of the blocks the standard library holds not global, only the private
+    # ones of RFC 1918 are left by now, and any block a later Python adds would be caught here.
+    (lambda a: not a.is_global, "a private address"),
 )

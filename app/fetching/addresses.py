@@ -24,7 +24,6 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 IPNetwork: TypeAlias = IPv4Network | IPv6Network
 _Test: TypeAlias = Callable[[IPAddress], bool]
 
-_IPV4_MAPPED_PREFIX = 0xFFFF << 32
 _NAT64 = IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = IPv6Network("::/96")
 
@@ -34,7 +33,8 @@ def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | N
 
     `admitted` are the operator's networks: an address inside one is allowed whatever it is.
     """
-    if any(alias in network for alias in _aliases(address) for network in admitted):
+    peer = _peer(address)
+    if any(network.version == peer.version and peer in network for network in admitted):
         return None
     if isinstance(address, IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
         ipv4, form = embedded
@@ -50,18 +50,16 @@ def _written(address: IPv6Address) -> str:
     return str(address) if mapped is None else f"::ffff:{mapped}"
 
 
-def _aliases(address: IPAddress) -> tuple[IPAddress, ...]:
-    """The address and, for an IPv4 one, its IPv4-mapped form, or for that form its IPv4 one.
+def _peer(address: IPAddress) -> IPAddress:
+    """The address as a socket reaches it: ::ffff:a.b.c.d is a.b.c.d, reached by IPv4.
 
-    A dual-stack socket connects to ::ffff:a.b.c.d by IPv4, so the two name the same peer and an
-    admitted network admits both. The other embeddings are not aliases: they reach the IPv4
-    address through a translator, relay or tunnel, whose own loopback or private network is not
-    the one the operator admitted.
+    The IPv4 form is matched only against IPv4 networks: as ::ffff:a.b.c.d every IPv4 address also
+    lies in IPv6 networks such as ::/0, whose admission would admit all of IPv4. The other
+    embeddings reach their IPv4 address through a translator, relay or tunnel, whose own loopback
+    or private network is not the one the operator admitted: they stay IPv6 addresses here.
     """
-    if isinstance(address, IPv4Address):
-        return address, IPv6Address(_IPV4_MAPPED_PREFIX | int(address))
-    mapped = address.ipv4_mapped
-    return (address,) if mapped is None else (address, mapped)
+    mapped = address.ipv4_mapped if isinstance(address, IPv6Address) else None
+    return address if mapped is None else mapped
 
 
 def _embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, str] | None:

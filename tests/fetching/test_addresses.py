@@ -155,9 +155,14 @@ def test_a_globally_routable_address_is_allowed(address: str) -> None:
         (["10.0.0.0/8", "fd00::/8"], "fc00::1", "fc00::1 is a unique-local address"),
         (["fe80::/10"], "fe80::1%eth0", None),
         (["2001::/32"], "2001:0:4136:e378:8000:63bf:3fff:fdd2", None),
-        # An IPv4 address and its IPv4-mapped form are one peer: a network admits both forms.
+        # An IPv4 address and its IPv4-mapped form are one peer, matched by its IPv4 form.
         (["127.0.0.0/8"], "::ffff:127.0.0.1", None),
-        (["::ffff:127.0.0.0/104"], "127.0.0.1", None),
+        (["::ffff:127.0.0.0/104"], "127.0.0.1", "127.0.0.1 is a loopback address"),
+        (
+            ["::ffff:127.0.0.0/104"],
+            "::ffff:127.0.0.1",
+            "::ffff:127.0.0.1 embeds 127.0.0.1 (IPv4-mapped), a loopback address",
+        ),
         # The other embeddings reach the IPv4 address through a translator, relay or tunnel, whose
         # loopback is not the one admitted: only an IPv6 network containing them admits them.
         (
@@ -184,6 +189,19 @@ def test_an_admitted_network_allows_what_it_contains_and_nothing_more(
     networks = [ip_network(cidr) for cidr in admitted]
 
     assert why_refused(ip_address(address), admitted=networks) == reason
+
+
+@pytest.mark.parametrize("ipv6", ["::/0", "::/1", "::/8", "::/80", "::ffff:0:0/96"])
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "0.0.0.0", "127.0.0.1", "10.0.0.1", "::ffff:127.0.0.1"]
+)
+def test_an_ipv6_network_admits_no_ipv4_address_even_in_its_ipv4_mapped_form(
+    ipv6: str, address: str
+) -> None:
+    refused = why_refused(ip_address(address), admitted=())
+
+    assert refused is not None
+    assert why_refused(ip_address(address), admitted=[ip_network(ipv6)]) == refused
 
 
 def test_a_socket_opened_here_would_fail_the_test() -> None:

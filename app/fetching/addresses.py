@@ -31,23 +31,23 @@ _IPV4_COMPATIBLE = IPv6Network("::/96")
 def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | None:
     """Why stemhook must not connect to `address`, or None when it may.
 
-    `admitted` are the operator's networks: an address inside one is allowed whatever it is.
+    `admitted` are the operator's networks: an address inside one is allowed whatever it is,
+    but for the unspecified address (or one carrying 0.0.0.0), which reaches every local listener
+    of the host it is sent to.
     """
-    peer = _peer(address)
-    if any(network.version == peer.version and peer in network for network in admitted):
+    embedded = _embedded_ipv4(address)
+    judged = address if embedded is None else embedded[0]
+    if not judged.is_unspecified and _admitted(address, admitted):
         return None
-    if isinstance(address, IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
-        ipv4, form = embedded
-        kind = _kind(ipv4)
-        return None if kind is None else f"{_written(address)} embeds {ipv4} ({form}), {kind}"
-    kind = _kind(address)
-    return None if kind is None else f"{address} is {kind}"
+    kind = _kind(judged)
+    if kind is None:
+        return None
+    return f"{address} is {kind}" if embedded is None else f"{embedded[1]}, {kind}"
 
 
-def _written(address: IPv6Address) -> str:
-    """`address` as Python 3.13 writes it, whichever Python runs: ::ffff:7f00:1 before 3.13."""
-    mapped = address.ipv4_mapped
-    return str(address) if mapped is None else f"::ffff:{mapped}"
+def _admitted(address: IPAddress, admitted: Sequence[IPNetwork]) -> bool:
+    peer = _peer(address)
+    return any(network.version == peer.version and peer in network for network in admitted)
 
 
 def _peer(address: IPAddress) -> IPAddress:
@@ -62,17 +62,25 @@ def _peer(address: IPAddress) -> IPAddress:
     return address if mapped is None else mapped
 
 
-def _embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, str] | None:
-    """The IPv4 address that packets to `address` end up at, and the embedding's name."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped, "IPv4-mapped"
-    if address.sixtofour is not None:
-        return address.sixtofour, "6to4"
+def _embedded_ipv4(address: IPAddress) -> tuple[IPv4Address, str] | None:
+    """The IPv4 address that packets to `address` end up at, and the words saying so.
+
+    An IPv4-mapped address is written as Python 3.13 writes it, whichever Python runs (earlier
+    ones write ::ffff:7f00:1).
+    """
+    if isinstance(address, IPv4Address):
+        return None
+    if (mapped := address.ipv4_mapped) is not None:
+        return mapped, f"::ffff:{mapped} embeds {mapped} (IPv4-mapped)"
+    if (sixtofour := address.sixtofour) is not None:
+        return sixtofour, f"{address} embeds {sixtofour} (6to4)"
     if address in _NAT64:
-        return IPv4Address(int(address) & 0xFFFF_FFFF), "NAT64"
+        nat64 = IPv4Address(int(address) & 0xFFFF_FFFF)
+        return nat64, f"{address} embeds {nat64} (NAT64)"
     # :: and ::1 are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones.
     if address in _IPV4_COMPATIBLE and int(address) > 1:
-        return IPv4Address(int(address)), "IPv4-compatible"
+        compatible = IPv4Address(int(address))
+        return compatible, f"{address} embeds {compatible} (IPv4-compatible)"
     return None
 
 

@@ -154,6 +154,8 @@ def test_a_globally_routable_address_is_allowed(address: str) -> None:
         (["10.0.0.0/8", "fd00::/8"], "10.1.2.3", None),
         (["10.0.0.0/8", "fd00::/8"], "fc00::1", "fc00::1 is a unique-local address"),
         (["fe80::/10"], "fe80::1%eth0", None),
+        (["0.0.0.0/8"], "0.1.2.3", None),
+        (["::/127"], "::1", None),
         (["2001::/32"], "2001:0:4136:e378:8000:63bf:3fff:fdd2", None),
         # An IPv4 address and its IPv4-mapped form are one peer, matched by its IPv4 form.
         (["127.0.0.0/8"], "::ffff:127.0.0.1", None),
@@ -185,6 +187,31 @@ def test_a_globally_routable_address_is_allowed(address: str) -> None:
 )
 def test_an_admitted_network_allows_what_it_contains_and_nothing_more(
     admitted: list[str], address: str, reason: str | None
+) -> None:
+    networks = [ip_network(cidr) for cidr in admitted]
+
+    assert why_refused(ip_address(address), admitted=networks) == reason
+
+
+@pytest.mark.parametrize(
+    ("admitted", "address", "reason"),
+    [
+        (["0.0.0.0/8"], "0.0.0.0", "0.0.0.0 is the unspecified address"),
+        (["::/127"], "::", ":: is the unspecified address"),
+        (
+            ["0.0.0.0/32"],
+            "::ffff:0.0.0.0",
+            "::ffff:0.0.0.0 embeds 0.0.0.0 (IPv4-mapped), the unspecified address",
+        ),
+        (
+            ["64:ff9b::/96"],
+            "64:ff9b::",
+            "64:ff9b:: embeds 0.0.0.0 (NAT64), the unspecified address",
+        ),
+    ],
+)
+def test_the_unspecified_address_is_refused_even_inside_an_admitted_network(
+    admitted: list[str], address: str, reason: str
 ) -> None:
     networks = [ip_network(cidr) for cidr in admitted]
 

@@ -26,6 +26,10 @@ _Test: TypeAlias = Callable[[IPAddress], bool]
 
 _NAT64 = IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = IPv6Network("::/96")
+# Where a cloud instance asks for its credentials and configuration: the metadata service of AWS,
+# Google Cloud and Azure, Azure's platform address (a public one: wireserver, DNS, DHCP), and
+# AWS's metadata service over IPv6.
+_CLOUD_METADATA = ("169.254.169.254/32", "168.63.129.16/32", "fd00:ec2::254/128")
 
 
 def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | None:
@@ -100,7 +104,7 @@ _REFUSED: tuple[tuple[_Test, str], ...] = (
     (lambda a: a.is_unspecified, "the unspecified address"),
     (lambda a: a.is_loopback, "a loopback address"),
     (_within("0.0.0.0/8"), "a 'this network' address (0.0.0.0/8)"),
-    (_within("169.254.169.254/32", "fd00:ec2::254/128"), "a cloud metadata address"),
+    (_within(*_CLOUD_METADATA), "a cloud metadata address"),
     (lambda a: a.is_link_local, "a link-local address"),
     (lambda a: isinstance(a, IPv6Address) and a.is_site_local, "a site-local address"),
     (_within("100.64.0.0/10"), "a carrier-grade NAT address (100.64.0.0/10)"),

@@ -32,6 +32,8 @@ REFUSED = [
     ("0.1.2.3", "0.1.2.3 is a 'this network' address (0.0.0.0/8)"),
     ("169.254.169.254", "169.254.169.254 is a cloud metadata address"),
     ("fd00:ec2::254", "fd00:ec2::254 is a cloud metadata address"),
+    # Azure's platform address is a public one.
+    ("168.63.129.16", "168.63.129.16 is a cloud metadata address"),
     ("169.254.1.1", "169.254.1.1 is a link-local address"),
     ("fe80::1", "fe80::1 is a link-local address"),
     ("fe80::1%eth0", "fe80::1%eth0 is a link-local address"),
@@ -95,6 +97,10 @@ EMBEDDED = [
         "::ffff:169.254.169.254 embeds 169.254.169.254 (IPv4-mapped), a cloud metadata address",
     ),
     ("::ffff:10.0.0.1", "::ffff:10.0.0.1 embeds 10.0.0.1 (IPv4-mapped), a private address"),
+    (
+        "64:ff9b::168.63.129.16",
+        "64:ff9b::a83f:8110 embeds 168.63.129.16 (NAT64), a cloud metadata address",
+    ),
     ("::ffff:0.0.0.0", "::ffff:0.0.0.0 embeds 0.0.0.0 (IPv4-mapped), the unspecified address"),
     ("::127.0.0.1", "::7f00:1 embeds 127.0.0.1 (IPv4-compatible), a loopback address"),
     ("::192.168.0.1", "::c0a8:1 embeds 192.168.0.1 (IPv4-compatible), a private address"),
@@ -120,6 +126,8 @@ ALLOWED = [
     "172.32.0.0",
     "192.0.1.255",
     "223.255.255.255",
+    "168.63.129.15",
+    "168.63.129.17",
     "2606:4700:4700::1111",
     "2001:4860:4860::8888",
     "2a00:1450:4001::1",

@@ -8,10 +8,12 @@ STEMHOOK_FETCH_ALLOW_NETWORKS. The guard is pure and is applied to the address a
 actually made to, after name resolution (so a name that resolves once to a public address and
 then to a private one cannot slip past), and again on every redirect hop.
 
-An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4) leads
-to that IPv4 address, so it is judged by it. The standard library's classification (`is_global`
-and friends) is the base; the blocks it classifies differently on Python 3.11, 3.12 and 3.13
-(and their patch releases) are decided here first, so that every supported Python answers alike.
+An IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::/96) address leads to the IPv4 address it
+carries, so it is judged by it; the deprecated forms that carry one (IPv4-compatible ::a.b.c.d,
+6to4 2002::/16) are refused whatever they carry, as no file host uses them. The standard
+library's classification (`is_global` and friends) is the base; the blocks it classifies
+differently on Python 3.11, 3.12 and 3.13 (and their patch releases) are decided here first, so
+that every supported Python answers alike.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ IPNetwork: TypeAlias = IPv4Network | IPv6Network
 _Test: TypeAlias = Callable[[IPAddress], bool]
 
 _NAT64 = IPv6Network("64:ff9b::/96")
-_IPV4_COMPATIBLE = IPv6Network("::/96")
 # Where a cloud instance asks for its credentials and configuration: the metadata service of AWS,
 # Google Cloud and Azure, Azure's platform address (a public one: wireserver, DNS, DHCP), and
 # AWS's metadata service over IPv6.
@@ -58,9 +59,9 @@ def _peer(address: IPAddress) -> IPAddress:
     """The address as a socket reaches it: ::ffff:a.b.c.d is a.b.c.d, reached by IPv4.
 
     The IPv4 form is matched only against IPv4 networks: as ::ffff:a.b.c.d every IPv4 address also
-    lies in IPv6 networks such as ::/0, whose admission would admit all of IPv4. The other
-    embeddings reach their IPv4 address through a translator, relay or tunnel, whose own loopback
-    or private network is not the one the operator admitted: they stay IPv6 addresses here.
+    lies in IPv6 networks such as ::/0, whose admission would admit all of IPv4. A NAT64 address
+    reaches its IPv4 address through a translator, whose own loopback or private network is not the
+    one the operator admitted: it stays an IPv6 address here.
     """
     mapped = address.ipv4_mapped if isinstance(address, IPv6Address) else None
     return address if mapped is None else mapped
@@ -76,15 +77,9 @@ def _embedded_ipv4(address: IPAddress) -> tuple[IPv4Address, str] | None:
         return None
     if (mapped := address.ipv4_mapped) is not None:
         return mapped, f"::ffff:{mapped} embeds {mapped} (IPv4-mapped)"
-    if (sixtofour := address.sixtofour) is not None:
-        return sixtofour, f"{address} embeds {sixtofour} (6to4)"
     if address in _NAT64:
         nat64 = IPv4Address(int(address) & 0xFFFF_FFFF)
         return nat64, f"{address} embeds {nat64} (NAT64)"
-    # :: and ::1 are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones.
-    if address in _IPV4_COMPATIBLE and int(address) > 1:
-        compatible = IPv4Address(int(address))
-        return compatible, f"{address} embeds {compatible} (IPv4-compatible)"
     return None
 
 
@@ -117,6 +112,9 @@ _REFUSED: tuple[tuple[_Test, str], ...] = (
     ),
     (_within("198.18.0.0/15", "2001:2::/48"), "a benchmarking address"),
     (_within("100::/64"), "a discard-only address"),
+    # :: and ::1 are caught above: IPv6's own unspecified and loopback addresses, not compatible.
+    (_within("::/96"), "an IPv4-compatible address (deprecated)"),
+    (_within("2002::/16"), "a 6to4 address (deprecated)"),
     # Teredo tunnels to a client behind a NAT through a relay: neither the server nor the
     # (obfuscated) client address it carries says where packets end, and no file host lives there.
     (_within("2001::/32"), "a Teredo address"),

@@ -1,5 +1,5 @@
-"""The address guard refuses every non-global class by name, judges an IPv6 address that carries
-an IPv4 one by that IPv4 address, and answers alike on Python 3.11, 3.12 and 3.13."""
+"""The address guard refuses every non-global class by name, judges an IPv4-mapped or NAT64
+address by the IPv4 one it carries, and answers alike on Python 3.11, 3.12 and 3.13."""
 
 from __future__ import annotations
 
@@ -70,6 +70,16 @@ REFUSED = [
         "2001:0:4136:e378:8000:63bf:3fff:fdd2 is a Teredo address",
     ),
     ("64:ff9b:1::808:808", "64:ff9b:1::808:808 is a local-use NAT64 address"),
+    # The deprecated forms are refused whatever IPv4 address they carry, a public one too.
+    ("::8.8.8.8", "::808:808 is an IPv4-compatible address (deprecated)"),
+    ("::127.0.0.1", "::7f00:1 is an IPv4-compatible address (deprecated)"),
+    ("::255.255.255.255", "::ffff:ffff is an IPv4-compatible address (deprecated)"),
+    ("::0.0.0.2", "::2 is an IPv4-compatible address (deprecated)"),
+    ("2002:a9fe:a9fe::1", "2002:a9fe:a9fe::1 is a 6to4 address (deprecated)"),
+    (
+        "2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff is a 6to4 address (deprecated)",
+    ),
 ]
 
 # The standard library classifies these differently on 3.11.7 and 3.12.1 than on 3.13 (and on
@@ -78,7 +88,8 @@ CLASSIFIED_DIFFERENTLY_BY_PYTHON = [
     # global before 3.13
     ("192.0.0.8", "192.0.0.8 is in an IETF protocol assignment block"),
     ("64:ff9b:1::1", "64:ff9b:1::1 is a local-use NAT64 address"),
-    ("2002:7f00:1::1", "2002:7f00:1::1 embeds 127.0.0.1 (6to4), a loopback address"),
+    ("2002:7f00:1::1", "2002:7f00:1::1 is a 6to4 address (deprecated)"),
+    ("2002:808:808::1", "2002:808:808::1 is a 6to4 address (deprecated)"),
     # global from 3.13 (anycast and identifier blocks inside 2001::/23), and 192.0.0.9 global in
     # all three though its block is refused whole
     ("2001:1::1", "2001:1::1 is in an IETF protocol assignment block"),
@@ -102,18 +113,11 @@ EMBEDDED = [
         "64:ff9b::a83f:8110 embeds 168.63.129.16 (NAT64), a cloud metadata address",
     ),
     ("::ffff:0.0.0.0", "::ffff:0.0.0.0 embeds 0.0.0.0 (IPv4-mapped), the unspecified address"),
-    ("::127.0.0.1", "::7f00:1 embeds 127.0.0.1 (IPv4-compatible), a loopback address"),
-    ("::192.168.0.1", "::c0a8:1 embeds 192.168.0.1 (IPv4-compatible), a private address"),
     ("64:ff9b::127.0.0.1", "64:ff9b::7f00:1 embeds 127.0.0.1 (NAT64), a loopback address"),
     (
         "64:ff9b::100.64.0.1",
         "64:ff9b::6440:1 embeds 100.64.0.1 (NAT64), a carrier-grade NAT address (100.64.0.0/10)",
     ),
-    (
-        "2002:a9fe:a9fe::1",
-        "2002:a9fe:a9fe::1 embeds 169.254.169.254 (6to4), a cloud metadata address",
-    ),
-    ("2002:ac10:1::1", "2002:ac10:1::1 embeds 172.16.0.1 (6to4), a private address"),
 ]
 
 ALLOWED = [
@@ -132,11 +136,8 @@ ALLOWED = [
     "2001:4860:4860::8888",
     "2a00:1450:4001::1",
     "::ffff:8.8.8.8",
-    "::8.8.8.8",
     "64:ff9b::8.8.8.8",
-    # Not global to Python 3.13 (all of 2002::/16), global to 3.11.7 and 3.12.1: judged here by
-    # the IPv4 address it carries, which a 6to4 relay delivers it to.
-    "2002:808:808::1",
+    "2003::1",
 ]
 
 
@@ -173,24 +174,18 @@ def test_a_globally_routable_address_is_allowed(address: str) -> None:
             "::ffff:127.0.0.1",
             "::ffff:127.0.0.1 embeds 127.0.0.1 (IPv4-mapped), a loopback address",
         ),
-        # The other embeddings reach the IPv4 address through a translator, relay or tunnel, whose
-        # loopback is not the one admitted: only an IPv6 network containing them admits them.
-        (
-            ["127.0.0.0/8"],
-            "::127.0.0.1",
-            "::7f00:1 embeds 127.0.0.1 (IPv4-compatible), a loopback address",
-        ),
+        # NAT64 reaches the IPv4 address through a translator, whose loopback is not the one
+        # admitted, and the deprecated forms are refused whatever they carry: only an IPv6
+        # network containing them admits them.
         (
             ["127.0.0.0/8"],
             "64:ff9b::127.0.0.1",
             "64:ff9b::7f00:1 embeds 127.0.0.1 (NAT64), a loopback address",
         ),
-        (
-            ["127.0.0.0/8"],
-            "2002:7f00:1::1",
-            "2002:7f00:1::1 embeds 127.0.0.1 (6to4), a loopback address",
-        ),
+        (["127.0.0.0/8"], "::127.0.0.1", "::7f00:1 is an IPv4-compatible address (deprecated)"),
+        (["127.0.0.0/8"], "2002:7f00:1::1", "2002:7f00:1::1 is a 6to4 address (deprecated)"),
         (["64:ff9b::/96"], "64:ff9b::127.0.0.1", None),
+        (["2002::/16"], "2002:7f00:1::1", None),
     ],
 )
 def test_an_admitted_network_allows_what_it_contains_and_nothing_more(

@@ -4,9 +4,14 @@ Anyone who knows the callback URL can post one, so the address of a result file 
 stranger: fetched blindly, it would make stemhook reach its own loopback, the private network
 around it or the cloud metadata service (server-side request forgery). An address is admitted
 only when it is globally routable or inside a network the operator named in
-STEMHOOK_FETCH_ALLOW_NETWORKS. The guard is pure and is applied to the address a connection is
-actually made to, after name resolution (so a name that resolves once to a public address and
-then to a private one cannot slip past), and again on every redirect hop.
+STEMHOOK_FETCH_ALLOW_NETWORKS.
+
+The guard is pure and judges addresses, never a URL's host text: it must be applied to the
+address the resolver (getaddrinfo) returned and the connection is actually made to, and again on
+every redirect hop. getaddrinfo reads 2130706433, 127.1, 0x7f.0.0.1 and 0177.0.0.1 as 127.0.0.1,
+all of which `ipaddress` refuses to parse: a check of the host text that takes them for names
+lets loopback through. And a name may resolve to a public address when checked and to a private
+one when connected to.
 
 An IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::/96) address leads to the IPv4 address it
 carries, so it is judged by it; the deprecated forms that carry one (IPv4-compatible ::a.b.c.d,
@@ -36,10 +41,16 @@ _CLOUD_METADATA = ("169.254.169.254/32", "168.63.129.16/32", "fd00:ec2::254/128"
 def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | None:
     """Why stemhook must not connect to `address`, or None when it may.
 
+    `address` is one the resolver (getaddrinfo) returned, the one the connection is made to,
+    never one parsed from a URL's host (see the module's docstring): anything but an address
+    object raises TypeError.
+
     `admitted` are the operator's networks: an address inside one is allowed whatever it is,
     but for the unspecified address (or one carrying 0.0.0.0), which reaches every local listener
     of the host it is sent to.
     """
+    if not isinstance(address, IPv4Address | IPv6Address):
+        raise TypeError(f"judge the address getaddrinfo returned, not {address!r}")
     embedded = _embedded_ipv4(address)
     judged = address if embedded is None else embedded[0]
     if not judged.is_unspecified and _admitted(address, admitted):

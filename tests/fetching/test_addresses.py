@@ -234,6 +234,15 @@ def test_an_ipv6_network_admits_no_ipv4_address_even_in_its_ipv4_mapped_form(
     assert why_refused(ip_address(address), admitted=[ip_network(ipv6)]) == refused
 
 
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", 2130706433]
+)
+def test_a_hosts_text_is_refused_as_no_address_to_judge(host: str | int) -> None:
+    """getaddrinfo reads all of these as 127.0.0.1: only the address it returns may be judged."""
+    with pytest.raises(TypeError, match="judge the address getaddrinfo returned"):
+        why_refused(host, admitted=())  # type: ignore[arg-type]
+
+
 def test_a_socket_opened_here_would_fail_the_test() -> None:
     with pytest.raises(pytest.fail.Exception, match="opened a socket"):
         socket.socket()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -93,10 +94,13 @@ class Settings(BaseSettings):
 
     @field_validator("fetch_allow_networks", mode="before")
     @classmethod
-    def _split_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(parse_network(cidr.strip()) for cidr in value.split(",") if cidr.strip())
-        return value
+    def _parse_networks(cls, value: object) -> object:
+        # Networks given in code take the environment's path, item by item, so that a refused
+        # one fails with the same message either way.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, Iterable):
+            return items
+        return tuple(parse_network(str(item)) for item in items if str(item).strip())
 
     @field_validator("purge_deliveries_older_than", "purge_every", "cursor_max_age", mode="before")
     @classmethod
@@ -143,7 +147,7 @@ def parse_duration(text: str) -> timedelta:
 def parse_network(text: str) -> IPv4Network | IPv6Network:
     """ "10.0.0.0/8", "fd00::/8", "127.0.0.2" (a single address)."""
     try:
-        return ip_network(text)
+        return ip_network(text.strip())
     except ValueError as error:
         raise ValueError(f"not a network such as 10.0.0.0/8 or fd00::/8: {error}") from None
 

@@ -53,11 +53,28 @@ def test_fetch_allow_networks_are_parsed_from_comma_separated_cidrs(
         ("localhost", "'localhost' does not appear"),
     ],
 )
+@pytest.mark.parametrize("given", ["in the environment", "as a list"])
 def test_a_fetch_allow_network_that_is_not_a_cidr_fails_start_up_naming_it(
-    monkeypatch: pytest.MonkeyPatch, value: str, named: str
+    monkeypatch: pytest.MonkeyPatch, value: str, named: str, given: str
 ) -> None:
-    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", value)
-
     with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        _settings_with_networks(value, given, monkeypatch)
     assert f"not a network such as 10.0.0.0/8 or fd00::/8: {named}" in str(refused.value)
+
+
+def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> None:
+    given = ["127.0.0.2/32", " 10.0.0.0/8 ", "", ip_network("fd12:3456::/32")]
+
+    settings = Settings(_env_file=None, fetch_allow_networks=given)  # type: ignore[call-arg]
+
+    expected = ("127.0.0.2/32", "10.0.0.0/8", "fd12:3456::/32")
+    assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
+
+
+def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings whose STEMHOOK_FETCH_ALLOW_NETWORKS is `value`, or that value split into a list
+    passed as a keyword: the two paths a setting takes."""
+    if given == "as a list":
+        return Settings(_env_file=None, fetch_allow_networks=value.split(","))  # type: ignore[call-arg]
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]

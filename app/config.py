@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.fetching.addresses import admissible
+
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -76,6 +78,7 @@ class Settings(BaseSettings):
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
     # Networks a result file may be fetched from though not globally routable (comma-separated
     # CIDRs), for tests and private deployments: anything else a callback names must be global.
+    # One that would switch the guard off (a /0) fails start-up.
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("api_tokens", mode="before")
@@ -145,11 +148,16 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_network(text: str) -> IPv4Network | IPv6Network:
-    """ "10.0.0.0/8", "fd00::/8", "127.0.0.2" (a single address)."""
+    """ "10.0.0.0/8", "fd00::/8", "127.0.0.2" (a single address), as the guard of
+    app/fetching/addresses.py admits it ("::ffff:10.0.0.0/104" is 10.0.0.0/8) or refuses it."""
     try:
-        return ip_network(text.strip())
+        network = ip_network(text.strip())
     except ValueError as error:
         raise ValueError(f"not a network such as 10.0.0.0/8 or fd00::/8: {error}") from None
+    try:
+        return admissible(network)
+    except ValueError as error:
+        raise ValueError(f"{text.strip()!r} may not be admitted: {error}") from None
 
 
 @lru_cache(maxsize=1)

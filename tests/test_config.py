@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 
 import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.fetching.addresses import why_refused
+
+_HOLDS_IPV4_MAPPED = (
+    "it holds ::ffff:0:0/96, all of IPv4 in IPv4-mapped form, which it would not admit:"
+    " name IPv4 networks in their IPv4 form"
+)
 
 
 @pytest.mark.parametrize("age", ["0s", "31d", "1000000d"])
@@ -69,6 +75,56 @@ def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> Non
 
     expected = ("127.0.0.2/32", "10.0.0.0/8", "fd12:3456::/32")
     assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0.0.0.0/0", "it admits every IPv4 address, switching the guard off"),
+        ("::/0", "it admits every IPv6 address, switching the guard off"),
+        ("::ffff:0:0/96", "it admits every IPv4 address, switching the guard off"),
+        ("::/1", _HOLDS_IPV4_MAPPED),
+        ("::/8", _HOLDS_IPV4_MAPPED),
+        ("::/80", _HOLDS_IPV4_MAPPED),
+        ("::fffe:0:0/95", _HOLDS_IPV4_MAPPED),
+    ],
+)
+@pytest.mark.parametrize("given", ["in the environment", "as a list"])
+def test_a_fetch_allow_network_that_would_switch_the_guard_off_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str, given: str
+) -> None:
+    with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
+        _settings_with_networks(value, given, monkeypatch)
+    named = value.split(",")[-1].strip()
+    assert f"{named!r} may not be admitted: {reason}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+        ("::ffff:127.0.0.2", "127.0.0.2/32"),
+        ("::ffff:0:0/97", "0.0.0.0/1"),
+        ("fd12:3456:789a::/48", "fd12:3456:789a::/48"),
+        ("64:ff9b::10.0.0.0/104", "64:ff9b::a00:0/104"),
+    ],
+)
+def test_a_fetch_allow_network_is_taken_as_the_guard_matches_it(value: str, taken: str) -> None:
+    settings = Settings(_env_file=None, fetch_allow_networks=value)  # type: ignore[call-arg]
+
+    assert settings.fetch_allow_networks == (ip_network(taken),)
+
+
+def test_an_ipv4_mapped_network_in_the_setting_admits_the_ipv4_addresses_it_names() -> None:
+    settings = Settings(_env_file=None, fetch_allow_networks="::ffff:10.0.0.0/104")  # type: ignore[call-arg]
+    admitted = settings.fetch_allow_networks
+
+    assert why_refused(ip_address("10.1.2.3"), admitted=admitted) is None
+    assert why_refused(ip_address("::ffff:10.1.2.3"), admitted=admitted) is None
+    assert (
+        why_refused(ip_address("172.16.0.1"), admitted=admitted)
+        == "172.16.0.1 is a private address"
+    )
 
 
 def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPatch) -> Settings:

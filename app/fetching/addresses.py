@@ -32,6 +32,7 @@ IPNetwork: TypeAlias = IPv4Network | IPv6Network
 _Test: TypeAlias = Callable[[IPAddress], bool]
 
 _NAT64 = IPv6Network("64:ff9b::/96")
+_IPV4_MAPPED = IPv6Network("::ffff:0:0/96")
 # Where a cloud instance asks for its credentials and configuration: the metadata service of AWS,
 # Google Cloud and Azure, Azure's platform address (a public one: wireserver, DNS, DHCP), and
 # AWS's metadata service over IPv6.
@@ -59,6 +60,27 @@ def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | N
     if kind is None:
         return None
     return f"{address} is {kind}" if embedded is None else f"{embedded[1]}, {kind}"
+
+
+def admissible(network: IPNetwork) -> IPNetwork:
+    """`network` as the guard matches it, or ValueError saying why an operator may not admit it.
+
+    An IPv4-mapped network (::ffff:a.b.c.d/n) becomes the IPv4 network it names, as the guard
+    matches IPv4 addresses only against IPv4 networks. Refused are the networks that would switch
+    the guard off, or not do what they say: all addresses of IPv4 or IPv6, and an IPv6 network
+    around all of IPv4-mapped space, which reads as admitting all of IPv4.
+    """
+    if isinstance(network, IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        ipv4 = int(network.network_address) & 0xFFFF_FFFF
+        network = IPv4Network((ipv4, network.prefixlen - 96))
+    if network.prefixlen == 0:
+        raise ValueError(f"it admits every IPv{network.version} address, switching the guard off")
+    if isinstance(network, IPv6Network) and network.supernet_of(_IPV4_MAPPED):
+        raise ValueError(
+            f"it holds {_IPV4_MAPPED}, all of IPv4 in IPv4-mapped form, which it would not admit:"
+            " name IPv4 networks in their IPv4 form"
+        )
+    return network
 
 
 def _admitted(address: IPAddress, admitted: Sequence[IPNetwork]) -> bool:

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
     # Networks a result file may be fetched from though not globally routable (comma-separated
     # CIDRs), for tests and private deployments: anything else a callback names must be global.
-    # One that would switch the guard off (a /0) fails start-up.
+    # One that would switch the guard off (/0, around a cloud metadata address) fails start-up.
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("api_tokens", mode="before")
@@ -148,12 +148,14 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_network(text: str) -> IPv4Network | IPv6Network:
-    """ "10.0.0.0/8", "fd00::/8", "127.0.0.2" (a single address), as the guard of
+    """ "10.0.0.0/8", "fd12:3456:789a::/48", "127.0.0.2" (a single address), as the guard of
     app/fetching/addresses.py admits it ("::ffff:10.0.0.0/104" is 10.0.0.0/8) or refuses it."""
     try:
         network = ip_network(text.strip())
     except ValueError as error:
-        raise ValueError(f"not a network such as 10.0.0.0/8 or fd00::/8: {error}") from None
+        raise ValueError(
+            f"not a network such as 10.0.0.0/8 or fd12:3456:789a::/48: {error}"
+        ) from None
     try:
         return admissible(network)
     except ValueError as error:

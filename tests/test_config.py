@@ -16,6 +16,13 @@ _HOLDS_IPV4_MAPPED = (
 )
 
 
+def _only_alone(reason: str, alone: str) -> str:
+    return f"{reason}, which may be admitted only alone ({alone})"
+
+
+_ALONE_169 = _only_alone("169.254.169.254 is a cloud metadata address", "169.254.169.254/32")
+
+
 @pytest.mark.parametrize("age", ["0s", "31d", "1000000d"])
 def test_a_cursor_max_age_out_of_range_is_refused_at_start_up(age: str) -> None:
     with pytest.raises(ValidationError, match="cursor_max_age"):
@@ -41,11 +48,11 @@ def test_more_jobs_per_delivery_than_a_postgresql_transaction_may_lock_is_refuse
 def test_fetch_allow_networks_are_parsed_from_comma_separated_cidrs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", "127.0.0.2/32, fd00::/8,,10.1.2.3 ")
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", "127.0.0.2/32, fd12::/16,,10.1.2.3 ")
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
 
-    expected = ("127.0.0.2/32", "fd00::/8", "10.1.2.3/32")
+    expected = ("127.0.0.2/32", "fd12::/16", "10.1.2.3/32")
     assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
     assert Settings(_env_file=None, fetch_allow_networks="").fetch_allow_networks == ()  # type: ignore[call-arg]
 
@@ -55,7 +62,7 @@ def test_fetch_allow_networks_are_parsed_from_comma_separated_cidrs(
     [
         ("127.0.0.1/8", "127.0.0.1/8 has host bits set"),
         ("10.0.0.0/8, 10.0.0.0/33", "'10.0.0.0/33' does not appear"),
-        ("10.0.0.0/8;fd00::/8", "'10.0.0.0/8;fd00::/8' does not appear"),
+        ("10.0.0.0/8;fd12::/16", "'10.0.0.0/8;fd12::/16' does not appear"),
         ("localhost", "'localhost' does not appear"),
     ],
 )
@@ -65,7 +72,7 @@ def test_a_fetch_allow_network_that_is_not_a_cidr_fails_start_up_naming_it(
 ) -> None:
     with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
         _settings_with_networks(value, given, monkeypatch)
-    assert f"not a network such as 10.0.0.0/8 or fd00::/8: {named}" in str(refused.value)
+    assert f"not a network such as 10.0.0.0/8 or fd12:3456:789a::/48: {named}" in str(refused.value)
 
 
 def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> None:
@@ -87,6 +94,24 @@ def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> Non
         ("::/8", _HOLDS_IPV4_MAPPED),
         ("::/80", _HOLDS_IPV4_MAPPED),
         ("::fffe:0:0/95", _HOLDS_IPV4_MAPPED),
+        ("169.254.0.0/16", _ALONE_169),
+        ("169.254.169.254/31", _ALONE_169),
+        (
+            "168.0.0.0/8",
+            _only_alone("168.63.129.16 is a cloud metadata address", "168.63.129.16/32"),
+        ),
+        ("::ffff:169.254.0.0/112", _ALONE_169),
+        (
+            "fd00::/8",
+            _only_alone("fd00:ec2::254 is a cloud metadata address", "fd00:ec2::254/128"),
+        ),
+        (
+            "64:ff9b::/96",
+            _only_alone(
+                "64:ff9b::a9fe:a9fe embeds 169.254.169.254 (NAT64), a cloud metadata address",
+                "64:ff9b::a9fe:a9fe/128",
+            ),
+        ),
     ],
 )
 @pytest.mark.parametrize("given", ["in the environment", "as a list"])
@@ -102,6 +127,10 @@ def test_a_fetch_allow_network_that_would_switch_the_guard_off_fails_start_up_na
 @pytest.mark.parametrize(
     ("value", "taken"),
     [
+        ("169.254.169.254", "169.254.169.254/32"),
+        ("168.63.129.16/32", "168.63.129.16/32"),
+        ("fd00:ec2::254", "fd00:ec2::254/128"),
+        ("64:ff9b::a9fe:a9fe/128", "64:ff9b::a9fe:a9fe/128"),
         ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
         ("::ffff:127.0.0.2", "127.0.0.2/32"),
         ("::ffff:0:0/97", "0.0.0.0/1"),

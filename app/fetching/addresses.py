@@ -37,6 +37,13 @@ _IPV4_MAPPED = IPv6Network("::ffff:0:0/96")
 # Google Cloud and Azure, Azure's platform address (a public one: wireserver, DNS, DHCP), and
 # AWS's metadata service over IPv6.
 _CLOUD_METADATA = ("169.254.169.254/32", "168.63.129.16/32", "fd00:ec2::254/128")
+_METADATA = tuple(ip_network(cidr).network_address for cidr in _CLOUD_METADATA)
+# A NAT64 address leads to the IPv4 address it carries: it names the metadata service too.
+_METADATA_AND_NAT64 = _METADATA + tuple(
+    IPv6Address(int(_NAT64.network_address) | int(address))
+    for address in _METADATA
+    if isinstance(address, IPv4Address)
+)
 
 
 def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | None:
@@ -67,8 +74,9 @@ def admissible(network: IPNetwork) -> IPNetwork:
 
     An IPv4-mapped network (::ffff:a.b.c.d/n) becomes the IPv4 network it names, as the guard
     matches IPv4 addresses only against IPv4 networks. Refused are the networks that would switch
-    the guard off, or not do what they say: all addresses of IPv4 or IPv6, and an IPv6 network
-    around all of IPv4-mapped space, which reads as admitting all of IPv4.
+    the guard off, or not do what they say: all addresses of IPv4 or IPv6; an IPv6 network around
+    all of IPv4-mapped space, which reads as admitting all of IPv4; and a network around a cloud
+    metadata address, which may be admitted only alone.
     """
     if isinstance(network, IPv6Network) and network.subnet_of(_IPV4_MAPPED):
         ipv4 = int(network.network_address) & 0xFFFF_FFFF
@@ -80,6 +88,12 @@ def admissible(network: IPNetwork) -> IPNetwork:
             f"it holds {_IPV4_MAPPED}, all of IPv4 in IPv4-mapped form, which it would not admit:"
             " name IPv4 networks in their IPv4 form"
         )
+    for metadata in _METADATA_AND_NAT64:
+        if metadata in network and network.num_addresses > 1:
+            raise ValueError(
+                f"{why_refused(metadata, admitted=())}, which may be admitted only alone"
+                f" ({metadata}/{network.max_prefixlen})"
+            )
     return network
 
 

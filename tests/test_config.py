@@ -112,10 +112,18 @@ def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> Non
                 "64:ff9b::a9fe:a9fe/128",
             ),
         ),
+        (
+            "fe80::%eth0/64",
+            "matching ignores its zone id (%eth0), so it would be admitted on every link",
+        ),
+        (
+            "10.0.0.0/8, fe80::1%2",
+            "matching ignores its zone id (%2), so it would be admitted on every link",
+        ),
     ],
 )
 @pytest.mark.parametrize("given", ["in the environment", "as a list"])
-def test_a_fetch_allow_network_that_would_switch_the_guard_off_fails_start_up_naming_it(
+def test_an_unsafe_or_misleading_fetch_allow_network_fails_start_up_naming_it(
     monkeypatch: pytest.MonkeyPatch, value: str, reason: str, given: str
 ) -> None:
     with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:

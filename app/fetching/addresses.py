@@ -74,13 +74,18 @@ def admissible(network: IPNetwork) -> IPNetwork:
 
     An IPv4-mapped network (::ffff:a.b.c.d/n) becomes the IPv4 network it names, as the guard
     matches IPv4 addresses only against IPv4 networks. Refused are the networks that would switch
-    the guard off, or not do what they say: all addresses of IPv4 or IPv6; an IPv6 network around
-    all of IPv4-mapped space, which reads as admitting all of IPv4; and a network around a cloud
-    metadata address, which may be admitted only alone.
+    the guard off, or not do what they say: a zone id, which matching ignores; all addresses of
+    IPv4 or IPv6; an IPv6 network around all of IPv4-mapped space, which reads as admitting all of
+    IPv4; and a network around a cloud metadata address, which may be admitted only alone.
     """
-    if isinstance(network, IPv6Network) and network.subnet_of(_IPV4_MAPPED):
-        ipv4 = int(network.network_address) & 0xFFFF_FFFF
-        network = IPv4Network((ipv4, network.prefixlen - 96))
+    if isinstance(network, IPv6Network):
+        if (zone := network.network_address.scope_id) is not None:
+            raise ValueError(
+                f"matching ignores its zone id (%{zone}), so it would be admitted on every link"
+            )
+        if network.subnet_of(_IPV4_MAPPED):
+            ipv4 = int(network.network_address) & 0xFFFF_FFFF
+            network = IPv4Network((ipv4, network.prefixlen - 96))
     if network.prefixlen == 0:
         raise ValueError(f"it admits every IPv{network.version} address, switching the guard off")
     if isinstance(network, IPv6Network) and network.supernet_of(_IPV4_MAPPED):

@@ -168,6 +168,8 @@ def test_a_globally_routable_address_is_allowed(address: str) -> None:
         (["2001::/32"], "2001:0:4136:e378:8000:63bf:3fff:fdd2", None),
         # An IPv4 address and its IPv4-mapped form are one peer, matched by its IPv4 form.
         (["127.0.0.0/8"], "::ffff:127.0.0.1", None),
+        # An IPv6 network admits neither form, written as IPv4-mapped too: the setting takes
+        # ::ffff:127.0.0.0/104 as 127.0.0.0/8 (tests/test_config.py).
         (["::ffff:127.0.0.0/104"], "127.0.0.1", "127.0.0.1 is a loopback address"),
         (
             ["::ffff:127.0.0.0/104"],

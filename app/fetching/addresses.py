@@ -4,7 +4,8 @@ Anyone who knows the callback URL can post one, so the address of a result file 
 stranger: fetched blindly, it would make stemhook reach its own loopback, the private network
 around it or the cloud metadata service (server-side request forgery). An address is admitted
 only when it is globally routable or inside a network the operator named in
-STEMHOOK_FETCH_ALLOW_NETWORKS.
+STEMHOOK_FETCH_ALLOW_NETWORKS, never when it is the unspecified address; `admissible` refuses the
+networks that would switch the guard off.
 
 The guard is pure and judges addresses, never a URL's host text: it must be applied to the
 address the resolver (getaddrinfo) returned and the connection is actually made to, and again on

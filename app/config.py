@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.fetching.addresses import admissible
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -72,6 +76,10 @@ class Settings(BaseSettings):
     )
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
+    # Networks a result file may be fetched from though not globally routable (comma-separated
+    # CIDRs), for tests and private deployments: anything else a callback names must be global.
+    # One that would switch the guard off (/0, around a cloud metadata address) fails start-up.
+    fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -86,6 +94,16 @@ class Settings(BaseSettings):
         if any(len(token.get_secret_value()) < MIN_TOKEN_LENGTH for token in tokens):
             raise ValueError(f"every API token needs at least {MIN_TOKEN_LENGTH} characters")
         return tokens
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        # Networks given in code take the environment's path, item by item, so that a refused
+        # one fails with the same message either way.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, Iterable):
+            return items
+        return tuple(parse_network(str(item)) for item in items if str(item).strip())
 
     @field_validator("purge_deliveries_older_than", "purge_every", "cursor_max_age", mode="before")
     @classmethod
@@ -127,6 +145,21 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 90m or 3600s")
     amount, unit = match.groups()
     return timedelta(**{_UNITS[unit]: int(amount)})
+
+
+def parse_network(text: str) -> IPv4Network | IPv6Network:
+    """ "10.0.0.0/8", "fd12:3456:789a::/48", "127.0.0.2" (a single address), as the guard of
+    app/fetching/addresses.py admits it ("::ffff:10.0.0.0/104" is 10.0.0.0/8) or refuses it."""
+    try:
+        network = ip_network(text.strip())
+    except ValueError as error:
+        raise ValueError(
+            f"not a network such as 10.0.0.0/8 or fd12:3456:789a::/48: {error}"
+        ) from None
+    try:
+        return admissible(network)
+    except ValueError as error:
+        raise ValueError(f"{text.strip()!r} may not be admitted: {error}") from None
 
 
 @lru_cache(maxsize=1)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address, ip_network
+
 import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.fetching.addresses import why_refused
+
+_HOLDS_IPV4_MAPPED = (
+    "it holds ::ffff:0:0/96, all of IPv4 in IPv4-mapped form, which it would not admit:"
+    " name IPv4 networks in their IPv4 form"
+)
+
+
+def _only_alone(reason: str, alone: str) -> str:
+    return f"{reason}, which may be admitted only alone ({alone})"
+
+
+_ALONE_169 = _only_alone("169.254.169.254 is a cloud metadata address", "169.254.169.254/32")
 
 
 @pytest.mark.parametrize("age", ["0s", "31d", "1000000d"])
@@ -28,3 +43,131 @@ def test_more_jobs_per_delivery_than_a_postgresql_transaction_may_lock_is_refuse
     on_postgresql = Settings(_env_file=None, database_url=postgresql, max_jobs_per_delivery=256)  # type: ignore[call-arg]
     on_sqlite = Settings(_env_file=None, max_jobs_per_delivery=10_000)  # type: ignore[call-arg]
     assert (on_postgresql.max_jobs_per_delivery, on_sqlite.max_jobs_per_delivery) == (256, 10_000)
+
+
+def test_fetch_allow_networks_are_parsed_from_comma_separated_cidrs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", "127.0.0.2/32, fd12::/16,,10.1.2.3 ")
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    expected = ("127.0.0.2/32", "fd12::/16", "10.1.2.3/32")
+    assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
+    assert Settings(_env_file=None, fetch_allow_networks="").fetch_allow_networks == ()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("127.0.0.1/8", "127.0.0.1/8 has host bits set"),
+        ("10.0.0.0/8, 10.0.0.0/33", "'10.0.0.0/33' does not appear"),
+        ("10.0.0.0/8;fd12::/16", "'10.0.0.0/8;fd12::/16' does not appear"),
+        ("localhost", "'localhost' does not appear"),
+    ],
+)
+@pytest.mark.parametrize("given", ["in the environment", "as a list"])
+def test_a_fetch_allow_network_that_is_not_a_cidr_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, named: str, given: str
+) -> None:
+    with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
+        _settings_with_networks(value, given, monkeypatch)
+    assert f"not a network such as 10.0.0.0/8 or fd12:3456:789a::/48: {named}" in str(refused.value)
+
+
+def test_fetch_allow_networks_given_as_a_list_take_strings_and_networks() -> None:
+    given = ["127.0.0.2/32", " 10.0.0.0/8 ", "", ip_network("fd12:3456::/32")]
+
+    settings = Settings(_env_file=None, fetch_allow_networks=given)  # type: ignore[call-arg]
+
+    expected = ("127.0.0.2/32", "10.0.0.0/8", "fd12:3456::/32")
+    assert settings.fetch_allow_networks == tuple(ip_network(cidr) for cidr in expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0.0.0.0/0", "it admits every IPv4 address, switching the guard off"),
+        ("::/0", "it admits every IPv6 address, switching the guard off"),
+        ("::ffff:0:0/96", "it admits every IPv4 address, switching the guard off"),
+        ("::/1", _HOLDS_IPV4_MAPPED),
+        ("::/8", _HOLDS_IPV4_MAPPED),
+        ("::/80", _HOLDS_IPV4_MAPPED),
+        ("::fffe:0:0/95", _HOLDS_IPV4_MAPPED),
+        ("169.254.0.0/16", _ALONE_169),
+        ("169.254.169.254/31", _ALONE_169),
+        (
+            "168.0.0.0/8",
+            _only_alone("168.63.129.16 is a cloud metadata address", "168.63.129.16/32"),
+        ),
+        ("::ffff:169.254.0.0/112", _ALONE_169),
+        (
+            "fd00::/8",
+            _only_alone("fd00:ec2::254 is a cloud metadata address", "fd00:ec2::254/128"),
+        ),
+        (
+            "64:ff9b::/96",
+            _only_alone(
+                "64:ff9b::a9fe:a9fe embeds 169.254.169.254 (NAT64), a cloud metadata address",
+                "64:ff9b::a9fe:a9fe/128",
+            ),
+        ),
+        (
+            "fe80::%eth0/64",
+            "matching ignores its zone id (%eth0), so it would be admitted on every link",
+        ),
+        (
+            "10.0.0.0/8, fe80::1%2",
+            "matching ignores its zone id (%2), so it would be admitted on every link",
+        ),
+    ],
+)
+@pytest.mark.parametrize("given", ["in the environment", "as a list"])
+def test_an_unsafe_or_misleading_fetch_allow_network_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str, given: str
+) -> None:
+    with pytest.raises(ValidationError, match="fetch_allow_networks") as refused:
+        _settings_with_networks(value, given, monkeypatch)
+    named = value.split(",")[-1].strip()
+    assert f"{named!r} may not be admitted: {reason}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "taken"),
+    [
+        ("169.254.169.254", "169.254.169.254/32"),
+        ("168.63.129.16/32", "168.63.129.16/32"),
+        ("fd00:ec2::254", "fd00:ec2::254/128"),
+        ("64:ff9b::a9fe:a9fe/128", "64:ff9b::a9fe:a9fe/128"),
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+        ("::ffff:127.0.0.2", "127.0.0.2/32"),
+        ("::ffff:0:0/97", "0.0.0.0/1"),
+        ("fd12:3456:789a::/48", "fd12:3456:789a::/48"),
+        ("64:ff9b::10.0.0.0/104", "64:ff9b::a00:0/104"),
+    ],
+)
+def test_a_fetch_allow_network_is_taken_as_the_guard_matches_it(value: str, taken: str) -> None:
+    settings = Settings(_env_file=None, fetch_allow_networks=value)  # type: ignore[call-arg]
+
+    assert settings.fetch_allow_networks == (ip_network(taken),)
+
+
+def test_an_ipv4_mapped_network_in_the_setting_admits_the_ipv4_addresses_it_names() -> None:
+    settings = Settings(_env_file=None, fetch_allow_networks="::ffff:10.0.0.0/104")  # type: ignore[call-arg]
+    admitted = settings.fetch_allow_networks
+
+    assert why_refused(ip_address("10.1.2.3"), admitted=admitted) is None
+    assert why_refused(ip_address("::ffff:10.1.2.3"), admitted=admitted) is None
+    assert (
+        why_refused(ip_address("172.16.0.1"), admitted=admitted)
+        == "172.16.0.1 is a private address"
+    )
+
+
+def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings whose STEMHOOK_FETCH_ALLOW_NETWORKS is `value`, or that value split into a list
+    passed as a keyword: the two paths a setting takes."""
+    if given == "as a list":
+        return Settings(_env_file=None, fetch_allow_networks=value.split(","))  # type: ignore[call-arg]
+    monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]

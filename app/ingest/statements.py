@@ -41,10 +41,11 @@ Writers in several processes commit in parallel
   jobs in other orders wait for each other there instead of deadlocking on the rows. A
   signature claim waits only on a batch with the same task id, whose lock it then holds too.
 
-On PostgreSQL each statement takes all the rows of a batch at once, as one array a column
-(`INSERT ... SELECT ... FROM unnest(...)`, app/ingest/driver.py says how they are fed and how
-what they return is matched to them); on SQLite each runs once a row. Both are built from the
-column tuples below, with the types of the model's columns.
+On PostgreSQL each statement takes all the rows of a batch at once, as one JSON document read as
+the table's row type (`INSERT ... SELECT ... FROM json_populate_recordset(...)`,
+app/ingest/driver.py says how they are fed and how what they return is matched to them); on
+SQLite each runs once a row. Both are built from the column tuples below, with the types of the
+model's columns.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Dialect,
+    FromClause,
     Insert,
     Integer,
+    LargeBinary,
     Select,
-    String,
     Table,
-    Text,
     Update,
     and_,
     bindparam,
@@ -75,12 +76,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import ClauseElement, TableValuedAlias
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from app import models
 from app.db import Base
-from app.ingest.driver import Compiled, compile_for
+from app.ingest.driver import Compiled, JsonRows, compile_for
 from app.providers.model import State
 
 _STAGE = {
@@ -171,15 +172,13 @@ class WriteStatements:
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
-    arrays = dialect.name == "postgresql"
-
     def compiled(
         statement: ClauseElement,
         key: tuple[str, ...] = (),
         new_ids: ClauseElement | None = None,
     ) -> Compiled:
         ids = None if new_ids is None else compile_for(new_ids, dialect)
-        return compile_for(statement, dialect, key=key, arrays=arrays, new_ids=ids)
+        return compile_for(statement, dialect, key=key, new_ids=ids)
 
     delivery, delivery_ids = _insert_delivery(dialect.name)
     return WriteStatements(
@@ -199,14 +198,20 @@ def insert_rows(
     dialect_name: str, into: type[Base] | Table, columns: tuple[str, ...]
 ) -> postgresql.Insert | sqlite.Insert:
     """An INSERT of rows of `columns` that can take ON CONFLICT clauses: on PostgreSQL all the
-    rows of a batch from one array a column, in their order (so ids from the column's default
-    follow the batch: the events of a job are listed by id); on SQLite one row an execution."""
+    rows of a batch at once, in their order (so ids from the column's default follow the batch:
+    the events of a job are listed by id); on SQLite one row an execution."""
     if dialect_name != "postgresql":
         return sqlite.insert(into).values({column: bindparam(column) for column in columns})
-    table = into if isinstance(into, Table) else into.__table__
-    rows = _unnested({column: table.c[column].type for column in columns})
-    in_order = select(*(rows.c[column] for column in columns)).order_by(rows.c.ordinality)
+    rows, values, ordinality = _incoming(_table(into), columns)
+    in_order = select(*values).select_from(rows).order_by(ordinality)
     return postgresql.insert(into).from_select(columns, in_order)
+
+
+def _table(into: type[Base] | Table) -> Table:
+    table = into if isinstance(into, Table) else into.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"not a table: {into!r}")
+    return table
 
 
 def _begin(dialect_name: str) -> ClauseElement:
@@ -229,23 +234,44 @@ _LOCK_JOBS = text(
 )
 
 
-def _unnested(columns: dict[str, TypeEngine[Any]]) -> TableValuedAlias:
-    """The rows bound as one array a column, numbered from 1 in their order (`ordinality`)."""
-    arrays = [_bound_array(name, column_type) for name, column_type in columns.items()]
-    return (
-        func.unnest(*arrays)
-        .table_valued(*columns, with_ordinality="ordinality")
-        .render_derived(name="incoming")
+def _incoming(
+    table: Table, columns: tuple[str, ...]
+) -> tuple[FromClause, list[ColumnElement[Any]], ColumnElement[Any]]:
+    """The rows of a batch, the values of `columns` in them, and their numbers from 1 in their
+    order (app/ingest/driver.py): read from one JSON document (`rows`) as the table's row type,
+    which types each value as its column and refuses one its column would refuse; bytes, which
+    JSON cannot carry, from one array a column, joined to their rows by number."""
+    in_arrays = tuple(name for name in columns if isinstance(table.c[name].type, LargeBinary))
+    document = bindparam(
+        "rows",
+        type_=JsonRows({name: table.c[name].type for name in columns if name not in in_arrays}),
     )
+    # A table's row type has the table's name (the model's names need no quoting).
+    row_type: ColumnElement[Any] = literal_column(f"CAST(NULL AS {table.fullname})")
+    rows = (
+        func.json_populate_recordset(row_type, document)
+        .table_valued(*columns, with_ordinality="ordinality")
+        .alias("incoming")
+    )
+    values: list[ColumnElement[Any]] = [rows.c[name] for name in columns]
+    if not in_arrays:
+        return rows, values, rows.c.ordinality
+    arrays = [_bound_array(name, table.c[name].type) for name in in_arrays]
+    bytes_ = (
+        func.unnest(*arrays)
+        .table_valued(*in_arrays, with_ordinality="ordinality")
+        .render_derived(name="incoming_bytes")
+    )
+    joined = rows.join(bytes_, bytes_.c.ordinality == rows.c.ordinality)
+    values = [(bytes_ if name in in_arrays else rows).c[name] for name in columns]
+    return joined, values, rows.c.ordinality
 
 
 def _bound_array(name: str, column_type: TypeEngine[Any]) -> ColumnElement[Any]:
     """The array bound as `name`, cast to its column's type: psycopg then adapts the list
-    without guessing, even where all its values are None. Strings go as text: a cast to
-    varchar(n) would cut a longer value, where storing it into the column refuses it. The
-    array's bind processor applies the column type's to each value."""
-    element = Text() if isinstance(column_type, String) else column_type
-    array = postgresql.ARRAY(element, dimensions=1)
+    without guessing, even where all its values are None. The array's bind processor applies
+    the column type's to each value."""
+    array = postgresql.ARRAY(column_type, dimensions=1)
     return cast(bindparam(name, type_=array), array)
 
 
@@ -274,9 +300,9 @@ def _new_ids(model: type[Base]) -> Select[Any]:
 def _mark_duplicate(dialect_name: str) -> Update:
     duplicate = update(models.Delivery).values(outcome="duplicate")
     if dialect_name != "postgresql":
-        return duplicate.where(models.Delivery.id == bindparam("delivery_id"))
-    rows = _unnested({"delivery_id": models.Delivery.__table__.c.id.type})
-    return duplicate.where(models.Delivery.id == rows.c.delivery_id)
+        return duplicate.where(models.Delivery.id == bindparam("id"))
+    rows, (delivery_id,), _ = _incoming(_table(models.Delivery), ("id",))
+    return duplicate.where(models.Delivery.id == delivery_id)
 
 
 _JOB_KEY = tuple(models.Job.__table__.c[column] for column in JOB_KEY)

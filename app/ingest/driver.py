@@ -119,7 +119,9 @@ class Batch:
                 value = ordered[index]
                 if value is not None or not keeps_none:
                     ordered[index] = convert(value)
-            objects.append(dict(zip(self.columns, ordered, strict=True)))
+            objects.append(
+                {name: value for name, value in zip(self.columns, ordered) if value is not None}
+            )
         values: dict[str, Any] = {self.document: orjson.dumps(objects).decode()}
         for name in self.arrays:
             values[name] = [row[name] for row in rows]

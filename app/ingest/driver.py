@@ -11,10 +11,12 @@ times in a batch's JSON document on PostgreSQL (_json_time).
 On PostgreSQL a statement of the write path takes all the rows of a batch in one execution,
 because executing it once a row cost the server more than the rows themselves
 (docs/decisions/0014-multi-row-statements-on-postgresql.md). The rows go as one JSON document
-(`Batch`), an array of one object a row, which the statement reads back as the table's row type
-in the document's order, and bytes, which JSON cannot carry, as one binary array a column whose
-k-th value goes to the k-th row: the document is encoded in C by orjson, where psycopg packs an
-array value by value in Python. What such a statement returns comes back in no guaranteed
+(`Batch`), an array of one object a row, which the statement reads back as the table's row type,
+numbered in the document's order (as json_populate_recordset returns them: true in practice,
+not a documented promise, and tests/ingest/ would catch a change); bytes, which JSON cannot
+carry, go as one binary array a column whose k-th value goes to the k-th row. orjson encodes the
+document in C, where psycopg packed an array value by value in Python, the writer's largest cost
+on PostgreSQL before. What such a statement returns comes back in no guaranteed
 order, so each returned row begins with its row's key (`Compiled.key`, e.g. provider and job
 id) and is matched by it: rows that share a key run in successive executions, in their order,
 which also keeps ON CONFLICT DO UPDATE from meeting one row twice in one statement (which
@@ -85,7 +87,8 @@ class Compiled:
 class JsonRows(TypeDecorator[Any]):
     """The type of a statement's parameter that carries the rows of a batch: a JSON array of
     one object a row, with the values of `columns` (each of its type) under their names. The
-    driver encodes it (`Batch`), not this type."""
+    driver encodes it (`Batch`), not this type: its JSON impl only has the parameter cast to
+    json in the SQL."""
 
     impl = JSON
     cache_ok = True
@@ -112,6 +115,8 @@ class Batch:
     new_ids: Compiled | None
 
     def values(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The statement's values for these rows. Their objects leave NULLs out, which the
+        server then need not parse: a missing key reads as NULL from a row type."""
         objects = []
         for row in rows:
             ordered = list(self.pick(row))
@@ -119,9 +124,8 @@ class Batch:
                 value = ordered[index]
                 if value is not None or not keeps_none:
                     ordered[index] = convert(value)
-            objects.append(
-                {name: value for name, value in zip(self.columns, ordered) if value is not None}
-            )
+            pairs = zip(self.columns, ordered, strict=True)
+            objects.append({name: value for name, value in pairs if value is not None})
         values: dict[str, Any] = {self.document: orjson.dumps(objects).decode()}
         for name in self.arrays:
             values[name] = [row[name] for row in rows]

@@ -16,14 +16,14 @@ numbered in the document's order (as json_populate_recordset returns them: true 
 not a documented promise, and tests/ingest/ would catch a change); bytes, which JSON cannot
 carry, go as one binary array a column whose k-th value goes to the k-th row. orjson encodes the
 document in C, where psycopg packed an array value by value in Python, the writer's largest cost
-on PostgreSQL before. What such a statement returns comes back in no guaranteed
-order, so each returned row begins with its row's key (`Compiled.key`, e.g. provider and job
-id) and is matched by it: rows that share a key run in successive executions, in their order,
-which also keeps ON CONFLICT DO UPDATE from meeting one row twice in one statement (which
-PostgreSQL refuses). An insert that returns its new ids takes them first instead
-(`Batch.new_ids`): a sequence hands out increasing values, so the ids one statement took,
-sorted, go to the rows in their order, whatever order they came back in. SQLite runs the same
-statements once a row: there an execution costs a function call, not a round through a server.
+on PostgreSQL before. What such a statement returns comes back in no guaranteed order, so each
+returned row begins with its row's key (`Compiled.key`, e.g. provider and job id) and is matched
+by it: rows that share a key run in successive executions, in their order, which also keeps ON
+CONFLICT DO UPDATE from meeting one row twice in one statement (which PostgreSQL refuses). An
+insert that returns its new ids takes them first instead (`Batch.new_ids`): a sequence hands out
+increasing values, so the ids one statement took, sorted, go to the rows in their order,
+whatever order they came back in. SQLite runs the same statements once a row: there an execution
+costs a function call, not a round through a server.
 """
 
 from __future__ import annotations

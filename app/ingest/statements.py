@@ -253,18 +253,19 @@ def _incoming(
         .table_valued(*columns, with_ordinality="ordinality")
         .alias("incoming")
     )
-    values: list[ColumnElement[Any]] = [rows.c[name] for name in columns]
-    if not in_arrays:
-        return rows, values, rows.c.ordinality
-    arrays = [_bound_array(name, table.c[name].type) for name in in_arrays]
-    bytes_ = (
-        func.unnest(*arrays)
-        .table_valued(*in_arrays, with_ordinality="ordinality")
-        .render_derived(name="incoming_bytes")
-    )
-    joined = rows.join(bytes_, bytes_.c.ordinality == rows.c.ordinality)
-    values = [(bytes_ if name in in_arrays else rows).c[name] for name in columns]
-    return joined, values, rows.c.ordinality
+    source: FromClause = rows
+    read_from: dict[str, FromClause] = dict.fromkeys(columns, rows)
+    if in_arrays:
+        arrays = [_bound_array(name, table.c[name].type) for name in in_arrays]
+        bytes_ = (
+            func.unnest(*arrays)
+            .table_valued(*in_arrays, with_ordinality="ordinality")
+            .render_derived(name="incoming_bytes")
+        )
+        source = rows.join(bytes_, bytes_.c.ordinality == rows.c.ordinality)
+        read_from |= dict.fromkeys(in_arrays, bytes_)
+    values: list[ColumnElement[Any]] = [read_from[name].c[name] for name in columns]
+    return source, values, rows.c.ordinality
 
 
 def _bound_array(name: str, column_type: TypeEngine[Any]) -> ColumnElement[Any]:
@@ -301,7 +302,7 @@ def _mark_duplicate(dialect_name: str) -> Update:
     duplicate = update(models.Delivery).values(outcome="duplicate")
     if dialect_name != "postgresql":
         return duplicate.where(models.Delivery.id == bindparam("id"))
-    rows, (delivery_id,), _ = _incoming(_table(models.Delivery), ("id",))
+    _, (delivery_id,), _ = _incoming(_table(models.Delivery), ("id",))
     return duplicate.where(models.Delivery.id == delivery_id)
 
 

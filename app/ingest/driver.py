@@ -126,7 +126,8 @@ class Batch:
                     ordered[index] = convert(value)
             pairs = zip(self.columns, ordered, strict=True)
             objects.append({name: value for name, value in pairs if value is not None})
-        values: dict[str, Any] = {self.document: orjson.dumps(objects).decode()}
+        document = orjson.dumps(objects, default=_json_default)
+        values: dict[str, Any] = {self.document: document.decode()}
         for name in self.arrays:
             values[name] = [row[name] for row in rows]
         return values
@@ -219,9 +220,21 @@ def _json_time(value: datetime | None) -> datetime | None:
     writer more than any other value of its document."""
     if value is None or value.tzinfo is UTC:
         return value
+    return _in_utc(value)
+
+
+def _in_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware one")
     return value.astimezone(UTC)
+
+
+def _json_default(value: Any) -> str:
+    """What orjson writes for a value it does not know: a time of a datetime subclass
+    (freezegun's, pendulum's), which it refuses, in UTC as _json_time writes a time."""
+    if isinstance(value, datetime):
+        return _in_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} cannot go in a batch's JSON document")
 
 
 def _binary_arrays(sql: str, columns: tuple[str, ...], dialect: Dialect) -> str:

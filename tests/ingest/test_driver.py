@@ -276,6 +276,27 @@ def test_times_in_a_batch_are_stored_as_sqlalchemy_stores_them(
     assert stored == expected
 
 
+class Moment(datetime):
+    """A datetime subclass, as freezegun's and pendulum's times are."""
+
+
+@pytest.mark.postgres_only
+def test_times_of_a_datetime_subclass_are_stored_from_a_batch(engine: Engine) -> None:
+    """orjson writes only datetime itself: a subclass goes through the driver's own default."""
+    elsewhere = Moment(2026, 12, 2, 15, 30, 1, 250_000, tzinfo=timezone(timedelta(hours=8)))
+    in_utc = Moment(2026, 12, 2, 7, 30, 1, tzinfo=UTC)
+    batched = compile_for(insert_rows("postgresql", _times, ("id", "first")), engine.dialect)
+    with engine.connect() as connection:
+        _times.create(connection)  # temporary: gone with the connection
+        cursor = Cursor(connection)
+        cursor.many(batched, [{"id": 1, "first": elsewhere}, {"id": 2, "first": in_utc}])
+        cursor.close()
+        stored = connection.execute(select(_times.c.first).order_by(_times.c.id)).scalars().all()
+        connection.rollback()
+
+    assert stored == [elsewhere, in_utc]
+
+
 @pytest.mark.postgres_only
 def test_a_string_too_long_for_its_column_is_refused_as_one_row_at_a_time_refuses_it(
     engine: Engine,

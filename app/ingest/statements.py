@@ -180,29 +180,29 @@ def build_statements(dialect: Dialect) -> WriteStatements:
         ids = None if new_ids is None else compile_for(new_ids, dialect)
         return compile_for(statement, dialect, key=key, new_ids=ids)
 
-    delivery, delivery_ids = _insert_delivery(dialect.name)
+    delivery, delivery_ids = _insert_delivery(dialect)
     return WriteStatements(
-        begin=compile_for(_begin(dialect.name), dialect),
+        begin=compile_for(_begin(dialect), dialect),
         lock_jobs=compile_for(_LOCK_JOBS, dialect) if dialect.name == "postgresql" else None,
-        claim_signature=compiled(_claim_signature(dialect.name), key=SIGNATURE_KEY),
+        claim_signature=compiled(_claim_signature(dialect), key=SIGNATURE_KEY),
         insert_delivery=compiled(delivery, new_ids=delivery_ids),
-        mark_duplicate=compiled(_mark_duplicate(dialect.name)),
-        insert_job=compiled(_insert_job(dialect.name), key=JOB_KEY),
-        upsert_job=compiled(_upsert_job(dialect.name), key=JOB_KEY),
-        insert_event=compiled(insert_rows(dialect.name, models.JobEvent, EVENT_COLUMNS)),
-        insert_link=compiled(insert_rows(dialect.name, models.DeliveryJob, LINK_COLUMNS)),
+        mark_duplicate=compiled(_mark_duplicate(dialect)),
+        insert_job=compiled(_insert_job(dialect), key=JOB_KEY),
+        upsert_job=compiled(_upsert_job(dialect), key=JOB_KEY),
+        insert_event=compiled(insert_rows(dialect, models.JobEvent, EVENT_COLUMNS)),
+        insert_link=compiled(insert_rows(dialect, models.DeliveryJob, LINK_COLUMNS)),
     )
 
 
 def insert_rows(
-    dialect_name: str, into: type[Base] | Table, columns: tuple[str, ...]
+    dialect: Dialect, into: type[Base] | Table, columns: tuple[str, ...]
 ) -> postgresql.Insert | sqlite.Insert:
     """An INSERT of rows of `columns` that can take ON CONFLICT clauses: on PostgreSQL all the
     rows of a batch at once, in their order (so ids from the column's default follow the batch:
     the events of a job are listed by id); on SQLite one row an execution."""
-    if dialect_name != "postgresql":
+    if dialect.name != "postgresql":
         return sqlite.insert(into).values({column: bindparam(column) for column in columns})
-    rows, values, ordinality = _incoming(_table(into), columns)
+    rows, values, ordinality = _incoming(dialect, _table(into), columns)
     in_order = select(*values).select_from(rows).order_by(ordinality)
     return postgresql.insert(into).from_select(columns, in_order)
 
@@ -214,9 +214,9 @@ def _table(into: type[Base] | Table) -> Table:
     return table
 
 
-def _begin(dialect_name: str) -> ClauseElement:
+def _begin(dialect: Dialect) -> ClauseElement:
     """The transaction's number, as its first statement (module docstring)."""
-    if dialect_name == "postgresql":
+    if dialect.name == "postgresql":
         # The transaction's time is set in the same round trip: the server then cancels a
         # statement that outlives it, and the transaction ends there with its locks (the
         # committer's watchdog only cuts the connection, and the server may not notice for a
@@ -235,7 +235,7 @@ _LOCK_JOBS = text(
 
 
 def _incoming(
-    table: Table, columns: tuple[str, ...]
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
 ) -> tuple[FromClause, list[ColumnElement[Any]], ColumnElement[Any]]:
     """The rows of a batch, the values of `columns` in them, and their numbers from 1 in their
     order (app/ingest/driver.py): read from one JSON document (`rows`) as the table's row type,
@@ -246,8 +246,10 @@ def _incoming(
         "rows",
         type_=JsonRows({name: table.c[name].type for name in columns if name not in in_arrays}),
     )
-    # A table's row type has the table's name (the model's names need no quoting).
-    row_type: ColumnElement[Any] = literal_column(f"CAST(NULL AS {table.fullname})")
+    # A table's row type has the table's name, schema and quoting alike.
+    row_type: ColumnElement[Any] = literal_column(
+        f"CAST(NULL AS {dialect.identifier_preparer.format_table(table)})"
+    )
     rows = (
         func.json_populate_recordset(row_type, document)
         .table_valued(*columns, with_ordinality="ordinality")
@@ -276,14 +278,14 @@ def _bound_array(name: str, column_type: TypeEngine[Any]) -> ColumnElement[Any]:
     return cast(bindparam(name, type_=array), array)
 
 
-def _insert_delivery(dialect_name: str) -> tuple[Insert, Select[Any] | None]:
+def _insert_delivery(dialect: Dialect) -> tuple[Insert, Select[Any] | None]:
     """The insert that answers each row with its new id, and on PostgreSQL the statement that
     takes those ids first: what a multi-row INSERT returns comes in no guaranteed order
     (app/ingest/driver.py)."""
-    if dialect_name != "postgresql":
-        returning: Insert = insert_rows(dialect_name, models.Delivery, DELIVERY_COLUMNS)
+    if dialect.name != "postgresql":
+        returning: Insert = insert_rows(dialect, models.Delivery, DELIVERY_COLUMNS)
         return returning.returning(models.Delivery.id), None
-    numbered = insert_rows(dialect_name, models.Delivery, ("id", *DELIVERY_COLUMNS))
+    numbered = insert_rows(dialect, models.Delivery, ("id", *DELIVERY_COLUMNS))
     return numbered, _new_ids(models.Delivery)
 
 
@@ -298,11 +300,11 @@ def _new_ids(model: type[Base]) -> Select[Any]:
     return select(func.nextval(sequence)).select_from(ids)
 
 
-def _mark_duplicate(dialect_name: str) -> Update:
+def _mark_duplicate(dialect: Dialect) -> Update:
     duplicate = update(models.Delivery).values(outcome="duplicate")
-    if dialect_name != "postgresql":
+    if dialect.name != "postgresql":
         return duplicate.where(models.Delivery.id == bindparam("id"))
-    _, (delivery_id,), _ = _incoming(_table(models.Delivery), ("id",))
+    _, (delivery_id,), _ = _incoming(dialect, _table(models.Delivery), ("id",))
     return duplicate.where(models.Delivery.id == delivery_id)
 
 
@@ -318,14 +320,14 @@ _JOB_ANSWER = (
 )
 
 
-def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    return insert_rows(dialect_name, models.Job, JOB_COLUMNS)
+def _job_values(dialect: Dialect) -> postgresql.Insert | sqlite.Insert:
+    return insert_rows(dialect, models.Job, JOB_COLUMNS)
 
 
-def _claim_signature(dialect_name: str) -> Insert:
+def _claim_signature(dialect: Dialect) -> Insert:
     """Returns a row (its key) unless the signature was first used for another body (module
     docstring)."""
-    statement = insert_rows(dialect_name, models.SignatureUse, SIGNATURE_COLUMNS)
+    statement = insert_rows(dialect, models.SignatureUse, SIGNATURE_COLUMNS)
     stored, new = models.SignatureUse.__table__.c, statement.excluded
     key = [stored[column] for column in SIGNATURE_KEY]
     claim: Insert = statement.on_conflict_do_update(
@@ -336,18 +338,18 @@ def _claim_signature(dialect_name: str) -> Insert:
     return claim.returning(*key)
 
 
-def _insert_job(dialect_name: str) -> Insert:
+def _insert_job(dialect: Dialect) -> Insert:
     """Creates the job; returns no row where it exists already (upsert_job merges those).
 
     Most deliveries create their job, and the upsert costs more even where it inserts, on
     PostgreSQL: the executor prepares every expression of its DO UPDATE for each execution
     (server CPU per Media Lab delivery, executed once a row: upsert ~370 µs, this insert ~100)."""
-    new_only: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
+    new_only: Insert = _job_values(dialect).on_conflict_do_nothing(index_elements=_JOB_KEY)
     return new_only.returning(*_JOB_ANSWER)
 
 
-def _upsert_job(dialect_name: str) -> Insert:
-    statement = _job_values(dialect_name)
+def _upsert_job(dialect: Dialect) -> Insert:
+    statement = _job_values(dialect)
     new = statement.excluded
     old = models.Job.__table__.c
     wins = _incoming_wins(old, new)

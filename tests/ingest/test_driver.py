@@ -206,7 +206,7 @@ def test_a_batch_is_bound_as_one_row_at_a_time_binds_it(engine: Engine) -> None:
     an execution a row would: None as NULL (a JSON None too), a string NULL as a string, bytes
     with NUL, JSON documents, times converted, and a column of nothing but NULLs."""
     by_row = compile_for(insert(_every_type), engine.dialect)
-    batched = compile_for(insert_rows("postgresql", _every_type, _EVERY_COLUMN), engine.dialect)
+    batched = compile_for(insert_rows(engine.dialect, _every_type, _EVERY_COLUMN), engine.dialect)
     assert batched.batch is not None
     rows = _AWKWARD_ROWS + _ALL_NULL_ROWS
     with engine.connect() as connection:
@@ -260,7 +260,7 @@ def test_times_in_a_batch_are_stored_as_sqlalchemy_stores_them(
     """The driver's own conversion of times in a batch's JSON document (_json_time), UTC times
     left with their zone, against SQLAlchemy's bind processor one row at a time."""
     columns = ("id", "first")
-    batched = compile_for(insert_rows("postgresql", _times, columns), engine.dialect)
+    batched = compile_for(insert_rows(engine.dialect, _times, columns), engine.dialect)
     rows = [{"id": number, "first": value} for number, value in enumerate(values)]
     with engine.connect() as connection:
         _times.create(connection)  # temporary: gone with the connection
@@ -285,7 +285,7 @@ def test_times_of_a_datetime_subclass_are_stored_from_a_batch(engine: Engine) ->
     """orjson writes only datetime itself: a subclass goes through the driver's own default."""
     elsewhere = Moment(2026, 12, 2, 15, 30, 1, 250_000, tzinfo=timezone(timedelta(hours=8)))
     in_utc = Moment(2026, 12, 2, 7, 30, 1, tzinfo=UTC)
-    batched = compile_for(insert_rows("postgresql", _times, ("id", "first")), engine.dialect)
+    batched = compile_for(insert_rows(engine.dialect, _times, ("id", "first")), engine.dialect)
     with engine.connect() as connection:
         _times.create(connection)  # temporary: gone with the connection
         cursor = Cursor(connection)
@@ -297,13 +297,39 @@ def test_times_of_a_datetime_subclass_are_stored_from_a_batch(engine: Engine) ->
     assert stored == [elsewhere, in_utc]
 
 
+# A name that must be quoted, in a schema: pg_temp, the session's own, keeps it temporary.
+_quoted = Table(
+    "Driver Quoted",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("label", String(8)),
+    schema="pg_temp",
+)
+
+
+@pytest.mark.postgres_only
+def test_a_batch_is_read_as_the_row_type_of_a_table_whose_name_needs_quoting(
+    engine: Engine,
+) -> None:
+    batched = compile_for(insert_rows(engine.dialect, _quoted, ("id", "label")), engine.dialect)
+    with engine.connect() as connection:
+        _quoted.create(connection)
+        cursor = Cursor(connection)
+        cursor.many(batched, [{"id": 1, "label": "one"}, {"id": 2, "label": None}])
+        cursor.close()
+        stored = connection.execute(select(_quoted).order_by(_quoted.c.id)).all()
+        connection.rollback()
+
+    assert [tuple(row) for row in stored] == [(1, "one"), (2, None)]
+
+
 @pytest.mark.postgres_only
 def test_a_string_too_long_for_its_column_is_refused_as_one_row_at_a_time_refuses_it(
     engine: Engine,
 ) -> None:
     """The rows are read as the table's row type, whose varchar(n) refuses a longer string
     where a cast to it would cut it."""
-    batched = compile_for(insert_rows("postgresql", _every_type, ("id", "label")), engine.dialect)
+    batched = compile_for(insert_rows(engine.dialect, _every_type, ("id", "label")), engine.dialect)
     with engine.connect() as connection:
         _every_type.create(connection)
         cursor = Cursor(connection)
@@ -352,10 +378,8 @@ def test_returned_rows_find_their_rows_by_key_in_whatever_order_they_come(engine
 def test_a_batch_goes_to_psycopg_as_one_document_and_its_bytes_as_binary_arrays() -> None:
     """A text array is quoted and escaped value by value in Python, a body byte by byte: binary
     parameters skip that (app/ingest/driver.py)."""
-    statement = compile_for(
-        insert_rows("postgresql", _every_type, _EVERY_COLUMN),
-        psycopg_dialect(),
-    )
+    dialect = psycopg_dialect()
+    statement = compile_for(insert_rows(dialect, _every_type, _EVERY_COLUMN), dialect)
 
     placeholders = re.findall(r"%\((\w+)\)(\w)", statement.sql)
     assert sorted(placeholders) == [("data", "b"), ("rows", "s")]

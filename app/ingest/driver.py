@@ -12,18 +12,19 @@ On PostgreSQL a statement of the write path takes all the rows of a batch in one
 because executing it once a row cost the server more than the rows themselves
 (docs/decisions/0014-multi-row-statements-on-postgresql.md). The rows go as one JSON document
 (`Batch`), an array of one object a row, which the statement reads back as the table's row type,
-numbered in the document's order (as json_populate_recordset returns them: true in practice,
-not a documented promise, and tests/ingest/ would catch a change); bytes, which JSON cannot
-carry, go as one binary array a column whose k-th value goes to the k-th row. orjson encodes the
-document in C, where psycopg packed an array value by value in Python, the writer's largest cost
-on PostgreSQL before. What such a statement returns comes back in no guaranteed order, so each
-returned row begins with its row's key (`Compiled.key`, e.g. provider and job id) and is matched
-by it: rows that share a key run in successive executions, in their order, which also keeps ON
-CONFLICT DO UPDATE from meeting one row twice in one statement (which PostgreSQL refuses). An
-insert that returns its new ids takes them first instead (`Batch.new_ids`): a sequence hands out
-increasing values, so the ids one statement took, sorted, go to the rows in their order,
-whatever order they came back in. SQLite runs the same statements once a row: there an execution
-costs a function call, not a round through a server.
+numbered in the document's order (as json_populate_recordset returns them: true in practice, not
+a documented promise, and tests/ingest/ would catch a change); bytes, which JSON cannot carry, go
+as one binary array a column, with the table's primary key alongside, joined to their rows by
+that key (app/ingest/statements.py). orjson encodes the document in C, where psycopg packed an
+array value by value in Python, the writer's largest cost on PostgreSQL before. What such a
+statement returns comes back in no guaranteed order, so each returned row begins with its row's
+key (`Compiled.key`, e.g. provider and job id) and is matched by it: rows that share a key run in
+successive executions, in their order, which also keeps ON CONFLICT DO UPDATE from meeting one
+row twice in one statement (which PostgreSQL refuses). An insert that returns its new ids takes
+them first instead (`Batch.new_ids`): a sequence hands out increasing values, so the ids one
+statement took, sorted, go to the rows in their order, whatever order they came back in. SQLite
+runs the same statements once a row: there an execution costs a function call, not a round
+through a server.
 """
 
 from __future__ import annotations

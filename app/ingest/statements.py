@@ -240,8 +240,15 @@ def _incoming(
     """The rows of a batch, the values of `columns` in them, and their numbers from 1 in their
     order (app/ingest/driver.py): read from one JSON document (`rows`) as the table's row type,
     which types each value as its column and refuses one its column would refuse; bytes, which
-    JSON cannot carry, from one array a column, joined to their rows by number."""
+    JSON cannot carry, from one array a column, with the rows' primary key alongside, joined to
+    their rows by it (not by number: their order then matters nowhere)."""
     in_arrays = tuple(name for name in columns if isinstance(table.c[name].type, LargeBinary))
+    key = tuple(column.name for column in table.primary_key)
+    if in_arrays and not (key and set(key) <= set(columns)):
+        raise ValueError(
+            f"bytes are joined to their rows of {table.fullname} by its primary key, which the"
+            f" columns {columns} must include"
+        )
     document = bindparam(
         "rows",
         type_=JsonRows({name: table.c[name].type for name in columns if name not in in_arrays}),
@@ -258,13 +265,11 @@ def _incoming(
     source: FromClause = rows
     read_from: dict[str, FromClause] = dict.fromkeys(columns, rows)
     if in_arrays:
-        arrays = [_bound_array(name, table.c[name].type) for name in in_arrays]
+        arrays = [_bound_array(name, table.c[name].type) for name in (*key, *in_arrays)]
         bytes_ = (
-            func.unnest(*arrays)
-            .table_valued(*in_arrays, with_ordinality="ordinality")
-            .render_derived(name="incoming_bytes")
+            func.unnest(*arrays).table_valued(*key, *in_arrays).render_derived("incoming_bytes")
         )
-        source = rows.join(bytes_, bytes_.c.ordinality == rows.c.ordinality)
+        source = rows.join(bytes_, and_(*(bytes_.c[name] == rows.c[name] for name in key)))
         read_from |= dict.fromkeys(in_arrays, bytes_)
     values: list[ColumnElement[Any]] = [read_from[name].c[name] for name in columns]
     return source, values, rows.c.ordinality

@@ -324,6 +324,35 @@ def test_a_batch_is_read_as_the_row_type_of_a_table_whose_name_needs_quoting(
 
 
 @pytest.mark.postgres_only
+def test_bytes_go_to_the_row_of_their_key_whatever_their_place_in_the_arrays(
+    engine: Engine,
+) -> None:
+    """The bytes' arrays are joined to the document's rows by the table's primary key, never by
+    position: here the arrays list the rows in the reverse order of the document."""
+    batched = compile_for(insert_rows(engine.dialect, _every_type, ("id", "data")), engine.dialect)
+    assert batched.batch is not None
+    values = batched.batch.values([{"id": 1, "data": b"one"}, {"id": 2, "data": b"two"}])
+    for name in batched.batch.arrays:
+        values[name].reverse()
+    with engine.connect() as connection:
+        _every_type.create(connection)
+        cursor = connection.connection.cursor()
+        cursor.execute(batched.sql, batched.parameters(values, {}))
+        cursor.close()
+        stored = connection.execute(
+            select(_every_type.c.id, _every_type.c.data).order_by(_every_type.c.id)
+        ).all()
+        connection.rollback()
+
+    assert [tuple(row) for row in stored] == [(1, b"one"), (2, b"two")]
+
+
+def test_bytes_cannot_go_without_the_primary_key_that_joins_them_to_their_rows() -> None:
+    with pytest.raises(ValueError, match="primary key"):
+        insert_rows(psycopg_dialect(), _every_type, ("label", "data"))
+
+
+@pytest.mark.postgres_only
 def test_a_string_too_long_for_its_column_is_refused_as_one_row_at_a_time_refuses_it(
     engine: Engine,
 ) -> None:
@@ -382,4 +411,4 @@ def test_a_batch_goes_to_psycopg_as_one_document_and_its_bytes_as_binary_arrays(
     statement = compile_for(insert_rows(dialect, _every_type, _EVERY_COLUMN), dialect)
 
     placeholders = re.findall(r"%\((\w+)\)(\w)", statement.sql)
-    assert sorted(placeholders) == [("data", "b"), ("rows", "s")]
+    assert sorted(placeholders) == [("data", "b"), ("id", "b"), ("rows", "s")]

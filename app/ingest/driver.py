@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Dialect
+from sqlalchemy import JSON, Boolean, Connection, Dialect, Integer, LargeBinary, String
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -206,12 +206,34 @@ def _batch(
 
 def _json_conversion(column_type: TypeEngine[Any], dialect: Dialect) -> Convert | None:
     """What a column's value becomes in a batch's JSON document: a JSON column's document goes
-    as it is, nested, where its bind processor would encode it as a string of its own."""
+    as it is, nested, where its bind processor would encode it as a string of its own. A type
+    whose values JSON would not carry as its column reads them is refused when the statement is
+    built, not by the first batch that holds one."""
     if isinstance(column_type, UtcDateTime):
         return _json_time
     if isinstance(column_type.dialect_impl(dialect), JSON):
         return None
+    if not isinstance(_bound_type(column_type, dialect), String | Integer | Boolean):
+        raise TypeError(
+            f"{column_type!r} cannot go in a batch's JSON document: only strings, integers,"
+            " booleans, UtcDateTime and JSON do (and bytes, as arrays)"
+        )
     return _bind_processor(column_type, dialect)
+
+
+def carries_bytes(column_type: TypeEngine[Any], dialect: Dialect) -> bool:
+    """Whether the column binds bytes on `dialect`, which a batch sends as arrays, JSON having
+    no bytes: a LargeBinary, a variant's or under a TypeDecorator too."""
+    return isinstance(_bound_type(column_type, dialect), LargeBinary)
+
+
+def _bound_type(column_type: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
+    """The type under the column's on `dialect`: its variant's, and what TypeDecorators wrap
+    (UtcDateTime aside, whose times the driver converts itself)."""
+    bound = column_type.dialect_impl(dialect)
+    while isinstance(bound, TypeDecorator) and not isinstance(bound, UtcDateTime):
+        bound = bound.type_engine(dialect)
+    return bound
 
 
 def _json_time(value: datetime | None) -> datetime | None:

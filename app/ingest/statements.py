@@ -59,7 +59,6 @@ from sqlalchemy import (
     FromClause,
     Insert,
     Integer,
-    LargeBinary,
     Select,
     Table,
     Update,
@@ -81,7 +80,7 @@ from sqlalchemy.types import TypeEngine
 
 from app import models
 from app.db import Base
-from app.ingest.driver import Compiled, JsonRows, compile_for
+from app.ingest.driver import Compiled, JsonRows, carries_bytes, compile_for
 from app.providers.model import State
 
 _STAGE = {
@@ -234,6 +233,10 @@ _LOCK_JOBS = text(
 )
 
 
+# The document's parameter, and the number json_populate_recordset gives each row (_incoming).
+_GENERATED_NAMES = frozenset({"rows", "ordinality"})
+
+
 def _incoming(
     dialect: Dialect, table: Table, columns: tuple[str, ...]
 ) -> tuple[FromClause, list[ColumnElement[Any]], ColumnElement[Any]]:
@@ -242,7 +245,13 @@ def _incoming(
     which types each value as its column and refuses one its column would refuse; bytes, which
     JSON cannot carry, from one array a column, with the rows' primary key alongside, joined to
     their rows by it (not by number: their order then matters nowhere)."""
-    in_arrays = tuple(name for name in columns if isinstance(table.c[name].type, LargeBinary))
+    taken = _GENERATED_NAMES & set(table.c.keys())
+    if taken:
+        raise ValueError(
+            f"{table.fullname} has columns named {sorted(taken)}, which its batches' statements"
+            " give names of their own"
+        )
+    in_arrays = tuple(name for name in columns if carries_bytes(table.c[name].type, dialect))
     key = tuple(column.name for column in table.primary_key)
     if in_arrays and not (key and set(key) <= set(columns)):
         raise ValueError(

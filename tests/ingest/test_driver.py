@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -350,6 +351,56 @@ def test_bytes_go_to_the_row_of_their_key_whatever_their_place_in_the_arrays(
 def test_bytes_cannot_go_without_the_primary_key_that_joins_them_to_their_rows() -> None:
     with pytest.raises(ValueError, match="primary key"):
         insert_rows(psycopg_dialect(), _every_type, ("label", "data"))
+
+
+class Wrapped(TypeDecorator[bytes]):
+    impl = LargeBinary
+    cache_ok = True
+
+
+_wrapped_bytes = Table(
+    "driver_wrapped_bytes",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("wrapped", Wrapped),
+    Column("variant", Text().with_variant(LargeBinary(), "postgresql")),
+    prefixes=["TEMPORARY"],
+)
+
+
+@pytest.mark.postgres_only
+def test_bytes_under_a_type_decorator_or_a_variant_go_as_arrays(engine: Engine) -> None:
+    """JSON has no bytes: what binds bytes goes as an array, whatever type wraps it."""
+    columns = ("id", "wrapped", "variant")
+    batched = compile_for(insert_rows(engine.dialect, _wrapped_bytes, columns), engine.dialect)
+    assert batched.batch is not None and batched.batch.arrays == columns
+    with engine.connect() as connection:
+        _wrapped_bytes.create(connection)
+        cursor = Cursor(connection)
+        cursor.many(batched, [{"id": 1, "wrapped": b"\x00w", "variant": b"v\xff"}])
+        cursor.close()
+        stored = connection.execute(select(_wrapped_bytes)).all()
+        connection.rollback()
+
+    assert [tuple(row) for row in stored] == [(1, b"\x00w", b"v\xff")]
+
+
+def test_a_type_a_batch_cannot_carry_is_refused_when_its_statement_is_built() -> None:
+    amounts = Table(
+        "driver_amounts", MetaData(), Column("id", Integer, primary_key=True), Column("n", Numeric)
+    )
+    dialect = psycopg_dialect()
+    with pytest.raises(TypeError, match="cannot go in a batch's JSON document"):
+        compile_for(insert_rows(dialect, amounts, ("id", "n")), dialect)
+
+
+@pytest.mark.parametrize("name", ["rows", "ordinality"])
+def test_a_column_named_as_the_batch_statements_own_names_is_refused(name: str) -> None:
+    clashing = Table(
+        "driver_clashing", MetaData(), Column("id", Integer, primary_key=True), Column(name, Text)
+    )
+    with pytest.raises(ValueError, match=name):
+        insert_rows(psycopg_dialect(), clashing, ("id",))
 
 
 @pytest.mark.postgres_only

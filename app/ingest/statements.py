@@ -41,10 +41,11 @@ Writers in several processes commit in parallel
   jobs in other orders wait for each other there instead of deadlocking on the rows. A
   signature claim waits only on a batch with the same task id, whose lock it then holds too.
 
-On PostgreSQL each statement takes all the rows of a batch at once, as one array a column
-(`INSERT ... SELECT ... FROM unnest(...)`, app/ingest/driver.py says how they are fed and how
-what they return is matched to them); on SQLite each runs once a row. Both are built from the
-column tuples below, with the types of the model's columns.
+On PostgreSQL each statement takes all the rows of a batch at once, as one JSON document read as
+the table's row type (`INSERT ... SELECT ... FROM json_populate_recordset(...)`,
+app/ingest/driver.py says how they are fed and how what they return is matched to them); on
+SQLite each runs once a row. Both are built from the column tuples below, with the types of the
+model's columns.
 """
 
 from __future__ import annotations
@@ -55,12 +56,11 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Dialect,
+    FromClause,
     Insert,
     Integer,
     Select,
-    String,
     Table,
-    Text,
     Update,
     and_,
     bindparam,
@@ -75,12 +75,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import ClauseElement, TableValuedAlias
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from app import models
 from app.db import Base
-from app.ingest.driver import Compiled, compile_for
+from app.ingest.driver import Compiled, JsonRows, carries_bytes, compile_for
 from app.providers.model import State
 
 _STAGE = {
@@ -171,47 +171,51 @@ class WriteStatements:
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
-    arrays = dialect.name == "postgresql"
-
     def compiled(
         statement: ClauseElement,
         key: tuple[str, ...] = (),
         new_ids: ClauseElement | None = None,
     ) -> Compiled:
         ids = None if new_ids is None else compile_for(new_ids, dialect)
-        return compile_for(statement, dialect, key=key, arrays=arrays, new_ids=ids)
+        return compile_for(statement, dialect, key=key, new_ids=ids)
 
-    delivery, delivery_ids = _insert_delivery(dialect.name)
+    delivery, delivery_ids = _insert_delivery(dialect)
     return WriteStatements(
-        begin=compile_for(_begin(dialect.name), dialect),
+        begin=compile_for(_begin(dialect), dialect),
         lock_jobs=compile_for(_LOCK_JOBS, dialect) if dialect.name == "postgresql" else None,
-        claim_signature=compiled(_claim_signature(dialect.name), key=SIGNATURE_KEY),
+        claim_signature=compiled(_claim_signature(dialect), key=SIGNATURE_KEY),
         insert_delivery=compiled(delivery, new_ids=delivery_ids),
-        mark_duplicate=compiled(_mark_duplicate(dialect.name)),
-        insert_job=compiled(_insert_job(dialect.name), key=JOB_KEY),
-        upsert_job=compiled(_upsert_job(dialect.name), key=JOB_KEY),
-        insert_event=compiled(insert_rows(dialect.name, models.JobEvent, EVENT_COLUMNS)),
-        insert_link=compiled(insert_rows(dialect.name, models.DeliveryJob, LINK_COLUMNS)),
+        mark_duplicate=compiled(_mark_duplicate(dialect)),
+        insert_job=compiled(_insert_job(dialect), key=JOB_KEY),
+        upsert_job=compiled(_upsert_job(dialect), key=JOB_KEY),
+        insert_event=compiled(insert_rows(dialect, models.JobEvent, EVENT_COLUMNS)),
+        insert_link=compiled(insert_rows(dialect, models.DeliveryJob, LINK_COLUMNS)),
     )
 
 
 def insert_rows(
-    dialect_name: str, into: type[Base] | Table, columns: tuple[str, ...]
+    dialect: Dialect, into: type[Base] | Table, columns: tuple[str, ...]
 ) -> postgresql.Insert | sqlite.Insert:
     """An INSERT of rows of `columns` that can take ON CONFLICT clauses: on PostgreSQL all the
-    rows of a batch from one array a column, in their order (so ids from the column's default
-    follow the batch: the events of a job are listed by id); on SQLite one row an execution."""
-    if dialect_name != "postgresql":
+    rows of a batch at once, in their order (so ids from the column's default follow the batch:
+    the events of a job are listed by id); on SQLite one row an execution."""
+    if dialect.name != "postgresql":
         return sqlite.insert(into).values({column: bindparam(column) for column in columns})
-    table = into if isinstance(into, Table) else into.__table__
-    rows = _unnested({column: table.c[column].type for column in columns})
-    in_order = select(*(rows.c[column] for column in columns)).order_by(rows.c.ordinality)
+    rows, values, ordinality = _incoming(dialect, _table(into), columns)
+    in_order = select(*values).select_from(rows).order_by(ordinality)
     return postgresql.insert(into).from_select(columns, in_order)
 
 
-def _begin(dialect_name: str) -> ClauseElement:
+def _table(into: type[Base] | Table) -> Table:
+    table = into if isinstance(into, Table) else into.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"not a table: {into!r}")
+    return table
+
+
+def _begin(dialect: Dialect) -> ClauseElement:
     """The transaction's number, as its first statement (module docstring)."""
-    if dialect_name == "postgresql":
+    if dialect.name == "postgresql":
         # The transaction's time is set in the same round trip: the server then cancels a
         # statement that outlives it, and the transaction ends there with its locks (the
         # committer's watchdog only cuts the connection, and the server may not notice for a
@@ -229,34 +233,73 @@ _LOCK_JOBS = text(
 )
 
 
-def _unnested(columns: dict[str, TypeEngine[Any]]) -> TableValuedAlias:
-    """The rows bound as one array a column, numbered from 1 in their order (`ordinality`)."""
-    arrays = [_bound_array(name, column_type) for name, column_type in columns.items()]
-    return (
-        func.unnest(*arrays)
-        .table_valued(*columns, with_ordinality="ordinality")
-        .render_derived(name="incoming")
+# The document's parameter, and the number json_populate_recordset gives each row (_incoming).
+_GENERATED_NAMES = frozenset({"rows", "ordinality"})
+
+
+def _incoming(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> tuple[FromClause, list[ColumnElement[Any]], ColumnElement[Any]]:
+    """The rows of a batch, the values of `columns` in them, and their numbers from 1 in their
+    order (app/ingest/driver.py): read from one JSON document (`rows`) as the table's row type,
+    which types each value as its column and refuses one its column would refuse; bytes, which
+    JSON cannot carry, from one array a column, with the rows' primary key alongside, joined to
+    their rows by it (not by number: their order then matters nowhere)."""
+    taken = _GENERATED_NAMES & set(table.c.keys())
+    if taken:
+        raise ValueError(
+            f"{table.fullname} has columns named {sorted(taken)}, which its batches' statements"
+            " give names of their own"
+        )
+    in_arrays = tuple(name for name in columns if carries_bytes(table.c[name].type, dialect))
+    key = tuple(column.name for column in table.primary_key)
+    if in_arrays and not (key and set(key) <= set(columns)):
+        raise ValueError(
+            f"bytes are joined to their rows of {table.fullname} by its primary key, which the"
+            f" columns {columns} must include"
+        )
+    document = bindparam(
+        "rows",
+        type_=JsonRows({name: table.c[name].type for name in columns if name not in in_arrays}),
     )
+    # A table's row type has the table's name, schema and quoting alike.
+    row_type: ColumnElement[Any] = literal_column(
+        f"CAST(NULL AS {dialect.identifier_preparer.format_table(table)})"
+    )
+    rows = (
+        func.json_populate_recordset(row_type, document)
+        .table_valued(*columns, with_ordinality="ordinality")
+        .alias("incoming")
+    )
+    source: FromClause = rows
+    read_from: dict[str, FromClause] = dict.fromkeys(columns, rows)
+    if in_arrays:
+        arrays = [_bound_array(name, table.c[name].type) for name in (*key, *in_arrays)]
+        bytes_ = (
+            func.unnest(*arrays).table_valued(*key, *in_arrays).render_derived("incoming_bytes")
+        )
+        source = rows.join(bytes_, and_(*(bytes_.c[name] == rows.c[name] for name in key)))
+        read_from |= dict.fromkeys(in_arrays, bytes_)
+    values: list[ColumnElement[Any]] = [read_from[name].c[name] for name in columns]
+    return source, values, rows.c.ordinality
 
 
 def _bound_array(name: str, column_type: TypeEngine[Any]) -> ColumnElement[Any]:
     """The array bound as `name`, cast to its column's type: psycopg then adapts the list
-    without guessing, even where all its values are None. Strings go as text: a cast to
-    varchar(n) would cut a longer value, where storing it into the column refuses it. The
-    array's bind processor applies the column type's to each value."""
-    element = Text() if isinstance(column_type, String) else column_type
-    array = postgresql.ARRAY(element, dimensions=1)
+    without guessing, even where all its values are None. The array's bind processor applies
+    the column type's to each value."""
+    array = postgresql.ARRAY(column_type, dimensions=1)
     return cast(bindparam(name, type_=array), array)
 
 
-def _insert_delivery(dialect_name: str) -> tuple[Insert, Select[Any] | None]:
+def _insert_delivery(dialect: Dialect) -> tuple[Insert, Select[Any] | None]:
     """The insert that answers each row with its new id, and on PostgreSQL the statement that
     takes those ids first: what a multi-row INSERT returns comes in no guaranteed order
     (app/ingest/driver.py)."""
-    if dialect_name != "postgresql":
-        returning: Insert = insert_rows(dialect_name, models.Delivery, DELIVERY_COLUMNS)
+    if dialect.name != "postgresql":
+        returning: Insert = insert_rows(dialect, models.Delivery, DELIVERY_COLUMNS)
         return returning.returning(models.Delivery.id), None
-    numbered = insert_rows(dialect_name, models.Delivery, ("id", *DELIVERY_COLUMNS))
+    numbered = insert_rows(dialect, models.Delivery, ("id", *DELIVERY_COLUMNS))
     return numbered, _new_ids(models.Delivery)
 
 
@@ -271,12 +314,12 @@ def _new_ids(model: type[Base]) -> Select[Any]:
     return select(func.nextval(sequence)).select_from(ids)
 
 
-def _mark_duplicate(dialect_name: str) -> Update:
+def _mark_duplicate(dialect: Dialect) -> Update:
     duplicate = update(models.Delivery).values(outcome="duplicate")
-    if dialect_name != "postgresql":
-        return duplicate.where(models.Delivery.id == bindparam("delivery_id"))
-    rows = _unnested({"delivery_id": models.Delivery.__table__.c.id.type})
-    return duplicate.where(models.Delivery.id == rows.c.delivery_id)
+    if dialect.name != "postgresql":
+        return duplicate.where(models.Delivery.id == bindparam("id"))
+    _, (delivery_id,), _ = _incoming(dialect, _table(models.Delivery), ("id",))
+    return duplicate.where(models.Delivery.id == delivery_id)
 
 
 _JOB_KEY = tuple(models.Job.__table__.c[column] for column in JOB_KEY)
@@ -291,14 +334,14 @@ _JOB_ANSWER = (
 )
 
 
-def _job_values(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    return insert_rows(dialect_name, models.Job, JOB_COLUMNS)
+def _job_values(dialect: Dialect) -> postgresql.Insert | sqlite.Insert:
+    return insert_rows(dialect, models.Job, JOB_COLUMNS)
 
 
-def _claim_signature(dialect_name: str) -> Insert:
+def _claim_signature(dialect: Dialect) -> Insert:
     """Returns a row (its key) unless the signature was first used for another body (module
     docstring)."""
-    statement = insert_rows(dialect_name, models.SignatureUse, SIGNATURE_COLUMNS)
+    statement = insert_rows(dialect, models.SignatureUse, SIGNATURE_COLUMNS)
     stored, new = models.SignatureUse.__table__.c, statement.excluded
     key = [stored[column] for column in SIGNATURE_KEY]
     claim: Insert = statement.on_conflict_do_update(
@@ -309,18 +352,18 @@ def _claim_signature(dialect_name: str) -> Insert:
     return claim.returning(*key)
 
 
-def _insert_job(dialect_name: str) -> Insert:
+def _insert_job(dialect: Dialect) -> Insert:
     """Creates the job; returns no row where it exists already (upsert_job merges those).
 
     Most deliveries create their job, and the upsert costs more even where it inserts, on
     PostgreSQL: the executor prepares every expression of its DO UPDATE for each execution
     (server CPU per Media Lab delivery, executed once a row: upsert ~370 µs, this insert ~100)."""
-    new_only: Insert = _job_values(dialect_name).on_conflict_do_nothing(index_elements=_JOB_KEY)
+    new_only: Insert = _job_values(dialect).on_conflict_do_nothing(index_elements=_JOB_KEY)
     return new_only.returning(*_JOB_ANSWER)
 
 
-def _upsert_job(dialect_name: str) -> Insert:
-    statement = _job_values(dialect_name)
+def _upsert_job(dialect: Dialect) -> Insert:
+    statement = _job_values(dialect)
     new = statement.excluded
     old = models.Job.__table__.c
     wins = _incoming_wins(old, new)

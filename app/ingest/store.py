@@ -188,7 +188,7 @@ def _receipt(
         )
     outcome = Outcome.ACCEPTED
     if all(job.duplicate for job in jobs):
-        later.duplicates.append({"delivery_id": delivery_id})
+        later.duplicates.append({"id": delivery_id})
         outcome = Outcome.DUPLICATE
     return Receipt(delivery_id=delivery_id, outcome=outcome, provider=intake.provider, jobs=jobs)
 

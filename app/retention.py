@@ -196,11 +196,14 @@ class PeriodicPurge:
     def start(self) -> None:
         self._thread.start()
 
-    async def stop(self, *, timeout_s: float) -> None:
-        """Stops after the current batch; waits at most `timeout_s` (a batch is bounded by the
-        engine's timeouts, but a database that never answers is not)."""
+    async def stop(self, *, timeout_s: float) -> bool:
+        """Stops after the current batch, waiting at most `timeout_s`; whether it has stopped.
+        One still running is ended with the process: its transaction rolls back, and its lease
+        keeps other replicas from purging until it runs out."""
         self._stopping.set()
-        await asyncio.to_thread(self._thread.join, timeout_s)
+        if self._thread.ident is not None:  # started
+            await asyncio.to_thread(self._thread.join, timeout_s)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         engine = create_sync_engine(self._settings)

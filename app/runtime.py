@@ -7,6 +7,7 @@ the writer that owns write transactions, the read database, and the change watch
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
 from app.retention import PeriodicPurge
 from app.watch import JobWatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,11 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield Runtime(writer, read_db, watch)
     finally:
-        if retention is not None:
-            # A batch's statements give up within the write timeout; a database that never
-            # answers is not waited for longer than this.
-            await retention.stop(timeout_s=2 * settings.write_timeout_s + 2)
+        # A batch's statements each give up within the write timeout: a best-effort wait.
+        if retention is not None and not await retention.stop(
+            timeout_s=2 * settings.write_timeout_s + 2
+        ):
+            log.warning("retention was still running at shutdown; its lease will run out")
         await watch.stop()
         await writer.stop()
         await read_db.engine.dispose()

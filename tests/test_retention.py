@@ -232,9 +232,9 @@ async def test_a_stopping_process_waits_for_its_purge_to_stop_after_the_current_
         await asyncio.sleep(0.01)
     else:
         pytest.fail("the first batch was not committed within a minute")
-    await purge.stop(timeout_s=60)
+    stopped = await purge.stop(timeout_s=60)
     gc.collect()
 
     with engine.connect() as connection:
         lease = connection.scalar(text("SELECT leased_by FROM purge_state"))
-    assert (lease, bodies_left(engine)) == (None, 2 * retention.BATCH_ROWS)
+    assert (stopped, lease, bodies_left(engine)) == (True, None, 2 * retention.BATCH_ROWS)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.fetching.addresses import admissible
+from app.mirror.sources import MirrorPolicy
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     )
     # The path prefix a reverse proxy serves stemhook under ("/stemhook"), for links and /docs.
     root_path: str = Field(default="", pattern=r"^(/[^/\s]+)*$")
+    # Keep a copy of every output file of a succeeded job (provider links expire): off, outputs
+    # are recorded as skipped and nothing is fetched.
+    mirror: bool = True
+    # Tencent CI and Media Lab outputs live in the user's COS bucket: fetched with requests
+    # signed by these, skipped without them.
+    cos_secret_id: SecretStr | None = None
+    cos_secret_key: SecretStr | None = None
     # Networks a result file may be fetched from though not globally routable (comma-separated
     # CIDRs), for tests and private deployments: anything else a callback names must be global.
     # One that would switch the guard off (/0, around a cloud metadata address) fails start-up.
@@ -112,7 +120,14 @@ class Settings(BaseSettings):
             return parse_duration(value)
         return None if value == "" else value
 
-    @field_validator("callback_token", "suno_hmac_key", "metrics_token", mode="before")
+    @field_validator(
+        "callback_token",
+        "suno_hmac_key",
+        "metrics_token",
+        "cos_secret_id",
+        "cos_secret_key",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -129,6 +144,18 @@ class Settings(BaseSettings):
                 " of its jobs in the server's shared lock table"
             )
         return self
+
+    @model_validator(mode="after")
+    def _cos_credentials_come_in_pairs(self) -> Settings:
+        if (self.cos_secret_id is None) != (self.cos_secret_key is None):
+            raise ValueError(
+                "set both STEMHOOK_COS_SECRET_ID and STEMHOOK_COS_SECRET_KEY, or neither"
+            )
+        return self
+
+    @property
+    def mirror_policy(self) -> MirrorPolicy:
+        return MirrorPolicy(enabled=self.mirror, cos=self.cos_secret_id is not None)
 
     @field_validator("callback_token")
     @classmethod

@@ -7,6 +7,8 @@ job_event     every state change of a job, with the delivery that caused it
 delivery_job  which deliveries touched which jobs, and whether each was a duplicate
 signature_use which body each signed (provider, task id, timestamp) was first stored with
 purge_state   how far retention has got, and which process runs it now (app/retention.py)
+job_file      each output file of a succeeded job that stemhook keeps a copy of: where it comes
+              from, what became of it, and its place in the work queue (app/work/queue.py)
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Id, Json, UtcDateTime
@@ -180,3 +191,53 @@ class PurgeState(Base):
     # A lease, so that one process at a time purges, across replicas too.
     leased_by: Mapped[str | None] = mapped_column(String(SHORT))
     leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobFile(Base):
+    """An output file of a succeeded job, mirrored by the background fetchers: written with the
+    job change that makes it fetchable (in the same transaction), then claimed, fetched and
+    stored by a worker. The row is its own task in the work queue (app/work/queue.py): pending
+    with a time to run after, leased while a worker holds it, and final once stored, failed or
+    skipped."""
+
+    __tablename__ = "job_file"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    # The output's place in the job's `outputs`, which the API shows the file beside.
+    position: Mapped[int]
+    # Where it comes from, kept here: a later delivery may replace the job's outputs.
+    url: Mapped[str | None] = mapped_column(Text)
+    bucket: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    object: Mapped[str | None] = mapped_column(Text)
+    # As the callback claims it: any text a stranger sent, compared, never trusted.
+    expected_md5: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(SHORT))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    md5: Mapped[str | None] = mapped_column(String(SHORT))
+    md5_verified: Mapped[bool | None]
+    content_type: Mapped[str | None] = mapped_column(Text)
+    stored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    storage_key: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The work queue: tries so far, when it may run next (null once final), and the worker that
+    # holds it until when.
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    run_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(SHORT))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("job_pk", "position"),
+        # Listing jobs by the status of their files, and counting files by status.
+        Index(None, "status", "job_pk"),
+        # What a worker claims next: only tasks still to run are in it.
+        Index(
+            None,
+            "run_after",
+            sqlite_where=text("run_after IS NOT NULL"),
+            postgresql_where=text("run_after IS NOT NULL"),
+        ),
+    )

@@ -29,7 +29,15 @@ from tests.proxy import FaultyProxy
 
 API_TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("job_event", "delivery_job", "job", "delivery", "signature_use", "purge_state")
+TABLES = (
+    "job_file",
+    "job_event",
+    "delivery_job",
+    "job",
+    "delivery",
+    "signature_use",
+    "purge_state",
+)
 # How long a provider waits for an answer before it gives up and retries (Tencent's and Suno's
 # 15 s): a bound where real time is the point, generous against a loaded machine. The faster
 # figures stemhook aims at (BENCHMARKS.md) are measured, not asserted.
@@ -45,6 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
         name for name in os.environ if name.startswith("STEMHOOK_") and "TEST" not in name
     ]:
         del os.environ[name]
+    # Fixtures carry real providers' URLs: no test fetches them. The tests of mirroring turn it
+    # on, with URLs of a file server on loopback.
+    os.environ["STEMHOOK_MIRROR"] = "false"
     # No run's outcome may hang on the machine's load: no per-example time limit, and no health
     # check on how fast examples are made. In CI a red run stops a landing, so property tests
     # (and schemathesis) also try the same examples every time; developers' runs explore.

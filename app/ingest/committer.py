@@ -61,6 +61,7 @@ from app.ingest.intake import Intake, Outcome, Receipt, ReceiptWire, Submission
 from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import begin, keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
+from app.mirror.sources import MirrorPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,9 +103,16 @@ class _TimedOut(Exception):
 
 class Committer:
     def __init__(
-        self, engine: Engine, *, suno_key: str | None, timeout_s: float, max_jobs: int
+        self,
+        engine: Engine,
+        *,
+        suno_key: str | None,
+        timeout_s: float,
+        max_jobs: int,
+        mirror: MirrorPolicy,
     ) -> None:
         self._engine = engine
+        self._mirror = mirror
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
         self._max_jobs = max_jobs
@@ -197,7 +205,7 @@ class Committer:
         return MAX_TRANSACTION_JOBS
 
     def _store(self, intakes: list[Intake], cursor: Cursor, tx: int) -> list[Receipt]:
-        return store_batch(cursor, self._sql, intakes, tx=tx)
+        return store_batch(cursor, self._sql, intakes, tx=tx, mirror=self._mirror)
 
     def _attempt_until(
         self, part: Sequence[_Pending], rest: deque[list[_Pending]], now: float

@@ -139,6 +139,18 @@ SIGNATURE_KEY = ("provider", "task_id", "signed_timestamp")
 JOB_KEY = ("provider", "job_id")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
+FILE_COLUMNS = (
+    "job_pk",
+    "position",
+    "url",
+    "bucket",
+    "region",
+    "object",
+    "expected_md5",
+    "status",
+    "error",
+    "run_after",
+)
 JOB_COLUMNS = (
     "provider",
     "job_id",
@@ -168,6 +180,7 @@ class WriteStatements:
     upsert_job: Compiled
     insert_event: Compiled
     insert_link: Compiled
+    insert_file: Compiled
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
@@ -190,6 +203,7 @@ def build_statements(dialect: Dialect) -> WriteStatements:
         upsert_job=compiled(_upsert_job(dialect), key=JOB_KEY),
         insert_event=compiled(insert_rows(dialect, models.JobEvent, EVENT_COLUMNS)),
         insert_link=compiled(insert_rows(dialect, models.DeliveryJob, LINK_COLUMNS)),
+        insert_file=compiled(_insert_file(dialect)),
     )
 
 
@@ -324,13 +338,15 @@ def _mark_duplicate(dialect: Dialect) -> Update:
 
 _JOB_KEY = tuple(models.Job.__table__.c[column] for column in JOB_KEY)
 # What both job statements return after the job's key: whether the delivery changed the job's
-# state (its state_delivery_id) and, if it did, from which state.
+# state (its state_delivery_id) and, if it did, from which state; whether the job took the
+# delivery's outputs (its outputs_delivery_id).
 _JOB_ANSWER = (
     *_JOB_KEY,
     models.Job.id,
     models.Job.state,
     models.Job.previous_state,
     models.Job.state_delivery_id,
+    models.Job.outputs_delivery_id,
 )
 
 
@@ -350,6 +366,16 @@ def _claim_signature(dialect: Dialect) -> Insert:
         where=stored.body_sha256 == new.body_sha256,
     )
     return claim.returning(*key)
+
+
+def _insert_file(dialect: Dialect) -> Insert:
+    """A job's output files to keep, once: a job that succeeds again (after a later failure
+    overruled it) keeps the files it has."""
+    files = models.JobFile.__table__.c
+    statement: Insert = insert_rows(dialect, models.JobFile, FILE_COLUMNS).on_conflict_do_nothing(
+        index_elements=[files.job_pk, files.position]
+    )
+    return statement
 
 
 def _insert_job(dialect: Dialect) -> Insert:

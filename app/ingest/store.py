@@ -21,21 +21,26 @@ from typing import Any
 from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
+from app.mirror.sources import MirrorPolicy
 from app.providers.model import Job, OutputFile, State
 
 
 @dataclass(slots=True)
 class _RowsAfterJobs:
-    """The events, links and duplicate marks the job rows' answers decide, written last."""
+    """The events, links, duplicate marks and files to fetch the job rows' answers decide,
+    written last."""
 
+    mirror: MirrorPolicy
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, cursor: Cursor, sql: WriteStatements) -> None:
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
         cursor.many(sql.mark_duplicate, self.duplicates)
+        cursor.many(sql.insert_file, self.files)
 
 
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
@@ -49,9 +54,15 @@ def begin(cursor: Cursor, sql: WriteStatements, *, timeout_ms: int) -> int:
 
 
 def store_batch(
-    cursor: Cursor, sql: WriteStatements, intakes: list[Intake], *, tx: int
+    cursor: Cursor,
+    sql: WriteStatements,
+    intakes: list[Intake],
+    *,
+    tx: int,
+    mirror: MirrorPolicy,
 ) -> list[Receipt]:
-    """The batch written in the transaction numbered `tx` (begin's answer)."""
+    """The batch written in the transaction numbered `tx` (begin's answer); the output files of
+    the jobs it makes succeed queued for fetching as `mirror` says."""
     _lock_jobs(cursor, sql, intakes)
     intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
@@ -66,7 +77,7 @@ def store_batch(
         _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
-    later = _RowsAfterJobs()
+    later = _RowsAfterJobs(mirror=mirror)
     merged: dict[int, list[JobReceipt]] = {}
     for (index, job, delivery_id), result in zip(
         merges, _jobs_written(cursor, sql, job_rows), strict=True
@@ -217,9 +228,15 @@ def _delivery_row(
 def _merged(
     result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _RowsAfterJobs
 ) -> JobReceipt:
-    """What the job's insert or upsert answered: its events and links to write."""
-    job_pk, state, previous_state, state_delivery_id = result
+    """What the job's insert or upsert answered: its events, links and files to write."""
+    job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = result
     changed = state_delivery_id == delivery_id
+    if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
+        # The job succeeded with this delivery's outputs: they are the files it produced.
+        for position, output in enumerate(job.outputs):
+            row = later.mirror.file_row(output, job_pk=job_pk, position=position, now=received_at)
+            if row is not None:
+                later.files.append(row)
     if changed:
         later.events.append(
             {

@@ -2,15 +2,20 @@
 
 Every request carries a job id nobody sent before (a per-run random prefix, the wrk thread and a
 counter), so each one is a new job and a real insert, never a cheap duplicate. The new id has
-the fixture id's shape and length: the body keeps its exact size.
+the fixture id's shape and length: the body keeps its exact size. The hosts of the URLs in it are
+names of the same length under .invalid, which never resolve: with mirroring on (its default),
+a benchmark reaches no real host.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+_URL_HOST = re.compile(rb"(?<=://)[A-Za-z0-9.-]+")
+_INVALID = b".invalid"
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Family:
         return f"/callbacks/{self.provider}"
 
     def body(self) -> bytes:
-        return self.fixture.read_bytes()
+        return _URL_HOST.sub(_never_resolves, self.fixture.read_bytes())
 
     def parts(self) -> list[bytes]:
         """The body split at the fixture's job id: joined with a fresh id, a new callback."""
@@ -40,6 +45,14 @@ class Family:
         if len(sample) != len(self.fixture_id):
             raise ValueError(f"{self.provider}: ids {sample!r} and {self.fixture_id!r} differ")
         return parts
+
+
+def _never_resolves(host: re.Match[bytes]) -> bytes:
+    """The host as a name of the same length under .invalid (RFC 6761: never resolves)."""
+    name = host.group()
+    if len(name) <= len(_INVALID):
+        raise ValueError(f"the host {name!r} is too short to rename under .invalid")
+    return name[: len(name) - len(_INVALID)] + _INVALID
 
 
 FAMILIES = (

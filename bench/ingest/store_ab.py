@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from app.ingest.intake import Intake, Submission
 from app.schema import upgrade_to_head
 from bench.ingest.databases import Backend, fresh
 from bench.ingest.payloads import FAMILIES, Family
-from bench.ingest.writer_cost import MAX_JOBS, submissions
+from bench.ingest.writer_cost import MAX_JOBS, MIRROR_DEFAULT, submissions
 from bench.query_data import DEFAULT_POSTGRES
 
 BATCH = 16
@@ -73,6 +74,8 @@ def _as_committed(module: ModuleType) -> Callable[..., Any]:
 
     def numbered(cursor: Any, sql: Any, intakes: list[Intake]) -> Any:
         tx = module.begin(cursor, sql, timeout_ms=60_000)
+        if "mirror" in inspect.signature(module.store_batch).parameters:
+            return module.store_batch(cursor, sql, intakes, tx=tx, mirror=MIRROR_DEFAULT)
         return module.store_batch(cursor, sql, intakes, tx=tx)
 
     return numbered

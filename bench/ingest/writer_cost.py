@@ -23,9 +23,13 @@ from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Arrival, Submission
 from app.ingest.statements import build_statements
 from app.ingest.store import begin, store_batch
+from app.mirror.sources import MirrorPolicy
 from app.providers.model import Provider
 from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
+
+# Mirroring on, as by default; the benchmarks' URLs never resolve (names under .invalid).
+MIRROR_DEFAULT = MirrorPolicy(enabled=True, cos=False)
 
 STEPS = ("unframe", "admit", "store", "commit")
 # The service's default STEMHOOK_MAX_JOBS_PER_DELIVERY.
@@ -73,7 +77,7 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
             with connection.begin():
                 cursor = Cursor(connection)
                 tx = begin(cursor, sql, timeout_ms=60_000)
-                store_batch(cursor, sql, intakes, tx=tx)
+                store_batch(cursor, sql, intakes, tx=tx, mirror=MIRROR_DEFAULT)
                 cursor.close()
                 stored = time.process_time()
             committed = time.process_time()

@@ -8,6 +8,9 @@ from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Receipt
 from app.ingest.statements import build_statements
 from app.ingest.store import begin, store_batch
+from app.mirror.sources import MirrorPolicy
+
+MIRROR_ON = MirrorPolicy(enabled=True, cos=False)
 
 
 def transaction_number(connection: Connection) -> int:
@@ -20,11 +23,16 @@ def transaction_number(connection: Connection) -> int:
         cursor.close()
 
 
-def stored(connection: Connection, intakes: list[Intake]) -> list[Receipt]:
-    """The intakes written in the connection's transaction, not committed."""
+def stored(
+    connection: Connection, intakes: list[Intake], *, mirror: MirrorPolicy = MIRROR_ON
+) -> list[Receipt]:
+    """The intakes written in the connection's transaction, not committed; output files queued
+    as `mirror` says (the default's: fetched, COS files skipped)."""
     tx = transaction_number(connection)
     cursor = Cursor(connection)
     try:
-        return store_batch(cursor, build_statements(connection.dialect), intakes, tx=tx)
+        return store_batch(
+            cursor, build_statements(connection.dialect), intakes, tx=tx, mirror=mirror
+        )
     finally:
         cursor.close()

@@ -20,6 +20,7 @@ from app.ingest.committer import Answer, Committer, _Watch, _Watchdog
 from app.ingest.intake import Outcome, Receipt, Submission
 from tests.api.payloads import ci_json, media_lab_list
 from tests.conftest import Backend, stalling_job
+from tests.ingest.batches import MIRROR_ON
 from tests.ingest.submissions import detected
 from tests.proxy import FaultyProxy
 
@@ -29,7 +30,7 @@ def submission(job_id: str) -> Submission:
 
 
 def committer_for(engine: Engine, *, timeout_s: float) -> Committer:
-    return Committer(engine, suno_key=None, timeout_s=timeout_s, max_jobs=100)
+    return Committer(engine, suno_key=None, timeout_s=timeout_s, max_jobs=100, mirror=MIRROR_ON)
 
 
 def commit(committer: Committer, submissions: list[Submission], *, within_s: float) -> list[Answer]:

@@ -1,0 +1,68 @@
+"""What stemhook keeps of each output of a succeeded job: fetched from its URL, fetched from the
+user's COS bucket, or skipped with the reason why.
+
+Pure: the write path calls it for each output a succeeding delivery brings, and the row it
+answers is written in the same transaction as the job (app/ingest/store.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from app.providers.model import OutputFile
+
+
+class FileStatus(StrEnum):
+    PENDING = "pending"
+    STORED = "stored"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+MIRROR_OFF = "mirroring is off (STEMHOOK_MIRROR=false)"
+NO_COS_CREDENTIALS = (
+    "the file is in a COS bucket and no COS credentials are configured"
+    " (STEMHOOK_COS_SECRET_ID, STEMHOOK_COS_SECRET_KEY)"
+)
+NO_BUCKET = "the callback names no URL and no COS bucket and region for the file"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPolicy:
+    """`enabled`: STEMHOOK_MIRROR; `cos`: whether COS credentials are configured."""
+
+    enabled: bool
+    cos: bool
+
+    def file_row(
+        self, output: OutputFile, *, job_pk: int, position: int, now: datetime
+    ) -> dict[str, Any] | None:
+        """The job_file row for an output, or None for one that names nothing to fetch."""
+        if output.url is None and output.object is None:
+            return None
+        in_cos = output.url is None
+        reason = self._why_skipped(output, in_cos=in_cos)
+        return {
+            "job_pk": job_pk,
+            "position": position,
+            "url": output.url,
+            "bucket": output.bucket,
+            "region": output.region,
+            "object": output.object,
+            "expected_md5": output.md5,
+            "status": (FileStatus.PENDING if reason is None else FileStatus.SKIPPED).value,
+            "error": reason,
+            "run_after": now if reason is None else None,
+        }
+
+    def _why_skipped(self, output: OutputFile, *, in_cos: bool) -> str | None:
+        if not self.enabled:
+            return MIRROR_OFF
+        if not in_cos:
+            return None
+        if output.bucket is None or output.region is None:
+            return NO_BUCKET
+        return None if self.cos else NO_COS_CREDENTIALS

@@ -1,0 +1,98 @@
+"""The files a succeeding delivery queues for fetching, in the transaction that stores it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app.ingest.admission import admit
+from app.mirror.sources import MIRROR_OFF, NO_COS_CREDENTIALS, MirrorPolicy
+from tests.api.payloads import ci_json, suno_json
+from tests.ingest.batches import MIRROR_ON, stored
+from tests.ingest.submissions import detected
+
+
+def store(engine: Engine, *bodies: bytes, mirror: MirrorPolicy = MIRROR_ON) -> None:
+    intakes = [admit(detected(body), suno_key=None, max_jobs=10) for body in bodies]
+    with engine.begin() as connection:
+        stored(connection, intakes, mirror=mirror)
+
+
+def files(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT job.job_id, position, url, bucket, object, status, error,"
+                " run_after IS NOT NULL AS due, attempts"
+                " FROM job_file JOIN job ON job.id = job_file.job_pk"
+                " ORDER BY job.job_id, position"
+            )
+        ).mappings()
+        return [dict(row) | {"due": bool(row["due"])} for row in rows]
+
+
+def test_a_succeeded_suno_task_queues_each_stem_once(engine: Engine) -> None:
+    store(engine, suno_json("t-1"))
+    store(engine, suno_json("t-1"))  # the provider's retry: a duplicate queues nothing more
+
+    assert files(engine) == [
+        {
+            "job_id": "t-1",
+            "position": position,
+            "url": url,
+            "bucket": None,
+            "object": None,
+            "status": "pending",
+            "error": None,
+            "due": True,
+            "attempts": 0,
+        }
+        for position, url in enumerate(["https://f.example/i.mp3", "https://f.example/v.mp3"])
+    ]
+
+
+def test_nothing_is_queued_before_a_job_succeeds(engine: Engine) -> None:
+    store(engine, suno_json("t-2", code=500, msg="separation failed"))
+    store(engine, ci_json("j-running", "Running", outputs=("out/a.mp3",)))
+
+    assert files(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("mirror", "status", "error"),
+    [
+        (MirrorPolicy(enabled=True, cos=True), "pending", None),
+        (MIRROR_ON, "skipped", NO_COS_CREDENTIALS),
+        (MirrorPolicy(enabled=False, cos=True), "skipped", MIRROR_OFF),
+    ],
+)
+def test_a_file_in_a_cos_bucket_is_fetched_only_with_credentials(
+    engine: Engine, mirror: MirrorPolicy, status: str, error: str | None
+) -> None:
+    store(engine, ci_json("j-1", "Success", outputs=("out/a.mp3",)), mirror=mirror)
+
+    [row] = files(engine)
+    assert (row["bucket"], row["object"], row["status"], row["error"], row["due"]) == (
+        "b-1",
+        "out/a.mp3",
+        status,
+        error,
+        status == "pending",
+    )
+
+
+def test_a_job_that_succeeds_in_a_later_delivery_queues_then(engine: Engine) -> None:
+    store(engine, ci_json("j-2", "Running"), mirror=MirrorPolicy(enabled=True, cos=True))
+    store(
+        engine,
+        ci_json("j-2", "Success", outputs=("out/b.mp3",)),
+        ci_json("j-3", "Success", outputs=("out/c.mp3",)),
+        mirror=MirrorPolicy(enabled=True, cos=True),
+    )
+
+    assert [(row["job_id"], row["object"], row["status"]) for row in files(engine)] == [
+        ("j-2", "out/b.mp3", "pending"),
+        ("j-3", "out/c.mp3", "pending"),
+    ]

@@ -7,17 +7,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from app.ingest.admission import admit
 from app.mirror.sources import MIRROR_OFF, NO_COS_CREDENTIALS, MirrorPolicy
 from tests.api.payloads import ci_json, suno_json
-from tests.ingest.batches import MIRROR_ON, stored
-from tests.ingest.submissions import detected
-
-
-def store(engine: Engine, *bodies: bytes, mirror: MirrorPolicy = MIRROR_ON) -> None:
-    intakes = [admit(detected(body), suno_key=None, max_jobs=10) for body in bodies]
-    with engine.begin() as connection:
-        stored(connection, intakes, mirror=mirror)
+from tests.ingest.batches import MIRROR_ON
+from tests.ingest.file_rows import store
 
 
 def files(engine: Engine) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The running parts of a stemhook process, started and stopped in one place.
 
 The web application (its lifespan) and command-line jobs such as a bulk replay share them:
-the writer that owns write transactions, the read database, and the change watch.
+the writer that owns write transactions, the read database, the change watch, retention, and
+the mirror's process that fetches output files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
+from app.mirror.process import MirrorProcess
 from app.retention import PeriodicPurge
 from app.watch import JobWatch
 
@@ -53,10 +55,15 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     gc.collect()
     gc.freeze()
     retention = _start_retention(settings)
+    mirror = MirrorProcess(settings) if settings.mirror else None
+    if mirror is not None:
+        await mirror.start()
     try:
         yield Runtime(writer, read_db, watch)
     finally:
         # A batch's statements each give up within the write timeout: a best-effort wait.
+        if mirror is not None:
+            await mirror.stop()
         if retention is not None and not await retention.stop(
             timeout_s=2 * settings.write_timeout_s + 2
         ):

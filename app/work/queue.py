@@ -69,15 +69,12 @@ def claim(
     return connection.execute(claimed).all()
 
 
-def renew(
-    connection: Connection, queue: QueueTable, task_id: int, *, worker: str, until: datetime
-) -> bool:
-    """Extend the lease of a task `worker` still holds; False when it no longer does."""
+def renew(connection: Connection, queue: QueueTable, *, worker: str, until: datetime) -> int:
+    """Extend every lease `worker` still holds to `until`; how many. One whose lease ran out and
+    that another worker claimed is that worker's now, and stays so."""
     c = queue.table.c
-    renewed = (
-        update(queue.table).where(c.id == task_id, c.leased_by == worker).values(leased_until=until)
-    )
-    return connection.execute(renewed).rowcount == 1
+    renewed = update(queue.table).where(c.leased_by == worker).values(leased_until=until)
+    return connection.execute(renewed).rowcount
 
 
 def settle(

@@ -50,17 +50,28 @@ def test_a_leased_task_is_nobody_elses_until_its_lease_runs_out(engine: Engine) 
     assert set(attempts(engine).values()) == {2}
 
 
+def test_a_renewed_lease_keeps_the_tasks_past_the_first_lease(engine: Engine) -> None:
+    soon = queued(engine, 2)
+    held = claimed_ids(engine, worker="a", at=soon)
+    with engine.begin() as connection:
+        renewed = renew(connection, FILES, worker="a", until=soon + 2 * LEASE)
+
+    assert (len(held), renewed) == (2, 2)
+    assert claimed_ids(engine, worker="b", at=soon + LEASE) == []
+    assert claimed_ids(engine, worker="b", at=soon + 2 * LEASE) == held
+
+
 def test_a_worker_that_lost_its_lease_writes_nothing(engine: Engine) -> None:
     soon = queued(engine, 2)
     [task, _] = claimed_ids(engine, worker="a", at=soon)
     claimed_ids(engine, worker="b", at=soon + LEASE)
 
     with engine.begin() as connection:
-        renewed = renew(connection, FILES, task, worker="a", until=soon + 2 * LEASE)
+        renewed = renew(connection, FILES, worker="a", until=soon + 2 * LEASE)
         settled = settle(connection, FILES, task, worker="a", values={"status": "stored"})
         status = connection.scalar(select(models.JobFile.status).where(models.JobFile.id == task))
 
-    assert (renewed, settled, status) == (False, False, "pending")
+    assert (renewed, settled, status) == (0, False, "pending")
 
 
 def test_a_retried_task_is_due_again_only_at_its_time(engine: Engine) -> None:

@@ -1,0 +1,275 @@
+"""Mirroring: fetching the queued output files (job_file rows) and storing them.
+
+A worker claims due files with a lease (app/work/queue.py), fetches each on a thread of its own
+through the address guard (app/fetching/), streams it into the file store (app/storage/), and
+settles the row: stored with its size and digests, due again after a backoff, or failed with
+the reason. While it fetches it renews its leases; stopped, it abandons its fetches (the store
+keeps nothing of a partial file) and gives their tasks back.
+
+What becomes of a failure (the fetcher's classes, app/fetching/errors.py):
+- refused, too large, another status: failed at once, the error says why;
+- 403, 404, 410 (gone): failed after one confirmation retry;
+- no answer in time, a broken connection, 429, 5xx, a store that failed: retried with backoff
+  (the server's Retry-After when longer), failed after `max_attempts`;
+- an MD5 the callback gave that the stored bytes do not have: failed, the file removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from app import models
+from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
+from app.fetching.fetcher import Fetcher
+from app.ingest.turns import writer_turns
+from app.mirror.sources import FileStatus
+from app.storage.keys import file_key
+from app.storage.store import FileStore, StoredFile
+from app.work.queue import QueueTable, backoff, claim, release, renew, settle
+
+log = logging.getLogger(__name__)
+FILES = QueueTable(models.JobFile.__table__)
+# A server may ask for a later retry, but not for one beyond this.
+MAX_RETRY_AFTER = timedelta(hours=1)
+GONE_CONFIRMATIONS = 1
+# How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
+_TURN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    concurrency: int
+    lease: timedelta
+    max_attempts: int
+    retry_base: timedelta
+    retry_cap: timedelta
+    poll_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    id: int
+    attempts: int
+    url: str
+    headers: Mapping[str, str]
+    expected_md5: str | None
+    key: str
+
+
+class _Stopping(Exception):
+    """The worker is stopping: the fetch is abandoned, its task given back."""
+
+
+class Mirror:
+    """Fetches what the queue holds until stopped; `run` on a thread of its own."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        fetcher: Fetcher,
+        store: FileStore,
+        options: MirrorOptions,
+        worker: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`clock` tells the time leases and retries are reckoned in (a test's own)."""
+        self._engine = engine
+        self._clock = clock
+        self._fetcher = fetcher
+        self._store = store
+        self._options = options
+        self._worker = worker
+        self._turns = writer_turns(engine)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Claim, fetch and settle until stopped; then give back what is in hand."""
+        options = self._options
+        in_flight: dict[Future[None], int] = {}
+        renew_every = options.lease.total_seconds() / 3
+        renewed_at = time.monotonic()
+        with ThreadPoolExecutor(options.concurrency, thread_name_prefix="mirror") as pool:
+            try:
+                while not self._stop.is_set():
+                    free = options.concurrency - len(in_flight)
+                    for task in self._claimed(free) if free else ():
+                        in_flight[pool.submit(self._mirror, task)] = task.id
+                    if in_flight:
+                        done, _ = wait(in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            del in_flight[future]
+                    else:
+                        self._stop.wait(options.poll_s)
+                    if time.monotonic() - renewed_at >= renew_every and in_flight:
+                        self._renew()
+                        renewed_at = time.monotonic()
+            finally:
+                self._stop.set()
+                wait(in_flight)
+        self._turns.close()
+
+    def run_once(self) -> int:
+        """Claim what is due now and mirror it on this thread; how many tasks it took (tests,
+        and a worker that must not start threads)."""
+        tasks = self._claimed(self._options.concurrency)
+        for task in tasks:
+            self._mirror(task)
+        return len(tasks)
+
+    def _claimed(self, limit: int) -> list[_Task]:
+        now = self._clock()
+        with self._engine.connect() as connection:
+            # A read first: an idle poll then never takes SQLite's write lock.
+            due = connection.execute(select(FILES.table.c.id).where(FILES.due(now)).limit(1))
+            if due.first() is None:
+                return []
+        with self._turns.taken(until=time.monotonic() + _TURN_S), self._engine.begin() as connection:
+            rows = claim(
+                connection,
+                FILES,
+                worker=self._worker,
+                now=now,
+                lease=self._options.lease,
+                limit=limit,
+            )
+            jobs = _jobs_of(connection, {row.job_pk for row in rows})
+        return [self._task(row, jobs[row.job_pk]) for row in rows]
+
+    def _task(self, row: Any, job: Any) -> _Task:
+        outputs = job.outputs or []
+        output = outputs[row.position] if row.position < len(outputs) else {}
+        name = output.get("file_name") or row.url or row.object or ""
+        key = file_key(job.provider, job.job_id, row.position, output.get("role") or "file", name)
+        return _Task(
+            id=row.id,
+            attempts=row.attempts,
+            url=row.url,
+            headers={},
+            expected_md5=row.expected_md5,
+            key=key,
+        )
+
+    def _mirror(self, task: _Task) -> None:
+        try:
+            values, retry_at = self._fetched(task)
+        except _Stopping:
+            self._write(lambda connection: release(connection, FILES, [task.id], worker=self._worker))
+            return
+        self._write(
+            lambda connection: _settled_or_lost(
+                settle(
+                    connection,
+                    FILES,
+                    task.id,
+                    worker=self._worker,
+                    values=values,
+                    retry_at=retry_at,
+                ),
+                task,
+            )
+        )
+
+    def _fetched(self, task: _Task) -> tuple[dict[str, Any], datetime | None]:
+        """The row's new values, and when to try again (None: never)."""
+        try:
+            with self._fetcher.open(task.url, task.headers) as download:
+                stored = self._store.write(task.key, self._until_stopped(download.chunks()))
+                content_type = download.content_type
+        except _Stopping:
+            raise
+        except PermanentFetchError as error:
+            return _failed(str(error)), None
+        except Gone as error:
+            if task.attempts > GONE_CONFIRMATIONS:
+                return _failed(str(error)), None
+            return self._again(task, str(error))
+        except Retryable as error:
+            return self._again(task, str(error), retry_after_s=error.retry_after_s)
+        except FetchError as error:
+            return self._again(task, str(error))
+        except Exception as error:
+            log.exception("mirror: storing %s failed", task.key)
+            return self._again(task, f"storing the file failed: {error}")
+        return self._verified(task, stored, content_type)
+
+    def _verified(
+        self, task: _Task, stored: StoredFile, content_type: str | None
+    ) -> tuple[dict[str, Any], datetime | None]:
+        md5_verified = None
+        if task.expected_md5 is not None:
+            md5_verified = stored.md5 == task.expected_md5.strip().lower()
+            if not md5_verified:
+                self._store.delete(task.key)
+                return _failed(
+                    f"md5 mismatch: the callback says {task.expected_md5!r}, the file's is"
+                    f" {stored.md5}"
+                ) | {"md5_verified": False}, None
+        return {
+            "status": FileStatus.STORED.value,
+            "bytes": stored.size,
+            "sha256": stored.sha256,
+            "md5": stored.md5,
+            "md5_verified": md5_verified,
+            "content_type": content_type,
+            "stored_at": self._clock(),
+            "storage_key": stored.key,
+            "error": None,
+        }, None
+
+    def _again(
+        self, task: _Task, error: str, *, retry_after_s: float | None = None
+    ) -> tuple[dict[str, Any], datetime | None]:
+        if task.attempts >= self._options.max_attempts:
+            return _failed(f"gave up after {task.attempts} attempts: {error}"), None
+        wait_for = backoff(
+            task.attempts, base=self._options.retry_base, cap=self._options.retry_cap
+        )
+        if retry_after_s is not None:
+            wait_for = max(wait_for, min(timedelta(seconds=retry_after_s), MAX_RETRY_AFTER))
+        return {"error": error}, self._clock() + wait_for
+
+    def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if self._stop.is_set():
+                raise _Stopping
+            yield chunk
+
+    def _renew(self) -> None:
+        until = self._clock() + self._options.lease
+        self._write(lambda connection: renew(connection, FILES, worker=self._worker, until=until))
+
+    def _write(self, change: Any) -> None:
+        with self._turns.taken(until=time.monotonic() + _TURN_S), self._engine.begin() as connection:
+            change(connection)
+
+
+def _jobs_of(connection: Any, job_pks: set[int]) -> dict[int, Any]:
+    job = models.Job
+    rows = connection.execute(
+        select(job.id, job.provider, job.job_id, job.outputs).where(job.id.in_(job_pks))
+    )
+    return {row.id: row for row in rows}
+
+
+def _failed(error: str) -> dict[str, Any]:
+    return {"status": FileStatus.FAILED.value, "error": error}
+
+
+def _settled_or_lost(settled: bool, task: _Task) -> None:
+    if not settled:
+        log.warning("mirror: the lease of %s ran out before it was settled", task.key)
+
+

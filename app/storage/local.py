@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
+from stat import S_ISREG
 
 from app.storage.keys import check_key
 from app.storage.store import MissingFile, StoredFile, UnsafeKey
@@ -63,9 +64,12 @@ class LocalStore:
 
     def size(self, key: str) -> int:
         try:
-            return self.path(key).stat().st_size
+            status = self.path(key).stat()
         except FileNotFoundError:
             raise MissingFile(key) from None
+        if not S_ISREG(status.st_mode):  # a directory of other keys is no file
+            raise MissingFile(key)
+        return status.st_size
 
     def delete(self, key: str) -> None:
         path = self.path(key)

@@ -134,6 +134,14 @@ def test_a_missing_file_is_told_apart(store: FileStore) -> None:
         assert raised.value.key == KEY
 
 
+def test_the_path_above_a_file_is_no_file(store: FileStore) -> None:
+    store.write(KEY, [b"content"])
+
+    for look in (store.size, store.open):
+        with pytest.raises(MissingFile):
+            look("suno/job-1")
+
+
 def test_a_deleted_file_is_missing_and_deleting_again_is_harmless(store: FileStore) -> None:
     store.write(KEY, [b"content"])
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -23,6 +24,13 @@ DEFAULT_DATABASE_URL = "sqlite:///./stemhook.db"
 # shared lock table (max_locks_per_transaction x max_connections entries, 6,400 by default):
 # bounded so that a dozen writers at their largest still fit (docs/decisions/0012).
 POSTGRESQL_MAX_JOBS_PER_TRANSACTION = 256
+# s3://bucket[/prefix]: a bucket name as S3 allows it, and a prefix of plain path segments.
+# An identifier and its secret: one without the other is a mistake.
+_CREDENTIAL_PAIRS = (
+    ("cos_secret_id", "cos_secret_key"),
+    ("s3_access_key_id", "s3_secret_access_key"),
+)
+_FILES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9][A-Za-z0-9._-]*)*/?")
 
 
 class Settings(BaseSettings):
@@ -96,6 +104,24 @@ class Settings(BaseSettings):
     # CIDRs), for tests and private deployments: anything else a callback names must be global.
     # One that would switch the guard off (/0, around a cloud metadata address) fails start-up.
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Result files are mirrored here when no bucket is named: provider links expire.
+    files_dir: Path = Path("./stemhook-files")
+    # "s3://bucket/prefix": mirrored files go to this bucket instead, so that every replica
+    # behind a load balancer serves the same files.
+    files_url: str | None = None
+    # An S3-compatible service's address (MinIO, R2, ...); AWS's own when unset.
+    s3_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+/?$")
+    # The bucket's region, signed into every request; boto3's own configuration when unset.
+    s3_region: str | None = None
+    # Both or neither: without them boto3 looks for credentials itself (environment, profile,
+    # instance role).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # "path" for services that cannot take the bucket in the host name.
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # The bucket is reached through this proxy only: HTTPS_PROXY in the environment is ignored,
+    # so that a proxy meant for other programs never sees (or breaks) the uploads.
+    s3_proxy_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+/?$")
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -134,6 +160,12 @@ class Settings(BaseSettings):
         "metrics_token",
         "cos_secret_id",
         "cos_secret_key",
+        "files_url",
+        "s3_endpoint_url",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "s3_proxy_url",
         mode="before",
     )
     @classmethod
@@ -154,16 +186,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _cos_credentials_come_in_pairs(self) -> Settings:
-        if (self.cos_secret_id is None) != (self.cos_secret_key is None):
-            raise ValueError(
-                "set both STEMHOOK_COS_SECRET_ID and STEMHOOK_COS_SECRET_KEY, or neither"
-            )
+    def _credentials_come_in_pairs(self) -> Settings:
+        for key_id, secret in _CREDENTIAL_PAIRS:
+            if (getattr(self, key_id) is None) != (getattr(self, secret) is None):
+                raise ValueError(
+                    f"STEMHOOK_{key_id.upper()} and STEMHOOK_{secret.upper()} are set together"
+                    " or not at all"
+                )
         return self
 
     @property
     def mirror_policy(self) -> MirrorPolicy:
         return MirrorPolicy(enabled=self.mirror, cos=self.cos_secret_id is not None)
+
+    @field_validator("files_url")
+    @classmethod
+    def _files_url_names_a_bucket(cls, url: str | None) -> str | None:
+        if url is not None and _FILES_URL.fullmatch(url) is None:
+            raise ValueError(f"{url!r} is not s3://bucket or s3://bucket/prefix")
+        return url
 
     @field_validator("callback_token")
     @classmethod
@@ -171,6 +212,12 @@ class Settings(BaseSettings):
         if token is not None and len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the callback token needs at least {MIN_TOKEN_LENGTH} characters")
         return token
+
+
+def parse_files_url(url: str) -> tuple[str, str]:
+    """ "s3://bucket/some/prefix" -> ("bucket", "some/prefix"); validated by the setting."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
 
 
 def parse_duration(text: str) -> timedelta:

@@ -1,0 +1,17 @@
+"""The store the settings name: a bucket when STEMHOOK_FILES_URL is set, else a directory."""
+
+from __future__ import annotations
+
+from app.config import Settings, parse_files_url
+from app.storage.local import LocalStore
+from app.storage.store import FileStore
+
+
+def open_store(settings: Settings) -> FileStore:
+    if settings.files_url is None:
+        return LocalStore(settings.files_dir)
+    # Imported here: boto3 takes a noticeable part of a second to load, for buckets only.
+    from app.storage.s3 import S3Store, s3_client
+
+    bucket, prefix = parse_files_url(settings.files_url)
+    return S3Store(s3_client(settings), bucket, prefix)

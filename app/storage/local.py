@@ -1,0 +1,133 @@
+"""A directory of files (STEMHOOK_FILES_DIR): each written to a temporary beside its final
+name, made durable, then renamed over it, so a reader sees the old file or the new, whole."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import timedelta
+from pathlib import Path
+from stat import S_ISREG
+
+from app.storage.keys import check_key
+from app.storage.store import MissingFile, StoredFile, UnsafeKey
+from app.storage.streams import Chunks, Digests, check_range
+
+# No key can begin with "." (app/storage/keys.py), so nothing named so is ever taken for a file.
+TEMPORARY_PREFIX = ".stemhook-partial-"
+_DIRECTORY_ATTEMPTS = 3
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """Where the key's file lives; UnsafeKey for any key that would lead outside the root."""
+        path = Path(os.path.normpath(self.root / check_key(key)))
+        if self.root not in path.parents:
+            raise UnsafeKey(f"{key!r} leads outside {self.root}")
+        return path
+
+    def write(self, key: str, chunks: Iterable[bytes]) -> StoredFile:
+        final = self.path(key)
+        descriptor, temporary = self._temporary_beside(final)
+        digests = Digests()
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                for chunk in chunks:
+                    digests.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        # The rename itself must survive a power cut before the database says "stored".
+        _fsync_directory(final.parent)
+        return StoredFile(key=key, size=digests.size, sha256=digests.sha256, md5=digests.md5)
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> Chunks:
+        check_range(start, end)
+        try:
+            stream = self.path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise MissingFile(key) from None
+        stream.seek(start)
+        return Chunks(stream, None if end is None else end - start)
+
+    def size(self, key: str) -> int:
+        try:
+            status = self.path(key).stat()
+        except FileNotFoundError:
+            raise MissingFile(key) from None
+        if not S_ISREG(status.st_mode):  # a directory of other keys is no file
+            raise MissingFile(key)
+        return status.st_size
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        with suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_directory(path.parent)
+
+    def sweep_temporaries(self, older_than: timedelta) -> int:
+        """Removes stale temporaries, then directories left empty (a deleted job's) that are as
+        old; a writer still at work keeps touching its temporary, so stays younger."""
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for directory, subdirectories, names in os.walk(self.root, topdown=False):
+            for name in names:
+                path = Path(directory, name)
+                if name.startswith(TEMPORARY_PREFIX) and _older(path, cutoff):
+                    with suppress(FileNotFoundError):
+                        path.unlink()
+                        removed += 1
+            for name in subdirectories:
+                path = Path(directory, name)
+                if _older(path, cutoff):
+                    with suppress(OSError):  # not empty, or gone already
+                        path.rmdir()
+        return removed
+
+    def _temporary_beside(self, final: Path) -> tuple[int, str]:
+        # A sweep may remove an empty directory between making it and creating the temporary.
+        for _ in range(_DIRECTORY_ATTEMPTS - 1):
+            _make_directories(self.root, final.parent)
+            with suppress(FileNotFoundError):
+                return tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=final.parent)
+        _make_directories(self.root, final.parent)
+        return tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=final.parent)
+
+
+def _make_directories(root: Path, directory: Path) -> None:
+    missing = []
+    while directory != root and not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        with suppress(FileExistsError):
+            created.mkdir()
+        # A new directory's entry is durable only once its parent is synced.
+        _fsync_directory(created.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.lstat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # CIDRs), for tests and private deployments: anything else a callback names must be global.
     # One that would switch the guard off (/0, around a cloud metadata address) fails start-up.
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # A result file larger than this is refused (announced) or cut off (streaming), so that one
+    # callback cannot fill the disk; 2 GiB holds hours of lossless multitrack audio.
+    fetch_max_bytes: int = Field(default=2 * 1024**3, ge=1024, le=1024**4)
+    # Waiting for a connection past this means the host is down or filtered: retry later.
+    fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Between two reads of a body, not for the whole body: a slow but moving download goes on.
+    fetch_read_timeout_s: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

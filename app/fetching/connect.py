@@ -92,8 +92,11 @@ class GuardedBackend(httpcore.NetworkBackend):
         first one the guard refuses: one bad address refuses them all."""
         try:
             found = self._resolver(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as error:
+        except socket.gaierror as error:
             raise Retryable(f"could not resolve {host}: {error}") from error
+        except UnicodeError as error:
+            # The IDNA codec's verdict on a label (too long, empty): no lookup can fix it.
+            raise Refused(f"refused: {host} is no host name ({error})") from error
         addresses: list[IPAddress] = []
         for family, *_, sockaddr in found:
             if family not in (socket.AF_INET, socket.AF_INET6):

@@ -8,8 +8,9 @@ SSL_CERT_FILE), and no cookie is kept between fetches. The body is streamed as s
 (`Accept-Encoding: identity`, never decoded): the size cap counts bytes on the wire, and a small
 compressed body cannot inflate past it in memory.
 
-Synchronous: it runs in worker threads, and one Fetcher may serve them all (httpcore's pool
-locks its state; the client keeps nothing per fetch).
+Synchronous: it runs in worker threads, and one Fetcher may serve them all: httpcore's pool is
+thread-safe (its documentation says so), and the client keeps no state between fetches, as it
+refuses every cookie.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class Fetcher:
             transport=GuardedTransport(
                 admitted=admitted, resolver=resolver, ssl_context=ssl_context
             ),
-            # Environment proxies would be mounted in front of the guarded transport.
+            # No proxy, netrc or CA file from the environment: httpx already mounts environment
+            # proxies only in front of its own transport, and this keeps it so if that changes.
             trust_env=False,
             follow_redirects=False,
             timeout=httpx.Timeout(

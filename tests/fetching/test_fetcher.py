@@ -386,6 +386,7 @@ def test_a_global_address_is_judged_allowed_for_https_only(plain: bool, allowed:
         ("https://files.test:99999/", "port 99999 does not exist"),
         ("https://files.test:0/", "port 0 does not exist"),
         ("https://files.test:x/", "not a URL"),
+        (f"https://{'a' * 64}.test/file", f"{'a' * 64}.test is no host name"),
     ],
 )
 def test_a_url_is_refused_before_any_connection(fetcher: Fetcher, url: str, reason: str) -> None:
@@ -579,6 +580,8 @@ def test_proxies_named_by_the_environment_are_ignored(
     listen: Callable[[str], Listener],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Two things keep them out: trust_env=False, and httpx mounting environment proxies only in
+    front of its own transport. This fails if both go."""
     proxy = listen("127.0.0.1")
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")

@@ -125,8 +125,8 @@ class Fetcher:
         self._client.close()
 
     def _follow(self, url: httpx.URL, headers: Mapping[str, str] | None) -> httpx.Response:
-        origin = _origin(url)
-        for redirects in range(MAX_REDIRECTS + 1):
+        origin, redirects = _origin(url), 0
+        while True:
             sent = headers if _origin(url) == origin else None
             response = self._client.send(
                 self._client.build_request("GET", url, headers=sent), stream=True
@@ -142,8 +142,8 @@ class Fetcher:
                 )
             if redirects == MAX_REDIRECTS:
                 raise Refused(f"refused: more than {MAX_REDIRECTS} redirects")
+            redirects += 1
             url = checked_url(location, base=url)
-        raise AssertionError("unreachable: the last pass returns or raises")
 
     def _accepted(self, response: httpx.Response) -> httpx.Response:
         status, host = response.status_code, response.url.host

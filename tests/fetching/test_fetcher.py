@@ -7,6 +7,7 @@ Only loopback is ever reached: names are resolved from the tests' table (under .
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -110,6 +111,18 @@ def _status(handler: Handler) -> None:
     handler.answer(int(handler.query("code")), b"status", headers)
 
 
+def _short(handler: Handler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b"only ten b")
+    handler.close_connection = True
+
+
+def _gzipped(handler: Handler) -> None:
+    handler.answer(200, gzip.compress(PAYLOAD), {"Content-Encoding": "gzip"})
+
+
 def _announced(handler: Handler) -> None:
     handler.send_response(200)
     handler.send_header("Content-Length", handler.query("length"))
@@ -125,6 +138,8 @@ ROUTES: dict[str, Route] = {
     "/to": lambda handler: handler.answer(302, b"", {"Location": handler.query("location")}),
     "/status": _status,
     "/announced": _announced,
+    "/short": _short,
+    "/gzipped": _gzipped,
     "/chunked": lambda handler: handler.chunked(int(handler.query("pieces")), b"x" * 65536),
     "/never": Handler.never_answer,
     "/cookie": lambda handler: handler.answer(200, b"", {"Set-Cookie": "session=s; Path=/"}),
@@ -205,6 +220,24 @@ def test_a_file_is_streamed_byte_identical_with_its_content_type(
         len(PAYLOAD),
         url,
     )
+
+
+def test_an_encoded_body_is_streamed_as_sent_with_its_encoding(
+    fetcher: Fetcher, server: FileServer
+) -> None:
+    """Never decoded: the cap counts bytes on the wire, and a small body cannot inflate."""
+    with fetcher.open(f"http://127.0.0.1:{server.port}/gzipped") as download:
+        body = b"".join(download.chunks())
+
+    assert download.content_encoding == "gzip"
+    assert gzip.decompress(body) == PAYLOAD
+
+
+def test_a_body_ending_short_of_its_content_length_is_retryable(
+    fetcher: Fetcher, server: FileServer
+) -> None:
+    with pytest.raises(Retryable, match="RemoteProtocolError"):
+        fetch(fetcher, f"http://127.0.0.1:{server.port}/short")
 
 
 def test_a_large_body_streams_in_bounded_chunks(fetcher: Fetcher, server: FileServer) -> None:
@@ -386,6 +419,7 @@ def test_a_global_address_is_judged_allowed_for_https_only(plain: bool, allowed:
         ("https://files.test:99999/", "port 99999 does not exist"),
         ("https://files.test:0/", "port 0 does not exist"),
         ("https://files.test:x/", "not a URL"),
+        ("https://[::1]/file", "::1 is a loopback address"),
         (f"https://{'a' * 64}.test/file", f"{'a' * 64}.test is no host name"),
     ],
 )

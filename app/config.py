@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     # The bucket is reached through this proxy only: HTTPS_PROXY in the environment is ignored,
     # so that a proxy meant for other programs never sees (or breaks) the uploads.
     s3_proxy_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+/?$")
+    # A result file larger than this is refused (announced) or cut off (streaming), so that one
+    # callback cannot fill the disk; 2 GiB holds hours of lossless multitrack audio.
+    fetch_max_bytes: int = Field(default=2 * 1024**3, ge=1024, le=1024**4)
+    # Waiting for a connection past this means the host is down or filtered: retry later.
+    fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Between two reads of a body, not for the whole body: a slow but moving download goes on.
+    fetch_read_timeout_s: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

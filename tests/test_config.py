@@ -164,3 +164,31 @@ def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPa
         return Settings(_env_file=None, fetch_allow_networks=value.split(","))  # type: ignore[call-arg]
     monkeypatch.setenv("STEMHOOK_FETCH_ALLOW_NETWORKS", value)
     return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_fetch_limits_default_to_2_gib_10_s_and_60_s() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert (
+        settings.fetch_max_bytes,
+        settings.fetch_connect_timeout_s,
+        settings.fetch_read_timeout_s,
+    ) == (2147483648, 10.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STEMHOOK_FETCH_MAX_BYTES", "0"),
+        ("STEMHOOK_FETCH_CONNECT_TIMEOUT_S", "0"),
+        ("STEMHOOK_FETCH_READ_TIMEOUT_S", "-1"),
+        ("STEMHOOK_FETCH_READ_TIMEOUT_S", "601"),
+    ],
+)
+def test_a_fetch_limit_out_of_range_fails_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=name.removeprefix("STEMHOOK_").lower()):
+        Settings(_env_file=None)  # type: ignore[call-arg]

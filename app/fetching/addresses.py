@@ -58,16 +58,27 @@ def why_refused(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> str | N
     but for the unspecified address (or one carrying 0.0.0.0), which reaches every local listener
     of the host it is sent to.
     """
-    if not isinstance(address, IPv4Address | IPv6Address):
-        raise TypeError(f"judge the address getaddrinfo returned, not {address!r}")
+    if is_admitted(address, admitted=admitted):
+        return None
     embedded = _embedded_ipv4(address)
     judged = address if embedded is None else embedded[0]
-    if not judged.is_unspecified and _admitted(address, admitted):
-        return None
     kind = _kind(judged)
     if kind is None:
         return None
     return f"{address} is {kind}" if embedded is None else f"{embedded[1]}, {kind}"
+
+
+def is_admitted(address: IPAddress, *, admitted: Sequence[IPNetwork]) -> bool:
+    """Whether `address` lies in one of the operator's networks, as `why_refused` matches them.
+
+    Plain http goes only there (app/fetching/connect.py). Never the unspecified address, nor
+    one carrying 0.0.0.0; anything but an address object raises TypeError, as in `why_refused`.
+    """
+    if not isinstance(address, IPv4Address | IPv6Address):
+        raise TypeError(f"judge the address getaddrinfo returned, not {address!r}")
+    embedded = _embedded_ipv4(address)
+    judged = address if embedded is None else embedded[0]
+    return not judged.is_unspecified and _admitted(address, admitted)
 
 
 def admissible(network: IPNetwork) -> IPNetwork:

@@ -42,9 +42,13 @@ def ci_json(
     return orjson.dumps({"EventName": "TaskFinish", "JobsDetail": detail})
 
 
-def suno_json(task_id: str, code: int = 200, msg: str = "ok") -> bytes:
+def suno_json(
+    task_id: str, code: int = 200, msg: str = "ok", *, stems: dict[str, str] | None = None
+) -> bytes:
+    """A Suno vocal-removal callback; `stems` (e.g. {"vocal_url": ...}) name its files."""
     info = (
-        {"instrumental_url": "https://f.example/i.mp3", "vocal_url": "https://f.example/v.mp3"}
+        stems
+        or {"instrumental_url": "https://f.example/i.mp3", "vocal_url": "https://f.example/v.mp3"}
         if code == 200
         else None
     )

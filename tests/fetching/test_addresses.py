@@ -8,7 +8,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from app.fetching.addresses import why_refused
+from app.fetching.addresses import is_admitted, why_refused
 
 
 @pytest.fixture(autouse=True)
@@ -221,6 +221,28 @@ def test_the_unspecified_address_is_refused_even_inside_an_admitted_network(
     networks = [ip_network(cidr) for cidr in admitted]
 
     assert why_refused(ip_address(address), admitted=networks) == reason
+
+
+@pytest.mark.parametrize(
+    ("admitted", "address", "inside"),
+    [
+        (["127.0.0.0/8"], "127.0.0.2", True),
+        (["127.0.0.0/8"], "::ffff:127.0.0.2", True),
+        (["127.0.0.0/8"], "64:ff9b::127.0.0.2", False),
+        (["8.8.8.0/24"], "8.8.8.8", True),
+        # Allowed by the guard, as a global address, but not admitted: plain http may not go there.
+        ([], "8.8.8.8", False),
+        (["0.0.0.0/8"], "0.0.0.0", False),
+    ],
+)
+def test_is_admitted_matches_as_the_guard_does_never_the_unspecified_address(
+    admitted: list[str], address: str, inside: bool
+) -> None:
+    networks = [ip_network(cidr) for cidr in admitted]
+
+    assert is_admitted(ip_address(address), admitted=networks) is inside
+    with pytest.raises(TypeError, match="judge the address getaddrinfo returned"):
+        is_admitted(address, admitted=networks)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("ipv6", ["::/0", "::/1", "::/8", "::/80", "::ffff:0:0/96"])

@@ -1,0 +1,306 @@
+"""The mirror worker against a file server on loopback: what it stores, retries and refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app.fetching.fetcher import Fetcher
+from app.mirror.worker import Mirror, MirrorOptions
+from app.storage.local import LocalStore
+from tests.api.payloads import suno_json
+from tests.fetching.servers import FileServer, Handler, Listener
+from tests.ingest.file_rows import store
+
+VOCALS = bytes(range(256)) * 1000
+BACKING = b"instrumental " * 7000
+OPTIONS = MirrorOptions(
+    concurrency=4,
+    lease=timedelta(minutes=5),
+    max_attempts=3,
+    retry_base=timedelta(seconds=10),
+    retry_cap=timedelta(minutes=10),
+    poll_s=0.05,
+)
+# Past the longest backoff OPTIONS allow: every retry is due again.
+LATER = timedelta(minutes=11)
+
+
+class Clock:
+    """The time the worker reckons leases and retries in, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC) + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Flaky:
+    """A route that answers `failures` 503s, then the file."""
+
+    def __init__(self, failures: int, body: bytes) -> None:
+        self.failures = failures
+        self.body = body
+
+    def __call__(self, handler: Handler) -> None:
+        if self.failures:
+            self.failures -= 1
+            handler.answer(503, b"busy")
+        else:
+            handler.answer(200, self.body, {"Content-Type": "audio/mpeg"})
+
+
+class Stalling:
+    """A route that sends the first part of a long body, says so, and sends the rest only once
+    released."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, handler: Handler) -> None:
+        piece = b"s" * 65536
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(piece) * 64))
+        handler.end_headers()
+        handler.wfile.write(piece)
+        handler.wfile.flush()
+        self.started.set()
+        self.release.wait(timeout=60)
+        for _ in range(63):
+            handler.wfile.write(piece)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "files")
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[dict[str, Any]], FileServer]]:
+    servers: list[FileServer] = []
+
+    def start(routes: dict[str, Any]) -> FileServer:
+        servers.append(FileServer("127.0.0.1", routes, None))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def mirror(engine: Engine, files: LocalStore, clock: Clock) -> Iterator[Mirror]:
+    fetcher = Fetcher(
+        admitted=[ip_network("127.0.0.1/32")],
+        max_bytes=1_000_000,
+        connect_timeout_s=10,
+        read_timeout_s=30,
+    )
+    yield Mirror(engine, fetcher=fetcher, store=files, options=OPTIONS, worker="w1", clock=clock)
+    fetcher.close()
+
+
+def queue_stems(engine: Engine, server: FileServer | None, **paths: str) -> None:
+    base = f"http://127.0.0.1:{server.port}" if server else ""
+    store(engine, suno_json("task-1", stems={name: base + path for name, path in paths.items()}))
+
+
+def file_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT position, status, bytes, sha256, md5, md5_verified, content_type,"
+                " storage_key, error, attempts, run_after, leased_by FROM job_file"
+                " ORDER BY position"
+            )
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def stored_files(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+def test_the_stems_of_a_suno_callback_are_stored_byte_identical(
+    engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
+) -> None:
+    server = serve(
+        {
+            "/i.mp3": lambda h: h.answer(200, BACKING, {"Content-Type": "audio/mpeg"}),
+            "/v.mp3": lambda h: h.answer(200, VOCALS, {"Content-Type": "audio/mpeg"}),
+        }
+    )
+    queue_stems(engine, server, instrumental_url="/i.mp3", vocal_url="/v.mp3")
+
+    assert mirror.run_once() == 2
+
+    rows = file_rows(engine)
+    for row, content in zip(rows, (BACKING, VOCALS), strict=True):
+        assert row | {"storage_key": None} == {
+            "position": row["position"],
+            "status": "stored",
+            "bytes": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "md5": hashlib.md5(content).hexdigest(),
+            "md5_verified": None,
+            "content_type": "audio/mpeg",
+            "storage_key": None,
+            "error": None,
+            "attempts": 1,
+            "run_after": None,
+            "leased_by": None,
+        }
+        assert b"".join(files.open(row["storage_key"])) == content
+    assert mirror.run_once() == 0
+
+
+def test_a_source_that_fails_twice_then_answers_is_stored(
+    engine: Engine, mirror: Mirror, clock: Clock, serve: Callable[..., FileServer]
+) -> None:
+    server = serve({"/v.mp3": Flaky(2, VOCALS)})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+
+    outcomes = []
+    for _ in range(3):
+        assert mirror.run_once() == 1
+        [row] = file_rows(engine)
+        outcomes.append((row["status"], row["attempts"], row["error"] is not None))
+        assert mirror.run_once() == 0  # not due before its backoff
+        clock.now += LATER
+
+    assert outcomes == [("pending", 1, True), ("pending", 2, True), ("stored", 3, False)]
+
+
+def test_a_source_answering_404_is_failed_after_one_confirmation(
+    engine: Engine, mirror: Mirror, clock: Clock, serve: Callable[..., FileServer]
+) -> None:
+    server = serve({})
+    queue_stems(engine, server, vocal_url="/gone.mp3")
+
+    mirror.run_once()
+    first = file_rows(engine)[0]["status"]
+    clock.now += LATER
+    mirror.run_once()
+
+    [row] = file_rows(engine)
+    assert (first, row["status"], row["run_after"], len(server.requests)) == (
+        "pending",
+        "failed",
+        None,
+        2,
+    )
+    assert "404" in row["error"]
+
+
+def test_a_source_that_keeps_failing_is_given_up_with_its_last_error(
+    engine: Engine, mirror: Mirror, clock: Clock, serve: Callable[..., FileServer]
+) -> None:
+    server = serve({"/v.mp3": Flaky(OPTIONS.max_attempts, VOCALS)})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+
+    for _ in range(OPTIONS.max_attempts):
+        mirror.run_once()
+        clock.now += LATER
+
+    [row] = file_rows(engine)
+    assert (row["status"], row["attempts"], row["run_after"]) == (
+        "failed",
+        OPTIONS.max_attempts,
+        None,
+    )
+    assert row["error"].startswith(f"gave up after {OPTIONS.max_attempts} attempts: ")
+    assert "503" in row["error"]
+
+
+def test_an_address_outside_the_admitted_networks_is_refused_without_a_connection(
+    engine: Engine, mirror: Mirror, serve: Callable[..., FileServer]
+) -> None:
+    outside = Listener("127.0.0.2")
+    server = serve({"/away": lambda h: h.answer(302, b"", {"Location": outside_url})})
+    outside_url = f"http://127.0.0.2:{outside.port}/v.mp3"
+    try:
+        store(
+            engine,
+            suno_json(
+                "task-1",
+                stems={
+                    "vocal_url": outside_url,
+                    "instrumental_url": f"http://127.0.0.1:{server.port}/away",
+                },
+            ),
+        )
+        mirror.run_once()
+        connected = outside.connected()
+    finally:
+        outside.close()
+
+    rows = file_rows(engine)
+    assert [(row["status"], row["attempts"]) for row in rows] == [("failed", 1), ("failed", 1)]
+    assert all("refused" in row["error"] and "127.0.0.2" in row["error"] for row in rows)
+    assert not connected
+
+
+def test_a_body_over_the_cap_is_failed_and_leaves_no_partial_file(
+    engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
+) -> None:
+    server = serve({"/big": lambda h: h.chunked(20, b"x" * 65536)})
+    queue_stems(engine, server, vocal_url="/big")
+
+    mirror.run_once()
+
+    [row] = file_rows(engine)
+    assert (row["status"], row["bytes"]) == ("failed", None)
+    assert "too large" in row["error"]
+    assert stored_files(files.root) == []
+
+
+def test_a_file_whose_md5_differs_from_the_callbacks_is_failed_and_removed(
+    engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
+) -> None:
+    server = serve({"/v.mp3": lambda h: h.answer(200, VOCALS)})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE job_file SET expected_md5 = :md5"), {"md5": "0" * 32})
+
+    mirror.run_once()
+
+    [row] = file_rows(engine)
+    assert (row["status"], row["md5_verified"]) == ("failed", False)
+    assert row["error"].startswith("md5 mismatch")
+    assert stored_files(files.root) == []
+
+
+def test_a_stopping_worker_abandons_its_fetch_and_gives_the_task_back(
+    engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
+) -> None:
+    stalling = Stalling()
+    server = serve({"/long": stalling})
+    queue_stems(engine, server, vocal_url="/long")
+    running = threading.Thread(target=mirror.run)
+    running.start()
+    try:
+        assert stalling.started.wait(timeout=60)
+        mirror.stop()
+    finally:
+        stalling.release.set()
+        running.join(timeout=60)
+
+    [row] = file_rows(engine)
+    assert (row["status"], row["attempts"], row["leased_by"]) == ("pending", 0, None)
+    assert row["run_after"] is not None
+    assert stored_files(files.root) == []

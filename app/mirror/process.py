@@ -112,7 +112,9 @@ class MirrorProcess:
         while True:
             await asyncio.sleep(_WATCH_S)
             if self._process is not None and not self._process.is_alive():
-                log.warning("the mirror process ended (%s); starting it again", self._process.exitcode)
+                log.warning(
+                    "the mirror process ended (%s); starting it again", self._process.exitcode
+                )
                 try:
                     await self._spawn()
                 except Exception:

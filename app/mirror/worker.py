@@ -16,6 +16,7 @@ What becomes of a failure (the fetcher's classes, app/fetching/errors.py):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,19 +26,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from app import models
 from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
 from app.fetching.fetcher import Fetcher
-from app.ingest.turns import writer_turns
+from app.ingest.turns import Turn, writer_turns
 from app.mirror.sources import FileStatus
 from app.storage.keys import file_key
 from app.storage.store import FileStore, StoredFile
 from app.work.queue import QueueTable, backoff, claim, release, renew, settle
 
 log = logging.getLogger(__name__)
-FILES = QueueTable(models.JobFile.__table__)
+FILES = QueueTable.of(models.JobFile)
 # A server may ask for a later retry, but not for one beyond this.
 MAX_RETRY_AFTER = timedelta(hours=1)
 GONE_CONFIRMATIONS = 1
@@ -108,7 +109,9 @@ class Mirror:
                     for task in self._claimed(free) if free else ():
                         in_flight[pool.submit(self._mirror, task)] = task.id
                     if in_flight:
-                        done, _ = wait(in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED)
+                        done, _ = wait(
+                            in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED
+                        )
                         for future in done:
                             del in_flight[future]
                     else:
@@ -136,7 +139,10 @@ class Mirror:
             due = connection.execute(select(FILES.table.c.id).where(FILES.due(now)).limit(1))
             if due.first() is None:
                 return []
-        with self._turns.taken(until=time.monotonic() + _TURN_S), self._engine.begin() as connection:
+        with (
+            self._turns.taken(until=time.monotonic() + _TURN_S),
+            self._engine.begin() as connection,
+        ):
             rows = claim(
                 connection,
                 FILES,
@@ -166,21 +172,15 @@ class Mirror:
         try:
             values, retry_at = self._fetched(task)
         except _Stopping:
-            self._write(lambda connection: release(connection, FILES, [task.id], worker=self._worker))
+            with self._transaction() as connection:
+                release(connection, FILES, [task.id], worker=self._worker)
             return
-        self._write(
-            lambda connection: _settled_or_lost(
-                settle(
-                    connection,
-                    FILES,
-                    task.id,
-                    worker=self._worker,
-                    values=values,
-                    retry_at=retry_at,
-                ),
-                task,
+        with self._transaction() as connection:
+            settled = settle(
+                connection, FILES, task.id, worker=self._worker, values=values, retry_at=retry_at
             )
-        )
+        if not settled:
+            log.warning("mirror: the lease of %s ran out before it was settled", task.key)
 
     def _fetched(self, task: _Task) -> tuple[dict[str, Any], datetime | None]:
         """The row's new values, and when to try again (None: never)."""
@@ -249,14 +249,21 @@ class Mirror:
 
     def _renew(self) -> None:
         until = self._clock() + self._options.lease
-        self._write(lambda connection: renew(connection, FILES, worker=self._worker, until=until))
+        with self._transaction() as connection:
+            renew(connection, FILES, worker=self._worker, until=until)
 
-    def _write(self, change: Any) -> None:
-        with self._turns.taken(until=time.monotonic() + _TURN_S), self._engine.begin() as connection:
-            change(connection)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction, on SQLite in the writers' turn (app/ingest/turns.py): an
+        ingest writer then waits for it without the busy handler's sleeps."""
+        with self._turns.taken(until=time.monotonic() + _TURN_S) as turn:
+            if turn is Turn.MISSED:
+                raise TimeoutError("the database stayed busy with writers")
+            with self._engine.begin() as connection:
+                yield connection
 
 
-def _jobs_of(connection: Any, job_pks: set[int]) -> dict[int, Any]:
+def _jobs_of(connection: Connection, job_pks: set[int]) -> dict[int, Any]:
     job = models.Job
     rows = connection.execute(
         select(job.id, job.provider, job.job_id, job.outputs).where(job.id.in_(job_pks))
@@ -266,10 +273,3 @@ def _jobs_of(connection: Any, job_pks: set[int]) -> dict[int, Any]:
 
 def _failed(error: str) -> dict[str, Any]:
     return {"status": FileStatus.FAILED.value, "error": error}
-
-
-def _settled_or_lost(settled: bool, task: _Task) -> None:
-    if not settled:
-        log.warning("mirror: the lease of %s ran out before it was settled", task.key)
-
-

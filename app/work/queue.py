@@ -29,12 +29,21 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, or_, select, update
 
+from app.db import Base
+
 
 @dataclass(frozen=True, slots=True)
 class QueueTable:
     """A table that is a queue: its `id`, `attempts`, `run_after`, `leased_by`, `leased_until`."""
 
     table: Table
+
+    @classmethod
+    def of(cls, model: type[Base]) -> QueueTable:
+        table = model.__table__
+        if not isinstance(table, Table):
+            raise TypeError(f"not a table: {model!r}")
+        return cls(table)
 
     def due(self, now: datetime) -> Any:
         c = self.table.c

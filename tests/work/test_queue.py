@@ -13,7 +13,7 @@ from app.work.queue import QueueTable, backoff, claim, release, renew, settle
 from tests.api.payloads import suno_json
 from tests.ingest.file_rows import store
 
-FILES = QueueTable(models.JobFile.__table__)
+FILES = QueueTable.of(models.JobFile)
 LEASE = timedelta(minutes=5)
 
 

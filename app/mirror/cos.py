@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 # BucketName-APPID: 1-50 lowercase letters, digits and hyphens, neither first nor last, then the
@@ -27,6 +28,14 @@ _REGION = re.compile(r"[a-z]{2}-[a-z]{2,20}(?:-[a-z]{2,10})?(?:-[0-9]{1,2})?")
 # The SDK back-dates the start of a signature's validity by a minute, so that a clock running
 # slightly ahead of COS's does not make a fresh signature "not yet valid"; so do we.
 CLOCK_SKEW_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class CosKeys:
+    """The SecretId and SecretKey requests to the user's buckets are signed with."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
 
 
 def object_url(bucket: str, region: str, key: str) -> str:

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.fetching.fetcher import Fetcher
 from app.logs import json_lines, log_config
+from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
 from app.storage.factory import open_store
 
@@ -46,6 +47,14 @@ def mirror_options(settings: Settings) -> MirrorOptions:
     )
 
 
+def cos_keys(settings: Settings) -> CosKeys | None:
+    if settings.cos_secret_id is None or settings.cos_secret_key is None:
+        return None
+    return CosKeys(
+        settings.cos_secret_id.get_secret_value(), settings.cos_secret_key.get_secret_value()
+    )
+
+
 def serve(settings: Settings) -> None:
     """The mirror process's body: mirror until SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the web process decides when this one stops
@@ -65,6 +74,7 @@ def serve(settings: Settings) -> None:
         store=store,
         options=mirror_options(settings),
         worker=secrets.token_hex(8),
+        cos=cos_keys(settings),
     )
     signal.signal(signal.SIGTERM, lambda *_: mirror.stop())
     try:

@@ -32,7 +32,8 @@ from app import models
 from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
 from app.fetching.fetcher import Fetcher
 from app.ingest.turns import Turn, writer_turns
-from app.mirror.sources import FileStatus
+from app.mirror.cos import CosKeys, signed_get
+from app.mirror.sources import NO_BUCKET, NO_COS_CREDENTIALS, FileStatus
 from app.storage.keys import file_key
 from app.storage.store import FileStore, StoredFile
 from app.work.queue import QueueTable, backoff, claim, release, renew, settle
@@ -60,8 +61,11 @@ class MirrorOptions:
 class _Task:
     id: int
     attempts: int
-    url: str
-    headers: Mapping[str, str]
+    # A URL to GET, or an object in a COS bucket (signed when fetched: signatures expire).
+    url: str | None
+    bucket: str | None
+    region: str | None
+    object: str | None
     expected_md5: str | None
     key: str
 
@@ -81,10 +85,13 @@ class Mirror:
         store: FileStore,
         options: MirrorOptions,
         worker: str,
+        cos: CosKeys | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`clock` tells the time leases and retries are reckoned in (a test's own)."""
+        """`cos`: the keys that sign fetches from COS buckets; `clock` tells the time leases,
+        retries and signatures are reckoned in (a test's own)."""
         self._engine = engine
+        self._cos = cos
         self._clock = clock
         self._fetcher = fetcher
         self._store = store
@@ -163,7 +170,9 @@ class Mirror:
             id=row.id,
             attempts=row.attempts,
             url=row.url,
-            headers={},
+            bucket=row.bucket,
+            region=row.region,
+            object=row.object,
             expected_md5=row.expected_md5,
             key=key,
         )
@@ -185,7 +194,11 @@ class Mirror:
     def _fetched(self, task: _Task) -> tuple[dict[str, Any], datetime | None]:
         """The row's new values, and when to try again (None: never)."""
         try:
-            with self._fetcher.open(task.url, task.headers) as download:
+            url, headers = self._request(task)
+        except ValueError as error:  # a bucket, region or key COS would not have
+            return _failed(f"refused: {error}"), None
+        try:
+            with self._fetcher.open(url, headers) as download:
                 stored = self._store.write(task.key, self._until_stopped(download.chunks()))
                 content_type = download.content_type
         except _Stopping:
@@ -204,6 +217,22 @@ class Mirror:
             log.exception("mirror: storing %s failed", task.key)
             return self._again(task, f"storing the file failed: {error}")
         return self._verified(task, stored, content_type)
+
+    def _request(self, task: _Task) -> tuple[str, Mapping[str, str]]:
+        if task.url is not None:
+            return task.url, {}
+        if self._cos is None:
+            raise ValueError(NO_COS_CREDENTIALS)
+        if task.bucket is None or task.region is None or task.object is None:
+            raise ValueError(NO_BUCKET)
+        return signed_get(
+            task.bucket,
+            task.region,
+            task.object,
+            secret_id=self._cos.secret_id,
+            secret_key=self._cos.secret_key,
+            now=int(self._clock().timestamp()),
+        )
 
     def _verified(
         self, task: _Task, stored: StoredFile, content_type: str | None

@@ -70,13 +70,13 @@ class Stalling:
     def __call__(self, handler: Handler) -> None:
         piece = b"s" * 65536
         handler.send_response(200)
-        handler.send_header("Content-Length", str(len(piece) * 64))
+        handler.send_header("Content-Length", str(len(piece) * 10))
         handler.end_headers()
         handler.wfile.write(piece)
         handler.wfile.flush()
         self.started.set()
         self.release.wait(timeout=60)
-        for _ in range(63):
+        for _ in range(9):
             handler.wfile.write(piece)
 
 

@@ -17,8 +17,9 @@ from app.fetching.fetcher import Fetcher
 from app.mirror.worker import Mirror, MirrorOptions
 from app.storage.local import LocalStore
 from tests.api.payloads import suno_json
-from tests.fetching.servers import FileServer, Handler, Listener
+from tests.fetching.servers import FileServer, Listener
 from tests.ingest.file_rows import store
+from tests.mirror.routes import Flaky, Stalling
 
 VOCALS = bytes(range(256)) * 1000
 BACKING = b"instrumental " * 7000
@@ -44,58 +45,9 @@ class Clock:
         return self.now
 
 
-class Flaky:
-    """A route that answers `failures` 503s, then the file."""
-
-    def __init__(self, failures: int, body: bytes) -> None:
-        self.failures = failures
-        self.body = body
-
-    def __call__(self, handler: Handler) -> None:
-        if self.failures:
-            self.failures -= 1
-            handler.answer(503, b"busy")
-        else:
-            handler.answer(200, self.body, {"Content-Type": "audio/mpeg"})
-
-
-class Stalling:
-    """A route that sends the first part of a long body, says so, and sends the rest only once
-    released."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, handler: Handler) -> None:
-        piece = b"s" * 65536
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(piece) * 10))
-        handler.end_headers()
-        handler.wfile.write(piece)
-        handler.wfile.flush()
-        self.started.set()
-        self.release.wait(timeout=60)
-        for _ in range(9):
-            handler.wfile.write(piece)
-
-
 @pytest.fixture
 def files(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "files")
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[dict[str, Any]], FileServer]]:
-    servers: list[FileServer] = []
-
-    def start(routes: dict[str, Any]) -> FileServer:
-        servers.append(FileServer("127.0.0.1", routes, None))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
@@ -288,7 +240,7 @@ def test_a_file_whose_md5_differs_from_the_callbacks_is_failed_and_removed(
 def test_a_stopping_worker_abandons_its_fetch_and_gives_the_task_back(
     engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
 ) -> None:
-    stalling = Stalling()
+    stalling = Stalling(b"s" * 65536 * 10)
     server = serve({"/long": stalling})
     queue_stems(engine, server, vocal_url="/long")
     running = threading.Thread(target=mirror.run)

@@ -16,6 +16,7 @@ from app.providers.model import Provider
 from tests.api.payloads import ci_json, suno_json
 from tests.conftest import API_TOKEN, Backend, open_client
 from tests.ingest.file_rows import store
+from tests.test_observability import samples
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -244,3 +245,33 @@ async def test_retry_of_an_unknown_job_or_without_a_token_is_refused(
     assert unknown.json()["error"]["code"] == "not_found"
     assert (anonymous.status_code, wrong.status_code) == (401, 401)
     assert [row[1] for row in file_rows(engine, "t-a")] == ["failed", "failed"]
+
+
+async def test_stats_and_metrics_count_files_by_status_and_bytes_stored(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    store(engine, suno_json("t-1"), suno_json("t-2"), suno_json("t-3"))
+    store(engine, ci_json("j-cos", "Success", outputs=("out/v.mp3",)))
+    set_files(engine, "t-1", "stored", bytes=1000)
+    set_files(engine, "t-2", "stored", position=0, bytes=24)
+    set_files(engine, "t-2", "failed", position=1, error="HTTP 404")
+
+    stats = (await client.get("/v1/stats", headers=AUTH)).json()
+    before = await client.get("/v1/stats", params={"until": "2000-01-01T00:00:00Z"}, headers=AUTH)
+    scraped = samples((await client.get("/metrics")).text)
+
+    assert stats["files"] == {
+        "pending": 2,
+        "stored": 3,
+        "failed": 1,
+        "skipped": 1,
+        "stored_bytes": 2024,
+    }
+    assert before.json()["files"] == dict.fromkeys(stats["files"], 0)
+    assert {key: value for key, value in scraped.items() if key[0].startswith("stemhook_file")} == {
+        ("stemhook_files", (("status", "pending"),)): 2,
+        ("stemhook_files", (("status", "stored"),)): 3,
+        ("stemhook_files", (("status", "failed"),)): 1,
+        ("stemhook_files", (("status", "skipped"),)): 1,
+        ("stemhook_file_bytes_stored", ()): 2024,
+    }

@@ -162,5 +162,6 @@ STATS: JsonDict = {
     "since": "2022-06-30T02:15:00Z",
     "until": "2022-07-01T02:15:00Z",
     "jobs": [{"provider": "tencent-ci", "state": "succeeded", "count": 1}],
+    "files": {"pending": 1, "stored": 1, "failed": 0, "skipped": 0, "stored_bytes": 219263},
     "deliveries": [{"outcome": "accepted", "count": 1}, {"outcome": "rejected", "count": 1}],
 }

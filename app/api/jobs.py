@@ -121,6 +121,7 @@ async def get_job(
     " are left as they are, so retrying again changes nothing. Answers the job as GET does,"
     " 202 when files were queued, 200 when none had failed.",
     responses={
+        200: {"description": "No file had failed: nothing changed."},
         202: {"model": JobDetailOut, "description": "Failed files were queued again."},
         404: {"model": ErrorOut},
     },

@@ -61,11 +61,11 @@ async def files_of(session: AsyncSession, job_pks: Sequence[int]) -> JobFiles:
             f.error,
         ).where(f.job_pk.in_(job_pks))
     )
-    for row in rows:
-        values = row._asdict()
+    for row in rows.mappings():
+        values = dict(row)
         job_pk = values.pop("job_pk")
         values["status"] = FileStatus(values["status"])
-        found[job_pk][row.position] = FileView(**values)
+        found[job_pk][row["position"]] = FileView(**values)
     return found
 
 

@@ -21,7 +21,8 @@ from app.mirror.sources import FileStatus
 async def retry_failed(
     sessions: async_sessionmaker[AsyncSession], job_pk: int, *, now: datetime
 ) -> list[int]:
-    """Make the job's failed files due now, their tries uncounted; the positions queued."""
+    """Make the job's failed files due now, their tries and their last outcome forgotten; the
+    positions queued."""
     file = models.JobFile
     requeue = (
         update(file)
@@ -30,6 +31,8 @@ async def retry_failed(
             status=FileStatus.PENDING.value,
             attempts=0,
             error=None,
+            # Set by a try whose MD5 did not match, and about no stored copy.
+            md5_verified=None,
             run_after=now,
             leased_by=None,
             leased_until=None,

@@ -11,6 +11,9 @@ only reader. With several, they must reach the shared files, which only promethe
 metrics write: a worker hands them over at the end of its event loop's turn, many callbacks at
 once (histograms through app/prometheus_batch.py), so that a scrape answered by another worker
 sees the callbacks answered before it.
+
+The output files are counted where their status changes, in the database, by whichever process
+fetched them: each scrape reads the counts there (`file_gauges`), the same for every worker.
 """
 
 from __future__ import annotations
@@ -25,13 +28,19 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from app.ingest.intake import Outcome, Receipt
 from app.prometheus_batch import observe_counted
 from app.providers.model import FINAL_STATES
+from app.queries.files import FileCounts
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -213,3 +222,28 @@ class Metrics:
         if self._shared is not None and not self._due:
             self._due = True
             asyncio.get_running_loop().call_soon(self.hand_over)
+
+
+class _Read:
+    """A collector of figures read once, for one scrape."""
+
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def file_gauges(counts: FileCounts) -> bytes:
+    """The exposition of the output files' counts, to follow `Metrics.exposition`'s."""
+    files = GaugeMetricFamily(
+        "stemhook_files", "Output files stemhook keeps a copy of, by status.", labels=("status",)
+    )
+    for status, count in counts.by_status.items():
+        files.add_metric([status.value], count)
+    stored = GaugeMetricFamily(
+        "stemhook_file_bytes_stored", "Bytes of the output files stored.", counts.stored_bytes
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Read(files, stored))
+    return generate_latest(registry)

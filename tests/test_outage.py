@@ -37,6 +37,19 @@ async def test_unreachable_database_answers_503_on_both_sides(backend: Backend) 
     assert elapsed < PROVIDER_PATIENCE_S
 
 
+async def test_metrics_are_answered_without_the_file_counts_when_the_database_is_gone(
+    backend: Backend,
+) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    async for client in open_client(Backend("dead", dead).settings(write_timeout_s=1)):
+        await client.post("/callbacks", content=ci_json("j-dead", "Success"))
+        scraped = await client.get("/metrics")
+
+    assert scraped.status_code == 200
+    assert "stemhook_database_errors_total" in scraped.text
+    assert "stemhook_files" not in scraped.text
+
+
 @pytest.mark.postgres_only
 async def test_read_only_postgresql_answers_503(backend: Backend, engine: Engine) -> None:
     database = backend.url.rsplit("/", 1)[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
@@ -23,9 +23,11 @@ from app.api.schemas.common import ErrorOut, Page
 from app.api.schemas.deliveries import DeliveryOut, JobDeliveryOut
 from app.api.schemas.jobs import EventOut, EventsOut, JobDetailOut, JobOut, RawOut
 from app.errors import NotFound
+from app.mirror.retry import retry_failed
 from app.providers.model import Provider
 from app.queries import deliveries as delivery_queries
 from app.queries import jobs as job_queries
+from app.queries.files import files_of
 from app.watch import final_or_timeout
 
 router = APIRouter(
@@ -60,8 +62,9 @@ async def list_jobs(
         after=decode_job_position(params.cursor),
         began_since=datetime.now(UTC) - settings.cursor_max_age,
     )
+    files = await files_of(session, [job.id for job in page.jobs])
     return Page[JobOut](
-        items=[JobOut.of(job) for job in page.jobs],
+        items=[JobOut.of(job, files[job.id], root_path=settings.root_path) for job in page.jobs],
         next_cursor=encode_job_position(page.next),
     )
 
@@ -99,12 +102,44 @@ async def get_job(
         )
     if job is None:
         raise NotFound(f"no {provider} job {job_id!r}")
-    detail = JobDetailOut.of(job)
-    if include == "raw":
-        async with sessions() as session:
-            delivery = await session.get(models.Delivery, job.last_delivery_id)
-        detail = detail.model_copy(update={"raw": RawOut.of(delivery) if delivery else None})
+    async with sessions() as session:
+        files = await files_of(session, [job.id])
+        delivery = (
+            await session.get(models.Delivery, job.last_delivery_id) if include == "raw" else None
+        )
+    detail = JobDetailOut.of(job, files[job.id], root_path=settings.root_path)
+    if delivery is not None:
+        detail = detail.model_copy(update={"raw": RawOut.of(delivery)})
     return detail
+
+
+@router.post(
+    "/{provider}/{job_id}/files/retry",
+    summary="Fetch the job's failed output files again",
+    description="Every output file of the job in status `failed` is queued again: `pending`,"
+    " due now, its attempts back to 0 and its error cleared. Stored, skipped and pending files"
+    " are left as they are, so retrying again changes nothing. Answers the job as GET does,"
+    " 202 when files were queued, 200 when none had failed.",
+    responses={
+        200: {"description": "No file had failed: nothing changed."},
+        202: {"model": JobDetailOut, "description": "Failed files were queued again."},
+        404: {"model": ErrorOut},
+    },
+)
+async def retry_files(
+    provider: ProviderPath,
+    job_id: JobIdPath,
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> JobDetailOut:
+    async with sessions() as session:
+        job = await _known_job(session, provider, job_id)
+    if await retry_failed(sessions, job.id, now=datetime.now(UTC)):
+        response.status_code = 202
+    async with sessions() as session:
+        files = await files_of(session, [job.id])
+    return JobDetailOut.of(job, files[job.id], root_path=settings.root_path)
 
 
 @router.get(

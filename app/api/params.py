@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.ingest.intake import Outcome
+from app.mirror.sources import FileStatus
 from app.providers.model import Provider, State
 from app.queries.deliveries import DeliveryFilter
 from app.queries.jobs import JobFilter
@@ -48,6 +49,11 @@ class JobParams(_Params):
     received_after: Time | None = None
     received_before: Time | None = None
     has_error: bool | None = None
+    files: FileStatus | None = Field(
+        default=None,
+        description="jobs with at least one output file in this status; asked afresh on every"
+        " page (a file's status changes without its job changing)",
+    )
     limit: Limit = 50
     cursor: Cursor = None
 
@@ -63,6 +69,7 @@ class JobParams(_Params):
             received_after=self.received_after,
             received_before=self.received_before,
             has_error=self.has_error,
+            files=self.files,
         )
 
 

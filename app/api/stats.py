@@ -1,4 +1,5 @@
-"""/v1/stats: jobs by provider and state, deliveries by outcome, over a window."""
+"""/v1/stats: jobs by provider and state, their files by status, deliveries by outcome, over a
+window."""
 
 from __future__ import annotations
 

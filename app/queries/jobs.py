@@ -7,6 +7,11 @@ would otherwise jump to the top, behind the reader, and be skipped; instead it k
 keyed by its newest delivery below the mark. Jobs first seen at or after the mark are left to
 the next listing. This holds with writers committing in parallel, in any order.
 
+The `files` filter is the exception to the snapshot: a file's status changes without its job
+changing, so each page asks it as it is then. A job keeps its place in the order either way;
+one whose files change between pages enters or leaves the listing if the reader has not reached
+it yet, and the others are listed once each, none skipped.
+
 A later page's cost grows with the jobs touched since its mark (they are read apart), so a
 cursor is held to what a real page could have given: its mark is not ahead of the database's,
 and its listing began no longer ago than the caller allows (the first job changed at or after
@@ -18,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
 from app.db import Id, UtcDateTime
 from app.errors import InvalidRequest
+from app.mirror.sources import FileStatus
 from app.providers.model import Provider, State
 from app.queries.marks import current_mark
 
@@ -44,6 +50,8 @@ class JobFilter:
     received_after: datetime | None = None
     received_before: datetime | None = None
     has_error: bool | None = None
+    # Jobs with at least one output file in this status.
+    files: FileStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +208,10 @@ def _conditions(
         conditions.append(
             job.error_code.is_not(None) if where.has_error else job.error_code.is_(None)
         )
+    if where.files is not None:
+        # One probe of the (status, job_pk) index per job the listing walks.
+        file = models.JobFile
+        conditions.append(exists().where(file.status == where.files.value, file.job_pk == job.id))
     if after is not None:
         # A row comparison, so that both databases can start the index scan at the cursor.
         conditions.append(

@@ -1,4 +1,5 @@
-"""Counts over a time window: jobs by provider and state, deliveries by outcome."""
+"""Counts over a time window: jobs by provider and state, their output files by status,
+deliveries by outcome."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
+from app.queries.files import FileCounts, file_counts
 
 
 @dataclass(frozen=True, slots=True)
 class Stats:
     jobs: list[tuple[str, str, int]]
+    files: FileCounts
     deliveries: list[tuple[str, int]]
 
 
 async def window_stats(session: AsyncSession, *, since: datetime, until: datetime) -> Stats:
-    """Jobs last received in [since, until), deliveries received in [since, until)."""
+    """Jobs last received in [since, until) and their files, deliveries received in
+    [since, until)."""
     job, delivery = models.Job, models.Delivery
     jobs = await session.execute(
         select(job.provider, job.state, func.count())
@@ -34,5 +38,6 @@ async def window_stats(session: AsyncSession, *, since: datetime, until: datetim
     )
     return Stats(
         [(provider, state, count) for provider, state, count in jobs],
+        await file_counts(session, received=(since, until)),
         [(outcome, count) for outcome, count in deliveries],
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.mirror.sources import MIRROR_OFF
 from tests.conftest import API_TOKEN, FIXTURES
 
 pytestmark = pytest.mark.anyio
@@ -47,4 +48,7 @@ async def test_fixture_is_served_as_expected(client: httpx.AsyncClient, payload:
         assert served.status_code == 200, served.text
         body = served.json()
         assert body["deliveries"] == 1
+        # The copies of the files are stemhook's, not the provider's (tests run mirroring off).
+        files = [output.pop("file") for output in body["outputs"]]
+        assert all(file is None or file["error"] == MIRROR_OFF for file in files), files
         assert {key: value for key, value in body.items() if key not in SERVED_ONLY} == job

@@ -2,8 +2,9 @@
 
 The job is the VoiceSeparate TaskFinish Tencent CI documents (app/api/examples/tencent-ci/
 seed000_case1_voice_separate.xml), normalized as its test fixture expects, received one second
-after it finished as delivery 1. Delivery 1042 is a callback cut short in transit. Every example
-is checked against its schema by tests/test_openapi.py.
+after it finished as delivery 1; the vocals are stored, the accompaniment waits to be fetched.
+Delivery 1042 is a callback cut short in transit. Every example is checked against its schema by
+tests/test_openapi.py.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ JOB: JsonDict = {
             "destination": None,
             "file_name": None,
             "md5": "3b883c0462ba845acdf3eb7e30db1a1c",
+            "file": {
+                "status": "stored",
+                "bytes": 219263,
+                "sha256": "5f1c1b5ed1b4e4fd0e5c1bd0a8ad6a1aa5a1d2a7f4f3bd1c1d9e0a4b7c2e8f31",
+                "md5": "3b883c0462ba845acdf3eb7e30db1a1c",
+                "md5_verified": True,
+                "content_type": "audio/mpeg",
+                "stored_at": "2022-07-01T02:12:34.120388Z",
+                "attempts": 1,
+                "error": None,
+                "href": f"/v1/jobs/{JOB_KEY['provider']}/{JOB_KEY['job_id']}/files/0",
+            },
         },
         {
             "role": "accompaniment",
@@ -62,6 +75,18 @@ JOB: JsonDict = {
             "destination": None,
             "file_name": None,
             "md5": "62de6bb513d6105eeeb1a6ab0077cb5a",
+            "file": {
+                "status": "pending",
+                "bytes": None,
+                "sha256": None,
+                "md5": None,
+                "md5_verified": None,
+                "content_type": None,
+                "stored_at": None,
+                "attempts": 0,
+                "error": None,
+                "href": None,
+            },
         },
     ],
     "media_info": {
@@ -137,5 +162,6 @@ STATS: JsonDict = {
     "since": "2022-06-30T02:15:00Z",
     "until": "2022-07-01T02:15:00Z",
     "jobs": [{"provider": "tencent-ci", "state": "succeeded", "count": 1}],
+    "files": {"pending": 1, "stored": 1, "failed": 0, "skipped": 0, "stored_bytes": 219263},
     "deliveries": [{"outcome": "accepted", "count": 1}, {"outcome": "rejected", "count": 1}],
 }

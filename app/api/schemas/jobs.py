@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import models
 from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
+from app.mirror.sources import FileStatus
 from app.providers.model import Provider, Role, State
+from app.queries.files import FileView
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +31,40 @@ class InputOut(Out):
     url: str | None
 
 
+class FileOut(Out):
+    """stemhook's copy of an output file: pending until a worker fetched it, then stored, failed
+    (POST .../files/retry queues it again) or skipped (mirroring off, no COS credentials)."""
+
+    status: FileStatus
+    bytes: int | None = Field(description="size of the stored copy")
+    sha256: str | None = Field(description="hex digest of the stored copy")
+    md5: str | None = Field(description="hex digest of the stored copy")
+    md5_verified: bool | None = Field(
+        description="whether md5 equals the MD5 the callback claimed; null when it claimed none"
+        " or nothing is stored yet"
+    )
+    content_type: str | None
+    stored_at: datetime | None
+    attempts: int = Field(description="fetches tried since it was last queued")
+    error: str | None = Field(description="why the last fetch failed, or why it is skipped")
+    href: str | None = Field(description="URL path of the stored bytes, once stored")
+
+    @classmethod
+    def of(cls, file: FileView, *, href: str) -> FileOut:
+        return cls(
+            status=file.status,
+            bytes=file.bytes,
+            sha256=file.sha256,
+            md5=file.md5,
+            md5_verified=file.md5_verified,
+            content_type=file.content_type,
+            stored_at=file.stored_at,
+            attempts=file.attempts,
+            error=file.error,
+            href=href if file.status is FileStatus.STORED else None,
+        )
+
+
 class OutputOut(Out):
     role: Role
     url: str | None
@@ -36,7 +74,11 @@ class OutputOut(Out):
     content_id: str | None
     destination: str | None
     file_name: str | None
-    md5: str | None
+    md5: str | None = Field(description="as the callback claims it")
+    file: FileOut | None = Field(
+        description="stemhook's copy of the file; null when the output names nothing to fetch"
+        " or the job has not succeeded"
+    )
 
 
 class AudioStreamOut(Out):
@@ -107,7 +149,9 @@ class JobOut(Out):
     last_received_at: datetime
 
     @classmethod
-    def of(cls, job: models.Job) -> Self:
+    def of(cls, job: models.Job, files: Mapping[int, FileView], *, root_path: str) -> Self:
+        """`files`: the job's, by output position; `root_path`: the prefix of links."""
+        files_path = f"{root_path}/v1/jobs/{job.provider}/{quote(job.job_id, safe='')}/files"
         return cls(
             provider=Provider(job.provider),
             job_id=job.job_id,
@@ -126,7 +170,10 @@ class JobOut(Out):
                 object=job.input_object,
                 url=job.input_url,
             ),
-            outputs=[OutputOut(**output) for output in job.outputs or ()],
+            outputs=[
+                OutputOut(**output, file=_file(files.get(position), f"{files_path}/{position}"))
+                for position, output in enumerate(job.outputs or ())
+            ],
             media_info=_optional(MediaInfoOut, job.media_info),
             tts=_tts(job),
             workflow=_workflow(job),
@@ -188,6 +235,10 @@ class EventsOut(Out):
     model_config = ConfigDict(json_schema_extra={"examples": [examples.EVENTS]})
 
     items: list[EventOut]
+
+
+def _file(file: FileView | None, href: str) -> FileOut | None:
+    return None if file is None else FileOut.of(file, href=href)
 
 
 def _error(job: models.Job) -> JobErrorOut | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from app.api.schemas import examples
 from app.api.schemas.common import Out
 from app.ingest.intake import Outcome
+from app.mirror.sources import FileStatus
 from app.providers.model import Provider, State
+from app.queries.files import FileCounts
 from app.queries.stats import Stats
 
 
@@ -17,6 +19,27 @@ class JobCountOut(Out):
     provider: Provider
     state: State
     count: int
+
+
+class FileCountsOut(Out):
+    """The output files of the jobs counted, by status, and the bytes of those stored."""
+
+    pending: int
+    stored: int
+    failed: int
+    skipped: int
+    stored_bytes: int
+
+    @classmethod
+    def of(cls, counts: FileCounts) -> FileCountsOut:
+        by_status = counts.by_status
+        return cls(
+            pending=by_status[FileStatus.PENDING],
+            stored=by_status[FileStatus.STORED],
+            failed=by_status[FileStatus.FAILED],
+            skipped=by_status[FileStatus.SKIPPED],
+            stored_bytes=counts.stored_bytes,
+        )
 
 
 class DeliveryCountOut(Out):
@@ -30,6 +53,7 @@ class StatsOut(Out):
     since: datetime
     until: datetime
     jobs: list[JobCountOut]
+    files: FileCountsOut = Field(description="of the jobs last received in the window")
     deliveries: list[DeliveryCountOut]
 
     @classmethod
@@ -41,6 +65,7 @@ class StatsOut(Out):
                 JobCountOut(provider=Provider(provider), state=State(state), count=count)
                 for provider, state, count in stats.jobs
             ],
+            files=FileCountsOut.of(stats.files),
             deliveries=[
                 DeliveryCountOut(outcome=Outcome(outcome), count=count)
                 for outcome, count in stats.deliveries

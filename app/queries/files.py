@@ -1,0 +1,91 @@
+"""The mirrored output files of jobs: what became of each, and how many are in each status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import models
+from app.mirror.sources import FileStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileView:
+    """What the API shows of a job_file row: no source, storage key or queue columns but
+    `attempts`."""
+
+    position: int
+    status: FileStatus
+    bytes: int | None
+    sha256: str | None
+    md5: str | None
+    md5_verified: bool | None
+    content_type: str | None
+    stored_at: datetime | None
+    attempts: int
+    error: str | None
+
+
+# Job primary key -> output position -> its file.
+JobFiles = dict[int, dict[int, FileView]]
+
+
+@dataclass(frozen=True, slots=True)
+class FileCounts:
+    by_status: dict[FileStatus, int]
+    stored_bytes: int
+
+
+async def files_of(session: AsyncSession, job_pks: Sequence[int]) -> JobFiles:
+    """The files of these jobs, in one query (the (job_pk, position) unique index)."""
+    found: JobFiles = {job_pk: {} for job_pk in job_pks}
+    if not job_pks:
+        return found
+    f = models.JobFile
+    rows = await session.execute(
+        select(
+            f.job_pk,
+            f.position,
+            f.status,
+            f.bytes,
+            f.sha256,
+            f.md5,
+            f.md5_verified,
+            f.content_type,
+            f.stored_at,
+            f.attempts,
+            f.error,
+        ).where(f.job_pk.in_(job_pks))
+    )
+    for row in rows.mappings():
+        values = dict(row)
+        job_pk = values.pop("job_pk")
+        values["status"] = FileStatus(values["status"])
+        found[job_pk][row["position"]] = FileView(**values)
+    return found
+
+
+async def file_counts(
+    session: AsyncSession, *, received: tuple[datetime, datetime] | None = None
+) -> FileCounts:
+    """Files by status and the bytes stored: of every job, or of the jobs last received in
+    [since, until) when `received` is given."""
+    f, job = models.JobFile, models.Job
+    statement = select(f.status, func.count(), func.sum(f.bytes)).group_by(f.status)
+    if received is not None:
+        since, until = received
+        statement = statement.join(job, job.id == f.job_pk).where(
+            job.last_received_at >= since, job.last_received_at < until
+        )
+    by_status = dict.fromkeys(FileStatus, 0)
+    stored_bytes = 0
+    for status, count, size in await session.execute(statement):
+        by_status[FileStatus(status)] = count
+        if status == FileStatus.STORED:
+            # PostgreSQL sums a bigint as a numeric (a Decimal here).
+            stored_bytes = int(size or 0)
+    return FileCounts(by_status, stored_bytes)

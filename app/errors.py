@@ -6,6 +6,7 @@ StemhookError
 ├── NotFound              404  no such job or delivery
 ├── Conflict              409  the request cannot be carried out on this resource as it is
 ├── Gone                  410  what was asked for is no longer kept (retention)
+├── RangeNotSatisfiable   416  a Range beyond the stored file (answered with its size)
 ├── InvalidRequest        422  a query value is wrong (names the field)
 ├── RequestTimeout        408  the body did not arrive within STEMHOOK_BODY_TIMEOUT_S
 ├── PayloadTooLarge       413  body above STEMHOOK_MAX_BODY_BYTES
@@ -34,6 +35,10 @@ class StemhookError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def headers(self) -> dict[str, str] | None:
+        """Headers the answer carries besides the error body."""
+        return None if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class Unauthorized(StemhookError):
@@ -109,3 +114,15 @@ class Overloaded(StorageUnavailable):
 class NotReady(StemhookError):
     status_code = 503
     code = "not_ready"
+
+
+class RangeNotSatisfiable(StemhookError):
+    status_code = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range asked for is outside the file's {size} bytes")
+        self.size = size
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Content-Range": f"bytes */{self.size}"}

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.api import callbacks, deliveries, health, jobs, metrics, stats
+from app.api import callbacks, deliveries, files, health, jobs, metrics, stats
 from app.api.errors import install_error_handlers
 from app.api.openapi import document
 from app.api.slow_bodies import SlowBodies
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.writer = runtime.writer
             app.state.read_db = runtime.read_db
             app.state.watch = runtime.watch
+            app.state.files = runtime.files
             yield
 
     app = _Stemhook(
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routers = (
         jobs.router,
+        files.router,
         deliveries.router,
         stats.router,
         health.router,

@@ -18,6 +18,8 @@ from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
 from app.mirror.process import MirrorProcess
 from app.retention import PeriodicPurge
+from app.storage.factory import open_store
+from app.storage.store import FileStore
 from app.watch import JobWatch
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class Runtime:
     writer: Writer
     read_db: ReadDatabase
     watch: JobWatch
+    files: FileStore
 
 
 def _start_retention(settings: Settings) -> PeriodicPurge | None:
@@ -59,7 +62,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     if mirror is not None:
         await mirror.start()
     try:
-        yield Runtime(writer, read_db, watch)
+        yield Runtime(writer, read_db, watch, open_store(settings))
     finally:
         # A batch's statements each give up within the write timeout: a best-effort wait.
         if mirror is not None:

@@ -24,6 +24,7 @@ from app.config import Settings
 from app.errors import Unauthorized
 from app.ingest.writer import Writer
 from app.metrics import Metrics
+from app.storage.store import FileStore
 from app.watch import JobWatch
 
 
@@ -52,6 +53,11 @@ async def app_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def app_files(request: Request) -> FileStore:
+    files: FileStore = request.app.state["files"]
+    return files
+
+
 async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state["read_db"].sessions
     return sessions
@@ -68,6 +74,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 # For handlers that need several transactions (long polling looks again with fresh snapshots).
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 WatchDep = Annotated[JobWatch, Depends(app_watch)]
+FilesDep = Annotated[FileStore, Depends(app_files)]
 
 _bearer = HTTPBearer(auto_error=False, description="One of STEMHOOK_API_TOKENS.")
 

@@ -32,10 +32,8 @@ def _answer(status: int, body: ErrorBody, headers: Mapping[str, str] | None = No
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StemhookError)
-    retry_after = exc.retry_after_s
-    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
     body = ErrorBody(code=exc.code, message=exc.message, delivery_id=exc.delivery_id)
-    return _answer(exc.status_code, body, headers)
+    return _answer(exc.status_code, body, exc.headers())
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:

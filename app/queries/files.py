@@ -89,3 +89,40 @@ async def file_counts(
             # PostgreSQL sums a bigint as a numeric (a Decimal here).
             stored_bytes = int(size or 0)
     return FileCounts(by_status, stored_bytes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredCopy:
+    """Where a stored file's bytes are, and what they are."""
+
+    storage_key: str
+    bytes: int
+    sha256: str
+    content_type: str | None
+
+
+async def stored_copy(
+    session: AsyncSession, *, provider: str, job_id: str, position: int
+) -> StoredCopy | None:
+    """The stored copy of the job's output at `position`, or None when there is none (yet)."""
+    f, job = models.JobFile, models.Job
+    row = (
+        await session.execute(
+            select(f.storage_key, f.bytes, f.sha256, f.content_type)
+            .join(job, job.id == f.job_pk)
+            .where(
+                job.provider == provider,
+                job.job_id == job_id,
+                f.position == position,
+                f.status == FileStatus.STORED.value,
+            )
+        )
+    ).first()
+    if row is None or row.storage_key is None or row.bytes is None or row.sha256 is None:
+        return None
+    return StoredCopy(
+        storage_key=row.storage_key,
+        bytes=row.bytes,
+        sha256=row.sha256,
+        content_type=row.content_type,
+    )

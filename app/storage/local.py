@@ -23,8 +23,8 @@ _DIRECTORY_ATTEMPTS = 3
 
 class LocalStore:
     def __init__(self, root: Path) -> None:
+        # Made by the first write: a process that only serves files creates nothing.
         self.root = Path(os.path.abspath(root))
-        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         """Where the key's file lives; UnsafeKey for any key that would lead outside the root."""
@@ -97,6 +97,7 @@ class LocalStore:
         return removed
 
     def _temporary_beside(self, final: Path) -> tuple[int, str]:
+        self.root.mkdir(parents=True, exist_ok=True)
         # A sweep may remove an empty directory between making it and creating the temporary.
         for _ in range(_DIRECTORY_ATTEMPTS - 1):
             _make_directories(self.root, final.parent)

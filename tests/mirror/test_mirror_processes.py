@@ -23,7 +23,7 @@ from tests.api.payloads import suno_json
 from tests.conftest import Backend
 from tests.fetching.servers import FileServer, Handler
 from tests.mirror.routes import Stalling
-from tests.reliability.support import figures, server_env
+from tests.reliability.support import AUTH, figures, server_env
 from tests.servers import server_process
 
 # Far above what a quiet machine needs (a second or two); polled, never slept through.
@@ -56,6 +56,36 @@ def statuses(engine: Engine) -> Counter[str]:
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT status, count(*) FROM job_file GROUP BY status"))
         return Counter({status: count for status, count in rows})
+
+
+def test_a_callbacks_stems_are_served_back_identical_after_the_source_is_gone(
+    backend: Backend, tmp_path: Path, serve: Callable[[dict[str, Any]], FileServer]
+) -> None:
+    stems = {"/v.mp3": b"vocals " * 30000, "/i.mp3": b"instrumental " * 20000}
+    server = serve({path: answering(content) for path, content in stems.items()})
+    base = f"http://127.0.0.1:{server.port}"
+    callback = suno_json(
+        "served-1", stems={"vocal_url": f"{base}/v.mp3", "instrumental_url": f"{base}/i.mp3"}
+    )
+
+    with (
+        server_process(mirror_env(backend, tmp_path / "files"), tmp_path) as running,
+        httpx.Client(base_url=running.url, headers=AUTH, timeout=30) as http,
+    ):
+        assert http.post("/callbacks/suno", content=callback).status_code == 200
+
+        def outputs() -> list[dict[str, Any]]:
+            job: dict[str, Any] = http.get("/v1/jobs/suno/served-1").json()
+            return job["outputs"]
+
+        wait_until(lambda: all(o["file"]["status"] == "stored" for o in outputs()), "stored")
+        served = {o["url"]: http.get(o["file"]["href"]).content for o in outputs()}
+        server.stop()
+        served_after = {o["url"]: http.get(o["file"]["href"]).content for o in outputs()}
+
+    expected = {base + path: content for path, content in stems.items()}
+    assert served == expected
+    assert served_after == expected
 
 
 def test_a_download_killed_midway_is_stored_once_and_whole_after_a_restart(

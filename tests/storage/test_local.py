@@ -156,8 +156,8 @@ def test_a_writer_killed_mid_write_leaves_a_temporary_the_sweep_removes(
 def test_the_sweep_spares_files_young_temporaries_and_busy_directories(
     local_store: LocalStore,
 ) -> None:
-    day_ago = os.stat(local_store.root).st_mtime - 86_400
     local_store.write("suno/kept/0-vocals.mp3", [b"an old file, not a temporary"])
+    day_ago = os.stat(local_store.root).st_mtime - 86_400
     os.utime(local_store.root / "suno/kept/0-vocals.mp3", (day_ago, day_ago))
     stale = local_store.root / "suno/dead" / f"{TEMPORARY_PREFIX}stale"
     young = local_store.root / "suno/busy" / f"{TEMPORARY_PREFIX}young"

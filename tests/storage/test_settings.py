@@ -28,6 +28,9 @@ def test_by_default_files_go_to_a_directory_beside_the_service(
 
     assert isinstance(store, LocalStore)
     assert store.root == tmp_path / "stemhook-files"
+    # Made by the first write, not by a process that only serves files.
+    assert not store.root.exists()
+    store.write("suno/t/0-vocals.mp3", [b"v"])
     assert store.root.is_dir()
 
 

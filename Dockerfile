@@ -36,11 +36,13 @@ ENV PATH=/opt/stemhook/bin:$PATH \
     PYTHONUNBUFFERED=1
 RUN groupadd --system --gid 10001 stemhook \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /var/lib/stemhook \
-        --shell /usr/sbin/nologin stemhook
+        --shell /usr/sbin/nologin stemhook \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/stemhook/stemhook-files
 COPY --from=build /opt/stemhook /opt/stemhook
 COPY --from=build /srv/stemhook /srv/stemhook
 USER 10001:10001
-# The working directory holds the SQLite file when no STEMHOOK_DATABASE_URL is given.
+# The working directory holds the SQLite file when no STEMHOOK_DATABASE_URL is given, and the
+# stored result files (stemhook-files/, its own so that a volume mounted there is ours).
 WORKDIR /var/lib/stemhook
 EXPOSE 8000
 # Liveness only (/healthz asks no database); the slim image has no curl.

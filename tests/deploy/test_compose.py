@@ -19,10 +19,12 @@ import jsonschema_rs
 import pytest
 import yaml
 
+from app.config import Settings
 from tests.deploy.nginx import NGINX_CONF, check_config, placeholders
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 # What .env holds on a real deployment; a value to tell apart in the interpolated file.
@@ -114,6 +116,23 @@ def test_stemhook_waits_for_a_healthy_database_and_uses_it() -> None:
     url = stemhook["environment"]["STEMHOOK_DATABASE_URL"]
     assert url == f"postgresql://stemhook:{ENV['POSTGRES_PASSWORD']}@db:5432/stemhook"
     assert stemhook["command"][:1] == ["serve"]  # which migrates first
+
+
+def test_stored_result_files_live_in_a_named_volume_at_the_files_directory() -> None:
+    document = compose()
+    stemhook = document["services"]["stemhook"]
+    [mount] = stemhook["volumes"]
+    volume, target = mount.split(":")
+    workdir = next(
+        line.split()[1]
+        for line in reversed(DOCKERFILE.read_text().splitlines())
+        if line.startswith("WORKDIR ")
+    )
+
+    assert volume in document["volumes"]  # outlives the container, whose filesystem is read-only
+    assert stemhook["read_only"] is True
+    assert Path(target) == Path(workdir) / Settings.model_fields["files_dir"].default
+    assert f"install -d -o 10001 -g 10001 -m 0700 {target}" in DOCKERFILE.read_text()
 
 
 def test_forwarded_headers_are_believed_from_the_proxy_alone() -> None:

@@ -93,10 +93,11 @@ class Settings(BaseSettings):
     cos_secret_id: SecretStr | None = None
     cos_secret_key: SecretStr | None = None
     # Files each process fetches at once; a file whose worker stops renewing its lease (every
-    # third of it) is fetched again by another after it; a failure that may pass is retried
+    # third of it, so at least ten of the worker's one-second polls) is fetched again by another
+    # after it; a failure that may pass is retried
     # after an exponential backoff from retry_base to retry_cap, fetch_max_attempts times.
     fetch_concurrency: int = Field(default=4, ge=1, le=64)
-    fetch_lease_s: float = Field(default=60, ge=1, le=3600)
+    fetch_lease_s: float = Field(default=60, ge=10, le=3600)
     fetch_max_attempts: int = Field(default=8, ge=1, le=100)
     fetch_retry_base_s: float = Field(default=10, gt=0, le=3600)
     fetch_retry_cap_s: float = Field(default=3600, gt=0, le=86400)

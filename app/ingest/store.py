@@ -21,7 +21,7 @@ from typing import Any
 from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
-from app.mirror.sources import MirrorPolicy
+from app.mirror.sources import MAX_FILES_PER_JOB, MirrorPolicy
 from app.providers.model import Job, OutputFile, State
 
 
@@ -233,7 +233,7 @@ def _merged(
     changed = state_delivery_id == delivery_id
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
         # The job succeeded with this delivery's outputs: they are the files it produced.
-        for position, output in enumerate(job.outputs):
+        for position, output in enumerate(job.outputs[:MAX_FILES_PER_JOB]):
             row = later.mirror.file_row(output, job_pk=job_pk, position=position, now=received_at)
             if row is not None:
                 later.files.append(row)

@@ -22,6 +22,10 @@ class FileStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+# Files kept of one job: a stem separation makes a handful, and one callback a stranger posts
+# must not queue thousands of fetches of up to STEMHOOK_FETCH_MAX_BYTES each. Outputs past it
+# have no file (null in the API).
+MAX_FILES_PER_JOB = 64
 MIRROR_OFF = "mirroring is off (STEMHOOK_MIRROR=false)"
 NO_COS_CREDENTIALS = (
     "the file is in a COS bucket and no COS credentials are configured"

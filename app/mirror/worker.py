@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +47,8 @@ MAX_RETRY_AFTER = timedelta(hours=1)
 GONE_CONFIRMATIONS = 1
 # How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
 _TURN_S = 30.0
+# The longest pause after the database failed the worker, however often it did.
+_MAX_PAUSE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,28 +108,33 @@ class Mirror:
         self._stop.set()
 
     def run(self) -> None:
-        """Claim, fetch and settle until stopped; then give back what is in hand."""
+        """Claim, fetch and settle until stopped; then give back what is in hand. A database
+        that fails a claim or a renewal is tried again after a pause, not given up on."""
         options = self._options
         in_flight: dict[Future[None], int] = {}
         renew_every = options.lease.total_seconds() / 3
         renewed_at = time.monotonic()
+        failures = 0
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="mirror") as pool:
             try:
                 while not self._stop.is_set():
-                    free = options.concurrency - len(in_flight)
-                    for task in self._claimed(free) if free else ():
-                        in_flight[pool.submit(self._mirror, task)] = task.id
-                    if in_flight:
-                        done, _ = wait(
-                            in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED
-                        )
-                        for future in done:
-                            del in_flight[future]
-                    else:
+                    try:
+                        free = options.concurrency - len(in_flight)
+                        for task in self._claimed(free) if free else ():
+                            in_flight[pool.submit(self._mirror, task)] = task.id
+                        if time.monotonic() - renewed_at >= renew_every and in_flight:
+                            self._renew(list(in_flight.values()))
+                            renewed_at = time.monotonic()
+                        failures = 0
+                    except Exception:
+                        failures += 1
+                        log.exception("mirror: the database failed a claim or a renewal")
+                        self._stop.wait(min(options.poll_s * 2**failures, _MAX_PAUSE_S))
+                    done, _ = wait(in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        del in_flight[future]
+                    if not in_flight:
                         self._stop.wait(options.poll_s)
-                    if time.monotonic() - renewed_at >= renew_every and in_flight:
-                        self._renew()
-                        renewed_at = time.monotonic()
             finally:
                 self._stop.set()
                 wait(in_flight)
@@ -165,7 +174,16 @@ class Mirror:
         outputs = job.outputs or []
         output = outputs[row.position] if row.position < len(outputs) else {}
         name = output.get("file_name") or row.url or row.object or ""
-        key = file_key(job.provider, job.job_id, row.position, output.get("role") or "file", name)
+        # Each attempt writes a key of its own: a worker whose lease ran out while it fetched
+        # never replaces (or, on an MD5 mismatch, deletes) the copy the lease's holder stored.
+        key = file_key(
+            job.provider,
+            job.job_id,
+            row.position,
+            output.get("role") or "file",
+            name,
+            version=secrets.token_hex(4),
+        )
         return _Task(
             id=row.id,
             attempts=row.attempts,
@@ -178,18 +196,42 @@ class Mirror:
         )
 
     def _mirror(self, task: _Task) -> None:
+        """Fetch, store and settle one task; whatever fails, the task is settled or given back
+        (a task left leased would be renewed with the others for as long as the process runs)."""
         try:
             values, retry_at = self._fetched(task)
         except _Stopping:
+            self._give_back(task)
+            return
+        except Exception:
+            log.exception("mirror: %s failed unexpectedly; given back", task.key)
+            self._give_back(task)
+            return
+        try:
+            with self._transaction() as connection:
+                settled = settle(
+                    connection,
+                    FILES,
+                    task.id,
+                    worker=self._worker,
+                    values=values,
+                    retry_at=retry_at,
+                )
+        except Exception:
+            # It may have committed: the copy stays, and the lease runs out if it did not.
+            log.exception("mirror: settling %s failed; its lease will run out", task.key)
+            return
+        if not settled:
+            log.warning("mirror: %s was not settled; another worker holds it now", task.key)
+            if values.get("storage_key") == task.key:
+                self._store.delete(task.key)
+
+    def _give_back(self, task: _Task) -> None:
+        try:
             with self._transaction() as connection:
                 release(connection, FILES, [task.id], worker=self._worker)
-            return
-        with self._transaction() as connection:
-            settled = settle(
-                connection, FILES, task.id, worker=self._worker, values=values, retry_at=retry_at
-            )
-        if not settled:
-            log.warning("mirror: the lease of %s ran out before it was settled", task.key)
+        except Exception:
+            log.exception("mirror: giving %s back failed; its lease will run out", task.key)
 
     def _fetched(self, task: _Task) -> tuple[dict[str, Any], datetime | None]:
         """The row's new values, and when to try again (None: never)."""
@@ -266,8 +308,9 @@ class Mirror:
         wait_for = backoff(
             task.attempts, base=self._options.retry_base, cap=self._options.retry_cap
         )
-        if retry_after_s is not None:
-            wait_for = max(wait_for, min(timedelta(seconds=retry_after_s), MAX_RETRY_AFTER))
+        if retry_after_s is not None and math.isfinite(retry_after_s):
+            asked = timedelta(seconds=min(retry_after_s, MAX_RETRY_AFTER.total_seconds()))
+            wait_for = max(wait_for, asked)
         return {"error": error}, self._clock() + wait_for
 
     def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -276,10 +319,10 @@ class Mirror:
                 raise _Stopping
             yield chunk
 
-    def _renew(self) -> None:
-        until = self._clock() + self._options.lease
+    def _renew(self, task_ids: list[int]) -> None:
         with self._transaction() as connection:
-            renew(connection, FILES, worker=self._worker, until=until)
+            until = self._clock() + self._options.lease
+            renew(connection, FILES, task_ids, worker=self._worker, until=until)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:

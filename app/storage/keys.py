@@ -35,19 +35,26 @@ def check_key(key: str) -> str:
     return key
 
 
-def file_key(provider: str, job_id: str, index: int, role: str, name_hint: str) -> str:
-    """`<provider>/<job>/<index>-<role>.<ext>`, e.g. `suno/3f2a-77/0-vocals.mp3`.
+def file_key(
+    provider: str, job_id: str, index: int, role: str, name_hint: str, *, version: str = ""
+) -> str:
+    """`<provider>/<job>/<index>-<role>[.<version>].<ext>`, e.g. `suno/3f2a-77/0-vocals.mp3`.
 
     The job id is used as it is when it is short, lowercase and plain; any other becomes a
     readable slug and 32 hex digits of its SHA-256, so two different ids never share a key.
     The role is reduced to a slug (the index tells a job's files apart) and only the extension
-    of `name_hint` (the provider's file name, or its URL's last path segment) is kept.
+    of `name_hint` (the provider's file name, or its URL's last path segment) is kept; `version`
+    (letters and digits) tells apart copies of one file written by different attempts.
     """
     if _PROVIDER.fullmatch(provider) is None:
         raise ValueError(f"{provider!r} is not a provider name")
     if index < 0:
         raise ValueError("a file's index is not negative")
     name = f"{index}-{_slug(role, 32) or 'file'}"
+    if version:
+        if not version.isalnum() or not version.isascii() or len(version) > 32:
+            raise ValueError(f"{version!r} is not a version (at most 32 letters and digits)")
+        name = f"{name}.{version}"
     base, dot, extension = name_hint.rsplit("/", 1)[-1].rpartition(".")
     if base and dot and _EXTENSION.fullmatch(extension := extension.lower()):
         name = f"{name}.{extension}"

@@ -78,11 +78,22 @@ def claim(
     return connection.execute(claimed).all()
 
 
-def renew(connection: Connection, queue: QueueTable, *, worker: str, until: datetime) -> int:
-    """Extend every lease `worker` still holds to `until`; how many. One whose lease ran out and
-    that another worker claimed is that worker's now, and stays so."""
+def renew(
+    connection: Connection,
+    queue: QueueTable,
+    task_ids: Sequence[int],
+    *,
+    worker: str,
+    until: datetime,
+) -> int:
+    """Extend to `until` the leases `worker` still holds of `task_ids`; how many. One whose lease
+    ran out and that another worker claimed is that worker's now, and stays so."""
     c = queue.table.c
-    renewed = update(queue.table).where(c.leased_by == worker).values(leased_until=until)
+    renewed = (
+        update(queue.table)
+        .where(c.id.in_(task_ids), c.leased_by == worker)
+        .values(leased_until=until)
+    )
     return connection.execute(renewed).rowcount
 
 

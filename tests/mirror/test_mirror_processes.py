@@ -99,7 +99,7 @@ def test_a_download_killed_midway_is_stored_once_and_whole_after_a_restart(
     server = serve({"/long.wav": stalling})
     files_dir = tmp_path / "files"
     # A short lease: the restarted process takes the dead one's task soon after.
-    env = mirror_env(backend, files_dir, fetch_lease_s=2)
+    env = mirror_env(backend, files_dir, fetch_lease_s=10)
     callback = suno_json("crash-1", stems={"vocal_url": f"http://127.0.0.1:{server.port}/long.wav"})
 
     with server_process(env, tmp_path) as first:

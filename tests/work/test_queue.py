@@ -54,7 +54,7 @@ def test_a_renewed_lease_keeps_the_tasks_past_the_first_lease(engine: Engine) ->
     soon = queued(engine, 2)
     held = claimed_ids(engine, worker="a", at=soon)
     with engine.begin() as connection:
-        renewed = renew(connection, FILES, worker="a", until=soon + 2 * LEASE)
+        renewed = renew(connection, FILES, held, worker="a", until=soon + 2 * LEASE)
 
     assert (len(held), renewed) == (2, 2)
     assert claimed_ids(engine, worker="b", at=soon + LEASE) == []
@@ -67,7 +67,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(engine: Engine) -> None:
     claimed_ids(engine, worker="b", at=soon + LEASE)
 
     with engine.begin() as connection:
-        renewed = renew(connection, FILES, worker="a", until=soon + 2 * LEASE)
+        renewed = renew(connection, FILES, [task], worker="a", until=soon + 2 * LEASE)
         settled = settle(connection, FILES, task, worker="a", values={"status": "stored"})
         status = connection.scalar(select(models.JobFile.status).where(models.JobFile.id == task))
 

@@ -197,14 +197,15 @@ class PeriodicPurge:
         try:
             while not self._stopping.is_set():
                 try:
-                    self._once(engine)
+                    self.run_once(engine)
                 except _Stopping:
                     return
                 self._stopping.wait(self._plan.every.total_seconds())
         finally:
             engine.dispose()
 
-    def _once(self, engine: Engine) -> None:
+    def run_once(self, engine: Engine) -> None:
+        """Every task of the plan once, on this thread (the thread's loop, and tests)."""
         plan, store = self._plan, self._plan.store
         if (bodies := plan.deliveries_older_than) is not None:
             self._task(

@@ -15,8 +15,15 @@ from pathlib import Path
 
 import uvicorn
 
-from app.config import MIN_TOKEN_LENGTH, Settings, get_settings, parse_duration
+from app.config import (
+    MIN_TOKEN_LENGTH,
+    Settings,
+    format_duration,
+    get_settings,
+    parse_duration,
+)
 from app.db import create_sync_engine
+from app.file_retention import purge_files
 from app.held_writes import HeldWritesProtocol
 from app.ingest.intake import Outcome
 from app.logs import json_lines, log_config
@@ -24,6 +31,7 @@ from app.metrics import MULTIPROCESS_DIR
 from app.replay import UNAVAILABLE, replay_stored
 from app.retention import purge_bodies
 from app.schema import upgrade_to_head
+from app.storage.factory import open_store
 
 TOKEN_VARIABLE = "STEMHOOK_API_TOKENS"
 ENV_FILE = ".env"  # where Settings reads it: the working directory
@@ -43,16 +51,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     migrate.set_defaults(run=lambda _args: upgrade_to_head(get_settings()))
 
     purge = commands.add_parser(
-        "purge", help="drop the raw bodies of old deliveries (jobs and events stay)"
+        "purge",
+        help="drop the raw bodies of old deliveries (jobs and events stay), and when asked the"
+        " stored copies of old output files",
     )
     purge.add_argument(
         "--deliveries-older-than",
         type=parse_duration,
-        required=True,
         metavar="AGE",
-        help="e.g. 30d, 12h",
+        help="drop the bodies of deliveries received longer ago, e.g. 30d, 12h",
     )
-    purge.set_defaults(run=_purge)
+    purge.add_argument(
+        "--files-older-than",
+        type=parse_duration,
+        metavar="AGE",
+        help="remove the stored copies of output files stored longer ago, e.g. 90d",
+    )
+    purge.set_defaults(run=lambda args: _purge(args, purge))
 
     replay = commands.add_parser(
         "replay", help="run today's parsers again on stored deliveries (e.g. the rejected ones)"
@@ -139,16 +154,29 @@ def _share_metrics_between_workers() -> None:
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="stemhook-metrics-")
 
 
-def _purge(args: argparse.Namespace) -> None:
-    engine = create_sync_engine(get_settings())
+def _purge(args: argparse.Namespace, usage: argparse.ArgumentParser) -> None:
+    bodies, files = args.deliveries_older_than, args.files_older_than
+    if bodies is None and files is None:
+        usage.error(
+            "say what to purge: --deliveries-older-than AGE, --files-older-than AGE, or both"
+        )
+    settings = get_settings()
+    engine = create_sync_engine(settings)
     try:
-        purged = purge_bodies(engine, older_than=args.deliveries_older_than)
+        if bodies is not None:
+            purged = purge_bodies(engine, older_than=bodies)
+            if purged is None:
+                print("Another process is purging now; nothing done.")
+            else:
+                print(f"Dropped the bodies of {purged} deliveries older than {bodies}.")
+        if files is not None:
+            removed = purge_files(engine, open_store(settings), older_than=files)
+            if removed is None:
+                print("Another process is removing stored files now; none removed.")
+            else:
+                print(f"Removed {removed} stored files older than {format_duration(files)}.")
     finally:
         engine.dispose()
-    if purged is None:
-        print("Another process is purging now; nothing done.")
-    else:
-        print(f"Dropped the bodies of {purged} deliveries older than {args.deliveries_older_than}.")
 
 
 def _replay(args: argparse.Namespace) -> None:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # Retention: when set ("30d"), each process drops older delivery bodies every purge_every.
     purge_deliveries_older_than: timedelta | None = None
+    # When set ("90d"), stored copies of output files stored longer ago are removed too; unset,
+    # retention never touches a stored file.
+    purge_files_older_than: timedelta | None = None
     purge_every: timedelta = timedelta(hours=1)
     # A /v1/jobs cursor whose listing began longer ago is refused: its snapshot's catch-up read
     # grows with every delivery since, and a forged old cursor must not buy a full scan.
@@ -155,7 +158,13 @@ class Settings(BaseSettings):
             return items
         return tuple(parse_network(str(item)) for item in items if str(item).strip())
 
-    @field_validator("purge_deliveries_older_than", "purge_every", "cursor_max_age", mode="before")
+    @field_validator(
+        "purge_deliveries_older_than",
+        "purge_files_older_than",
+        "purge_every",
+        "cursor_max_age",
+        mode="before",
+    )
     @classmethod
     def _durations(cls, value: object) -> object:
         if isinstance(value, str) and value and value[-1] in "smhd":
@@ -235,6 +244,15 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 90m or 3600s")
     amount, unit = match.groups()
     return timedelta(**{_UNITS[unit]: int(amount)})
+
+
+def format_duration(duration: timedelta) -> str:
+    """parse_duration's inverse: timedelta(days=90) -> "90d", in the largest whole unit."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def parse_network(text: str) -> IPv4Network | IPv6Network:

@@ -240,4 +240,13 @@ class JobFile(Base):
             sqlite_where=text("run_after IS NOT NULL"),
             postgresql_where=text("run_after IS NOT NULL"),
         ),
+        # The copies retention removes next, oldest first: only those still stored are in it.
+        # Status leads so that SQLite, which keeps no statistics here, prefers it to the one above.
+        Index(
+            None,
+            "status",
+            "stored_at",
+            sqlite_where=text("status = 'stored'"),
+            postgresql_where=text("status = 'stored'"),
+        ),
     )

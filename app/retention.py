@@ -11,31 +11,33 @@ and each is followed by a pause, so that a callback waiting for SQLite's write l
 well within the write timeout. A delivery is stamped when it arrives and committed later, and
 replicas' clocks differ a little: each run therefore looks again REVISIT behind the mark, so that
 one committed behind it meanwhile is not skipped for ever.
+
+The periodic purge also removes old stored files, when asked (app/file_retention.py), and
+sweeps the file store of the temporaries that writers killed mid-write left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Row, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from app import models
-from app.config import Settings
+from app import models, retention_lease
+from app.config import Settings, format_duration
 from app.db import create_sync_engine
+from app.file_retention import purge_files
+from app.storage.store import STALE_TEMPORARIES, FileStore
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 1000
 # Freeing a body's pages is most of a batch's work on SQLite: bound it, whatever the sizes.
 BATCH_BYTES = 8 * 1024 * 1024
-# Renewed by every batch; a process that died holding it blocks purging this long at most.
-LEASE = timedelta(minutes=5)
 # SQLite's busy handler sleeps at most 100 ms between attempts at the write lock: a gap at
 # least this long between batches always lets a waiting callback in.
 MIN_PAUSE_S = 0.1
@@ -43,10 +45,6 @@ TASK = "delivery_bodies"
 # Far above the longest a delivery waits for its commit (the write timeout, 10 s at most) plus
 # replicas' clock skew; what it re-reads is a run's constant, not the history's.
 REVISIT = timedelta(minutes=2)
-_INSERT: dict[str, Callable[[type[models.PurgeState]], postgresql.Insert | sqlite.Insert]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 def purge_bodies(
@@ -54,13 +52,15 @@ def purge_bodies(
 ) -> int | None:
     """Drop the bodies of deliveries received before now - `older_than`; returns how many, or
     None when another process is purging now. `pause` waits between batches."""
-    me = secrets.token_hex(8)
-    if not _lease(engine, me):
+    with engine.begin() as connection:
+        me = retention_lease.take(connection, TASK)
+    if me is None:
         return None
     try:
         return _purge(engine, me, cutoff=datetime.now(UTC) - older_than, pause=pause)
     finally:
-        _release(engine, me)
+        with engine.begin() as connection:
+            retention_lease.release(connection, TASK, me)
 
 
 def _purge(engine: Engine, me: str, *, cutoff: datetime, pause: Callable[[float], None]) -> int:
@@ -69,7 +69,7 @@ def _purge(engine: Engine, me: str, *, cutoff: datetime, pause: Callable[[float]
     while True:
         started = time.monotonic()
         with engine.begin() as connection:
-            renewed = _renew(connection, me)
+            renewed = retention_lease.renew(connection, TASK, me)
             if renewed is None:
                 log.warning("retention: the lease ran out; another process carries on")
                 return purged
@@ -138,58 +138,45 @@ def _within_bytes(
     return rows
 
 
-def _lease(engine: Engine, me: str) -> bool:
-    now = datetime.now(UTC)
-    state = models.PurgeState
-    held = {"leased_by": me, "leased_until": now + LEASE}
-    statement = (
-        _INSERT[engine.dialect.name](state)
-        .values(name=TASK, **held)
-        .on_conflict_do_update(
-            index_elements=[state.name],
-            set_=held,
-            where=or_(state.leased_until.is_(None), state.leased_until < now),
-        )
-        .returning(state.name)
-    )
-    with engine.begin() as connection:
-        return connection.execute(statement).first() is not None
-
-
-def _renew(connection: Connection, me: str) -> Row[datetime | None, int | None] | None:
-    """Extends the lease if it is still ours, and answers where the last batch stopped."""
-    state = models.PurgeState
-    return connection.execute(
-        update(state)
-        .where(state.name == TASK, state.leased_by == me)
-        .values(leased_until=datetime.now(UTC) + LEASE)
-        .returning(state.purged_to, state.purged_id)
-    ).one_or_none()
-
-
-def _release(engine: Engine, me: str) -> None:
-    state = models.PurgeState
-    with engine.begin() as connection:
-        connection.execute(
-            update(state)
-            .where(state.name == TASK, state.leased_by == me)
-            .values(leased_by=None, leased_until=None)
-        )
-
-
 class _Stopping(Exception):
     """Raised from the pause between two batches once the process stops."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionPlan:
+    """What each run of the periodic purge does, every `every`."""
+
+    every: timedelta
+    deliveries_older_than: timedelta | None = None
+    files_older_than: timedelta | None = None
+    # Swept of the temporaries its dead writers left, and where old files are removed from.
+    store: FileStore | None = None
+
+
+def retention_plan(settings: Settings, store: FileStore) -> RetentionPlan | None:
+    """The settings' plan; None when there is nothing to do: no purge is asked for, and no
+    mirror writes to the store."""
+    files = settings.purge_files_older_than
+    uses_store = settings.mirror or files is not None
+    if settings.purge_deliveries_older_than is None and not uses_store:
+        return None
+    return RetentionPlan(
+        every=settings.purge_every,
+        deliveries_older_than=settings.purge_deliveries_older_than,
+        files_older_than=files,
+        store=store if uses_store else None,
+    )
 
 
 class PeriodicPurge:
     """Retention for the life of the process, on a thread of its own that owns its engine: the
     engine is disposed by the thread once it has stopped, so no connection is left open to the
-    collector however the process stops. A failed run is logged and tried again next time."""
+    collector however the process stops. A failed task is logged, the run's others still done,
+    and it is tried again next time."""
 
-    def __init__(self, settings: Settings, *, older_than: timedelta, every: timedelta) -> None:
+    def __init__(self, settings: Settings, plan: RetentionPlan) -> None:
         self._settings = settings
-        self._older_than = older_than
-        self._every = every
+        self._plan = plan
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stemhook-retention", daemon=True)
 
@@ -210,21 +197,44 @@ class PeriodicPurge:
         try:
             while not self._stopping.is_set():
                 try:
-                    purged = purge_bodies(engine, older_than=self._older_than, pause=self._pause)
+                    self.run_once(engine)
                 except _Stopping:
                     return
-                except Exception:
-                    log.exception("retention run failed")
-                else:
-                    if purged is None:
-                        log.info("retention: another process is purging; skipped")
-                    else:
-                        log.info(
-                            "retention: dropped %d bodies older than %s", purged, self._older_than
-                        )
-                self._stopping.wait(self._every.total_seconds())
+                self._stopping.wait(self._plan.every.total_seconds())
         finally:
             engine.dispose()
+
+    def run_once(self, engine: Engine) -> None:
+        """Every task of the plan once, on this thread (the thread's loop, and tests)."""
+        plan, store = self._plan, self._plan.store
+        if (bodies := plan.deliveries_older_than) is not None:
+            self._task(
+                lambda: purge_bodies(engine, older_than=bodies, pause=self._pause),
+                f"retention: dropped %d bodies older than {bodies}",
+            )
+        if (files := plan.files_older_than) is not None and store is not None:
+            self._task(
+                lambda: purge_files(engine, store, older_than=files, pause=self._pause),
+                f"retention: removed %d stored files older than {format_duration(files)}",
+            )
+        if store is not None:
+            self._task(
+                lambda: store.sweep_temporaries(STALE_TEMPORARIES),
+                "retention: swept %d temporaries dead writers left in the file store",
+            )
+
+    def _task(self, run: Callable[[], int | None], done: str) -> None:
+        try:
+            count = run()
+        except _Stopping:
+            raise
+        except Exception:
+            log.exception("retention run failed")
+        else:
+            if count is None:
+                log.info("retention: another process is purging; skipped")
+            else:
+                log.info(done, count)
 
     def _pause(self, seconds: float) -> None:
         if self._stopping.wait(seconds):

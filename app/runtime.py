@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
 from app.mirror.process import MirrorProcess
-from app.retention import PeriodicPurge
+from app.retention import PeriodicPurge, retention_plan
 from app.storage.factory import open_store
 from app.storage.store import FileStore
 from app.watch import JobWatch
@@ -33,12 +33,11 @@ class Runtime:
     files: FileStore
 
 
-def _start_retention(settings: Settings) -> PeriodicPurge | None:
-    if settings.purge_deliveries_older_than is None:
+def _start_retention(settings: Settings, files: FileStore) -> PeriodicPurge | None:
+    plan = retention_plan(settings, files)
+    if plan is None:
         return None
-    retention = PeriodicPurge(
-        settings, older_than=settings.purge_deliveries_older_than, every=settings.purge_every
-    )
+    retention = PeriodicPurge(settings, plan)
     retention.start()
     return retention
 
@@ -57,12 +56,13 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     # (docs/decisions/0001-group-commit-in-a-writer-process.md).
     gc.collect()
     gc.freeze()
-    retention = _start_retention(settings)
+    files = open_store(settings)
+    retention = _start_retention(settings, files)
     mirror = MirrorProcess(settings) if settings.mirror else None
     if mirror is not None:
         await mirror.start()
     try:
-        yield Runtime(writer, read_db, watch, open_store(settings))
+        yield Runtime(writer, read_db, watch, files)
     finally:
         # A batch's statements each give up within the write timeout: a best-effort wait.
         if mirror is not None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from ipaddress import ip_address, ip_network
 
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import Settings, format_duration, parse_duration
 from app.fetching.addresses import why_refused
 
 _HOLDS_IPV4_MAPPED = (
@@ -192,3 +193,30 @@ def test_a_fetch_limit_out_of_range_fails_start_up(
 
     with pytest.raises(ValidationError, match=name.removeprefix("STEMHOOK_").lower()):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("duration", "text"),
+    [
+        (timedelta(days=90), "90d"),
+        (timedelta(hours=36), "36h"),
+        (timedelta(minutes=90), "90m"),
+        (timedelta(seconds=3601), "3601s"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_a_duration_is_written_back_in_its_largest_whole_unit(
+    duration: timedelta, text: str
+) -> None:
+    assert format_duration(duration) == text
+    assert parse_duration(text) == duration
+
+
+def test_stored_files_are_kept_unless_a_retention_age_is_set() -> None:
+    unset = Settings(_env_file=None)  # type: ignore[call-arg]
+    asked = Settings(_env_file=None, purge_files_older_than="90d")  # type: ignore[call-arg]
+
+    assert (unset.purge_files_older_than, asked.purge_files_older_than) == (
+        None,
+        timedelta(days=90),
+    )

@@ -224,7 +224,8 @@ async def test_a_stopping_process_waits_for_its_purge_to_stop_after_the_current_
     add_deliveries(engine, 3 * retention.BATCH_ROWS, first=LONG_AGO)
     # A pause the test never outwaits: only the stop ends it.
     monkeypatch.setattr(retention, "MIN_PAUSE_S", 30)
-    purge = retention.PeriodicPurge(backend.settings(), older_than=AGE, every=timedelta(hours=1))
+    plan = retention.RetentionPlan(every=timedelta(hours=1), deliveries_older_than=AGE)
+    purge = retention.PeriodicPurge(backend.settings(), plan)
     purge.start()
     for _ in range(6000):  # until the first batch is committed: a minute is generous
         if bodies_left(engine) == 2 * retention.BATCH_ROWS:

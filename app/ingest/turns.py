@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 _RETRY_S = 0.0002
 
@@ -83,3 +83,15 @@ def writer_turns(engine: Engine) -> Turns:
     with engine.connect() as connection:
         path = connection.execute(text("PRAGMA database_list")).one()[2]
     return _LockFile(f"{path}-writer.lock") if path else _Untaken()
+
+
+@contextlib.contextmanager
+def turn_transaction(engine: Engine, turns: Turns, *, wait_s: float) -> Iterator[Connection]:
+    """A write transaction of a background task in the writers' turn, waited for `wait_s` at
+    most (TimeoutError past it): an ingest writer then waits for it without the busy handler's
+    sleeps."""
+    with turns.taken(until=time.monotonic() + wait_s) as turn:
+        if turn is Turn.MISSED:
+            raise TimeoutError("the database stayed busy with writers")
+        with engine.begin() as connection:
+            yield connection

@@ -25,14 +25,13 @@ from app.logs import json_lines, log_config
 from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
 from app.storage.factory import open_store
+from app.storage.store import STALE_TEMPORARIES
 
 log = logging.getLogger(__name__)
 _PROCESSES = multiprocessing.get_context("forkserver")
 # How often a dead mirror process is looked for, and how long a stopping one may take.
 _WATCH_S = 2.0
 _STOP_GRACE_S = 10.0
-# A temporary file this old belongs to no live writer: their reads time out within minutes.
-_STALE_TEMPORARIES = timedelta(days=1)
 _POLL_S = 1.0
 
 
@@ -67,7 +66,7 @@ def serve(settings: Settings) -> None:
         read_timeout_s=settings.fetch_read_timeout_s,
     )
     store = open_store(settings)
-    store.sweep_temporaries(_STALE_TEMPORARIES)
+    store.sweep_temporaries(STALE_TEMPORARIES)
     mirror = Mirror(
         engine,
         fetcher=fetcher,

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, select
 from app import models
 from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
 from app.fetching.fetcher import Fetcher
-from app.ingest.turns import Turn, writer_turns
+from app.ingest.turns import turn_transaction, writer_turns
 from app.mirror.cos import CosKeys, signed_get
 from app.mirror.sources import NO_BUCKET, NO_COS_CREDENTIALS, FileStatus
 from app.storage.keys import file_key
@@ -324,15 +324,8 @@ class Mirror:
             until = self._clock() + self._options.lease
             renew(connection, FILES, task_ids, worker=self._worker, until=until)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """A write transaction, on SQLite in the writers' turn (app/ingest/turns.py): an
-        ingest writer then waits for it without the busy handler's sleeps."""
-        with self._turns.taken(until=time.monotonic() + _TURN_S) as turn:
-            if turn is Turn.MISSED:
-                raise TimeoutError("the database stayed busy with writers")
-            with self._engine.begin() as connection:
-                yield connection
+    def _transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        return turn_transaction(self._engine, self._turns, wait_s=_TURN_S)
 
 
 def _jobs_of(connection: Connection, job_pks: set[int]) -> dict[int, Any]:

@@ -17,6 +17,10 @@ from typing import Protocol
 
 from app.storage.streams import Chunks
 
+# A temporary this old belongs to no live writer: a fetch's reads time out within minutes, and
+# the slowest upload a bucket starts (its multipart upload dated from its start) ends in hours.
+STALE_TEMPORARIES = timedelta(days=1)
+
 
 class StorageError(Exception):
     """The root of the file stores' own errors."""

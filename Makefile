@@ -43,6 +43,12 @@ endif
 bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
 
+# Mirroring: result-file throughput, callback latency while a 1 GiB file streams in (~3 min).
+# wrk paces the callbacks (installed by `make bench` below, or Debian's package).
+.PHONY: bench-mirror
+bench-mirror: $(STAMP)
+	$(BIN)/python -m bench.mirror
+
 # Ingest throughput/latency beside the references, parser cost, growth, profile, then the
 # reliability suite's figures, then retention's purge at 2,000,000 deliveries: BENCHMARKS.md.
 # wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.

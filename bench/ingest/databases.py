@@ -76,6 +76,7 @@ class Backends:
 _MARK = "SELECT coalesce(max(id), 0) FROM delivery UNION ALL SELECT coalesce(max(id), 0) FROM job"
 _OUTCOMES = "SELECT outcome, count(*) FROM delivery WHERE id > {p} GROUP BY outcome"
 _JOBS = "SELECT count(*) FROM job WHERE id > {p}"
+_FILE_STATUSES = "SELECT status, count(*) FROM job_file GROUP BY status"
 _COMMITS = (
     "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),"
     " (SELECT sum(xact_commit) FROM pg_stat_database), (SELECT wal_sync FROM pg_stat_wal)"
@@ -109,6 +110,10 @@ class Scratch:
         outcomes = {str(o): int(n) for o, n in self._query(_OUTCOMES, mark.delivery)}
         jobs = int(self._query(_JOBS, mark.job)[0][0])
         return Stored(outcomes, jobs)
+
+    def file_statuses(self) -> dict[str, int]:
+        """How many job_file rows are in each status (app/mirror/sources.py)."""
+        return {str(status): int(n) for status, n in self._query(_FILE_STATUSES)}
 
     def commits(self) -> Commits | None:
         """None on SQLite. A backend's counts reach these views when it has been idle a while or

@@ -72,6 +72,8 @@ class Section:
 
 RELIABILITY = Section("reliability", "Reliability: faults, hostile input, fuzzing")
 RETENTION = Section("retention", "Retention: 100,000 bodies out of 2,000,000 deliveries")
+# Placed by `python -m bench.mirror --output BENCHMARKS.md`, after those of LATER.
+MIRROR = Section("mirror", "Mirroring: throughput, and callback latency during a download")
 # In the order they follow the ingest report, which is the order a run appends them in.
 LATER = (RELIABILITY, RETENTION)
 

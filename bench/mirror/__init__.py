@@ -1,0 +1,1 @@
+"""Mirroring's figures: result-file throughput, and callback latency while a file streams in."""

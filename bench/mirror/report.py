@@ -1,0 +1,157 @@
+"""The mirror benchmark's figures as a markdown section: printed, and with --output placed in a
+report between its markers (bench/ingest/report.py's MIRROR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.ingest.databases import Backend
+from bench.ingest.report import MIRROR
+from bench.mirror.runs import GIB, KIB, MIB, Latency, Plan, Throughput, Window
+
+
+@dataclass(frozen=True)
+class Outcome:
+    backend: Backend
+    throughputs: tuple[Throughput, ...]
+    latency: Latency
+
+
+@dataclass(frozen=True)
+class Context:
+    command: str
+    commit: str
+    date: str
+    machine: str
+    loads: tuple[str, ...]
+
+
+def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:
+    return MIRROR.wrap(
+        "\n".join([_intro(context), _throughput(outcomes), _latency(outcomes, plan)])
+    )
+
+
+def throughput_line(backend: Backend, t: Throughput) -> str:
+    return (
+        f"{backend.label}: {t.set.files} × {size(t.set.size)} in {t.seconds:.2f} s:"
+        f" {t.set.files / t.seconds:,.1f} files/s, {t.mib / t.seconds:,.1f} MiB/s; CPU s: mirror"
+        f" {t.mirror_cpu_s:.2f} ({1000 * t.mirror_cpu_s / t.mib:.2f} ms/MiB), rest of stemhook"
+        f" {t.rest_cpu_s:.2f}, file server {t.files_cpu_s:.2f}"
+    )
+
+
+def latency_line(backend: Backend, latency: Latency) -> str:
+    idle, streaming = (
+        "/".join(f"{ms:.1f}" for ms in (p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms))
+        for p in (latency.idle.paced, latency.streaming.paced)
+    )
+    return (
+        f"{backend.label}: callback p50/p90/p99/max ms idle {idle}, streaming {streaming};"
+        f" the mirror wrote {latency.streamed_bytes / MIB:,.0f} MiB meanwhile"
+    )
+
+
+def size(value: int) -> str:
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if value >= unit and value % unit == 0:
+            return f"{value // unit} {name}"
+    return f"{value} B"
+
+
+def _intro(context: Context) -> str:
+    return f"""Written by `{context.command}` on {context.date} at commit `{context.commit}`.
+Everything on loopback: one `stemhook serve` (1 worker, mirroring on with its default
+settings) per measurement, each on a fresh database (SQLite at synchronous=FULL, or
+PostgreSQL), its files stored in a directory on the scratch disk; the files come from a small
+server on 127.0.0.1 that sends them with sendfile(2) (bench/mirror/fileserver.py; its own CPU
+time is in the table). How each figure is taken: [bench/README.md](bench/README.md).
+
+Machine: {context.machine}. Shared with other work, so these move with its load: load average
+at {"; at ".join(context.loads)}.
+"""
+
+
+def _throughput(outcomes: list[Outcome]) -> str:
+    rows = [
+        f"| {o.backend.label} | {t.set.files} × {size(t.set.size)} | {t.seconds:.2f} |"
+        f" {t.set.files / t.seconds:,.1f} | {t.mib / t.seconds:,.1f} | {t.mirror_cpu_s:.2f} |"
+        f" {1000 * t.mirror_cpu_s / t.mib:.2f} | {t.rest_cpu_s:.2f} | {t.files_cpu_s:.2f} |"
+        for o in outcomes
+        for t in o.throughputs
+    ]
+    return "\n".join(
+        [
+            "### Throughput",
+            "",
+            "Suno callbacks naming two files each, posted one after another; timed from the"
+            " first callback until the database holds every file stored (up to a second of it"
+            " before the idle mirror's next poll finds the first). CPU seconds over the"
+            " same span: the mirror process, stemhook's other processes (web process, writer),"
+            " and the file server.",
+            "",
+            "| backend | files | seconds | files/s | MiB/s | mirror CPU s | mirror CPU ms/MiB"
+            " | rest of stemhook CPU s | file server CPU s |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def _latency(outcomes: list[Outcome], plan: Plan) -> str:
+    rows = []
+    for o in outcomes:
+        latency = o.latency
+        wrote = latency.streamed_bytes / MIB
+        rows += [
+            _row(o.backend.label, "idle", latency.idle, "—"),
+            _row(
+                o.backend.label,
+                f"{size(plan.stream_size)} files streaming",
+                latency.streaming,
+                f"{wrote:,.0f} MiB ({wrote / plan.window_s:,.0f} MiB/s), {latency.stored} stored",
+            ),
+            f"| {o.backend.label} | streaming ÷ idle | "
+            + " | ".join(f"{s / i:.2f}×" if i else "—" for s, i in _pairs(latency))
+            + " | | |",
+        ]
+    return "\n".join(
+        [
+            "### Callback latency while a file streams in",
+            "",
+            f"Tencent CI callbacks (their outputs are COS objects, skipped without COS"
+            f" credentials: nothing is fetched for them) paced by wrk at {plan.rate:,.0f}/s from"
+            f" {plan.connections} connections for {plan.window_s:g} s, latency counted from when"
+            f" each request was due (bench/ingest/lua.py), in ms: once with the mirror idle,"
+            f" then on the same server while it downloads {size(plan.stream_size)} files one"
+            " after another (a Suno callback each, the next posted once the last is stored; the"
+            " mirror polls its queue once a second, so it idles up to a second between two). What"
+            " the mirror process wrote in the window (/proc/<pid>/io) shows how much of it was"
+            " spent downloading. The longest hiccup is the longest a 1 ms sleep of the"
+            " benchmark's overslept (bench/ingest/hiccups.py): a latency no longer than it may be"
+            " the machine's.",
+            "",
+            "| backend | window | p50 | p90 | p99 | max | longest hiccup | the mirror wrote |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def _row(backend: str, window: str, figures: Window, wrote: str) -> str:
+    p = figures.paced
+    return (
+        f"| {backend} | {window} | {p.p50_ms:.1f} | {p.p90_ms:.1f} | {p.p99_ms:.1f} |"
+        f" {p.max_ms:.1f} | {figures.machine.longest_hiccup_ms:.1f} | {wrote} |"
+    )
+
+
+def _pairs(latency: Latency) -> list[tuple[float, float]]:
+    idle, streaming = latency.idle.paced, latency.streaming.paced
+    return [
+        (streaming.p50_ms, idle.p50_ms),
+        (streaming.p90_ms, idle.p90_ms),
+        (streaming.p99_ms, idle.p99_ms),
+        (streaming.max_ms, idle.max_ms),
+    ]

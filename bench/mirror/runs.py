@@ -1,0 +1,210 @@
+"""The two measurements: mirror throughput per file set, and callback latency beside a download.
+
+Each runs against a `stemhook serve` of its own (1 worker, mirroring on, fetches admitted to
+127.0.0.1/32 only, SQLite at synchronous=FULL) on a fresh database (bench/ingest/databases.py),
+its files in a fresh directory beside the scratch files; the files come from
+bench/mirror/fileserver.py on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.ingest import lua, wrk
+from bench.ingest.databases import Backend, Scratch, fresh
+from bench.ingest.hiccups import Machine, MachineWatch
+from bench.ingest.payloads import family
+from bench.ingest.processes import group_cpu_s
+from bench.ingest.servers import Server, free_port, serving, stemhook_command
+from bench.mirror.relay import Relay, written_bytes
+
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+# Far beyond what these sets take on a quiet machine: a run this slow has stalled.
+PATIENCE_S = 600
+_MIRROR_STARTED = re.compile(rb"mirror process (\d+) started")
+
+
+@dataclass(frozen=True)
+class FileSet:
+    name: str
+    files: int  # two per callback
+    size: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    sets: tuple[FileSet, ...]
+    stream_size: int
+    window_s: float
+    rate: float  # callbacks a second during each latency window
+    connections: int  # wrk's during each latency window, one thread each
+
+
+@dataclass(frozen=True)
+class Throughput:
+    set: FileSet
+    seconds: float  # from the first callback until every file is stored
+    mirror_cpu_s: float
+    rest_cpu_s: float  # stemhook's other processes: web process, writer, forkserver
+    files_cpu_s: float  # the file server's
+
+    @property
+    def mib(self) -> float:
+        return self.set.files * self.set.size / MIB
+
+
+@dataclass(frozen=True)
+class Window:
+    paced: wrk.Paced
+    machine: Machine
+
+
+@dataclass(frozen=True)
+class Latency:
+    idle: Window
+    streaming: Window
+    streamed_bytes: int  # what the mirror wrote during the streaming window
+    stored: int  # large files stored by the end of it
+
+
+class FileServer:
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process = process
+        self.port = port
+
+    def url(self, size: int, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{size}/{name}"
+
+    def cpu_s(self) -> float:
+        return sum(group_cpu_s(self.process.pid).values())
+
+
+@contextmanager
+def file_server(workdir: Path) -> Iterator[FileServer]:
+    source = workdir / "source.bin"
+    source.write_bytes(os.urandom(16 * MIB))  # what every file repeats: nothing compressible
+    command = [sys.executable, "-m", "bench.mirror.fileserver", str(source)]
+    # A session of its own: its process group is then the file server alone, for its CPU time.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True) as p:
+        try:
+            assert p.stdout is not None
+            yield FileServer(p, int(p.stdout.readline()))
+        finally:
+            p.kill()
+            source.unlink()
+
+
+def throughput(files: FileServer, file_set: FileSet, backend: Backend, workdir: Path) -> Throughput:
+    with _stemhook(backend, f"stemhook_bench_mirror_{file_set.name}", workdir) as running:
+        server, scratch, _ = running
+        mirror = _mirror_pid(server)
+        server_before, files_before = group_cpu_s(server.pid), files.cpu_s()
+        started = time.perf_counter()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for job in range(file_set.files // 2):
+                urls = [files.url(file_set.size, f"{job}-{stem}.mp3") for stem in ("v", "i")]
+                post_suno(http, f"{file_set.name}-{job}", urls)
+        _until_stored(scratch, file_set.files)
+        seconds = time.perf_counter() - started
+        server_after, files_after = group_cpu_s(server.pid), files.cpu_s()
+    spent = {pid: used - server_before.get(pid, 0.0) for pid, used in server_after.items()}
+    return Throughput(
+        file_set,
+        seconds,
+        mirror_cpu_s=spent[mirror],
+        rest_cpu_s=sum(spent.values()) - spent[mirror],
+        files_cpu_s=files_after - files_before,
+    )
+
+
+def latency(files: FileServer, plan: Plan, backend: Backend, workdir: Path) -> Latency:
+    ci = family("tencent-ci")
+    script = workdir / "tencent-ci-paced.lua"
+    script.write_text(lua.script(ci, lua.Mode.PACED))
+    with _stemhook(backend, "stemhook_bench_mirror_latency", workdir) as running:
+        server, scratch, files_dir = running
+        invocation = wrk.paced(
+            server.url,
+            ci.path,
+            script,
+            duration_s=plan.window_s,
+            connections=plan.connections,
+            rate=plan.rate,
+        )
+        idle = _window(invocation, workdir)
+
+        def stream(number: int, http: httpx.Client) -> None:
+            post_suno(http, f"stream-{number}", [files.url(plan.stream_size, f"{number}.wav")])
+
+        mirror = _mirror_pid(server)
+        with Relay(server.url, scratch, stream) as relay:
+            relay.until_streaming(files_dir)
+            before = written_bytes(mirror)
+            streaming = _window(invocation, workdir)
+            moved = written_bytes(mirror) - before
+            stored = relay.stored
+    return Latency(idle, streaming, moved, stored)
+
+
+def post_suno(http: httpx.Client, task_id: str, urls: list[str]) -> None:
+    """A Suno separate_vocal callback naming up to two files (vocals, then instrumental)."""
+    stems = dict(zip(("vocal_url", "instrumental_url"), urls, strict=False))
+    body = {"code": 200, "msg": "ok", "data": {"task_id": task_id, "vocal_removal_info": stems}}
+    http.post("/callbacks/suno", content=orjson.dumps(body)).raise_for_status()
+
+
+def _window(invocation: wrk.Invocation, workdir: Path) -> Window:
+    with MachineWatch(workdir) as watch:
+        load = wrk.run(invocation)
+    assert load.paced is not None and watch.machine is not None
+    return Window(load.paced, watch.machine)
+
+
+@contextmanager
+def _stemhook(backend: Backend, name: str, workdir: Path) -> Iterator[tuple[Server, Scratch, Path]]:
+    scratch = fresh(backend, name, workdir=workdir, postgres_server=PG_ADMIN.rsplit("/", 1)[0])
+    files_dir = workdir / f"{name}-files"
+    env = {
+        "STEMHOOK_DATABASE_URL": scratch.url,
+        "STEMHOOK_SQLITE_SYNCHRONOUS": "FULL",
+        "STEMHOOK_MIRROR": "true",
+        "STEMHOOK_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+        "STEMHOOK_FILES_DIR": str(files_dir),
+    }
+    port = free_port()
+    command = stemhook_command(port, 1)
+    try:
+        with serving(name, command, port=port, workers=1, workdir=workdir, env=env) as server:
+            yield server, scratch, files_dir
+    finally:
+        shutil.rmtree(files_dir, ignore_errors=True)  # gigabytes: the logs are what is kept
+        scratch.drop()
+
+
+def _mirror_pid(server: Server) -> int:
+    """The mirror process the server started last (app/mirror/process.py logs its pid)."""
+    started = _MIRROR_STARTED.findall(server.log.read_bytes())
+    if not started:
+        raise RuntimeError(f"{server.name} logged no mirror process: is mirroring on?")
+    return int(started[-1])
+
+
+def _until_stored(scratch: Scratch, count: int) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while (statuses := scratch.file_statuses()).get("stored", 0) < count:
+        if statuses.get("failed") or time.monotonic() > deadline:
+            raise RuntimeError(f"not all {count} files stored: {statuses}")
+        time.sleep(0.05)

@@ -149,21 +149,15 @@ class Mirror:
         return len(tasks)
 
     def _claimed(self, limit: int) -> list[_Task]:
-        now = self._clock()
-        with self._engine.connect() as connection:
-            # A read first: an idle poll then never takes SQLite's write lock.
-            due = connection.execute(select(FILES.table.c.id).where(FILES.due(now)).limit(1))
-            if due.first() is None:
-                return []
-        with (
-            self._turns.taken(until=time.monotonic() + _TURN_S),
-            self._engine.begin() as connection,
-        ):
+        # In the writers' turn even when nothing is due: on SQLite every transaction of this
+        # engine takes the write lock at BEGIN, a read included (app/db.py).
+        with self._transaction() as connection:
+            # The lease counts from when the claim runs, after any wait for the turn.
             rows = claim(
                 connection,
                 FILES,
                 worker=self._worker,
-                now=now,
+                now=self._clock(),
                 lease=self._options.lease,
                 limit=limit,
             )

@@ -63,6 +63,7 @@ endif
 	$(BIN)/python -m bench.ingest --profile
 	$(BIN)/python -m bench.reliability
 	$(BIN)/python -m bench.retention
+	$(BIN)/python -m bench.mirror --backend both --output BENCHMARKS.md
 
 clean:
 	rm -rf .venv .venv-* $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench.ingest.report import LATER, MIRROR, RELIABILITY, REPORT, RETENTION, Section
+from bench.ingest.report import LATER, RELIABILITY, REPORT, RETENTION, Section
 
 # The sections bench/ingest/report.py's render() writes, in its order, then those the later
 # benchmarks write where it left them pending (LATER).
@@ -22,6 +22,7 @@ GENERATED = [
     "Machine",
     "Reliability: faults, hostile input, fuzzing",
     "Retention: 100,000 bodies out of 2,000,000 deliveries",
+    "Mirroring: throughput, and callback latency during a download",
 ]
 INGEST = "# Benchmarks\n\n## Machine\n\n- 2 cores\n"
 
@@ -80,10 +81,3 @@ def test_filling_the_pending_sections_in_any_order_gives_one_report() -> None:
 
 def test_figures_go_at_the_end_of_a_report_without_their_section() -> None:
     assert RETENTION.placed(INGEST, figures(RETENTION)) == INGEST + "\n" + figures(RETENTION)
-
-
-def test_mirror_figures_follow_the_later_sections_and_replace_their_own() -> None:
-    report = INGEST + "\n" + "\n".join(later.pending() for later in LATER)
-    placed = MIRROR.placed(report, figures(MIRROR))
-    assert placed == report + "\n" + figures(MIRROR)
-    assert MIRROR.placed(placed, MIRROR.wrap("newer")) == report + "\n" + MIRROR.wrap("newer")

@@ -2,7 +2,8 @@
 
 Every full run overwrites the whole file: nothing of an earlier run, and nothing written by hand,
 is kept. Its last sections, each between its own markers (LATER), are left pending here and
-filled by bench/reliability.py and bench/retention.py, which `make bench` runs next. What the
+filled by bench/reliability.py, bench/retention.py and bench/mirror/, which `make bench` runs
+next. What the
 figures decided lives in docs/decisions/, not in this file.
 """
 
@@ -72,10 +73,9 @@ class Section:
 
 RELIABILITY = Section("reliability", "Reliability: faults, hostile input, fuzzing")
 RETENTION = Section("retention", "Retention: 100,000 bodies out of 2,000,000 deliveries")
-# Placed by `python -m bench.mirror --output BENCHMARKS.md`, after those of LATER.
 MIRROR = Section("mirror", "Mirroring: throughput, and callback latency during a download")
 # In the order they follow the ingest report, which is the order a run appends them in.
-LATER = (RELIABILITY, RETENTION)
+LATER = (RELIABILITY, RETENTION, MIRROR)
 
 
 def render(outcome: Outcome, pending: tuple[Section, ...] = ()) -> str:

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.fetching.addresses import admissible
+from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
 from app.mirror.sources import MirrorPolicy
 
 MIN_TOKEN_LENGTH = 16
@@ -129,6 +130,10 @@ class Settings(BaseSettings):
     fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Between two reads of a body, not for the whole body: a slow but moving download goes on.
     fetch_read_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # A whole fetch (connecting, redirects, body) past this is cut off and retried later, however
+    # steadily its bytes arrive: a source sending a byte per read timeout would otherwise hold a
+    # worker for years. An hour lets the 2 GiB cap arrive at ~600 KB/s.
+    fetch_timeout_s: float = Field(default=DEFAULT_FETCH_TIMEOUT_S, ge=1, le=86400)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

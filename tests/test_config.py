@@ -166,14 +166,15 @@ def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPa
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_fetch_limits_default_to_2_gib_10_s_and_60_s() -> None:
+def test_fetch_limits_default_to_2_gib_10_s_60_s_and_an_hour() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
 
     assert (
         settings.fetch_max_bytes,
         settings.fetch_connect_timeout_s,
         settings.fetch_read_timeout_s,
-    ) == (2147483648, 10.0, 60.0)
+        settings.fetch_timeout_s,
+    ) == (2147483648, 10.0, 60.0, 3600.0)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +184,8 @@ def test_fetch_limits_default_to_2_gib_10_s_and_60_s() -> None:
         ("STEMHOOK_FETCH_CONNECT_TIMEOUT_S", "0"),
         ("STEMHOOK_FETCH_READ_TIMEOUT_S", "-1"),
         ("STEMHOOK_FETCH_READ_TIMEOUT_S", "601"),
+        ("STEMHOOK_FETCH_TIMEOUT_S", "0"),
+        ("STEMHOOK_FETCH_TIMEOUT_S", "86401"),
     ],
 )
 def test_a_fetch_limit_out_of_range_fails_start_up(

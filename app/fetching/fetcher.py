@@ -4,9 +4,10 @@ A callback's URLs come from a stranger, so every hop (the URL and each redirect)
 alike: https, or plain http to an admitted network only (app/fetching/connect.py judges the
 addresses); no userinfo; at most `MAX_REDIRECTS` redirects, followed here rather than by httpx
 so that each one passes the same checks. Nothing from the environment is used (proxies, netrc,
-SSL_CERT_FILE), and no cookie is kept between fetches. The body is streamed as sent
-(`Accept-Encoding: identity`, never decoded): the size cap counts bytes on the wire, and a small
-compressed body cannot inflate past it in memory. A whole fetch, redirects and body
+SSL_CERT_FILE), and no cookie is kept between fetches. The file is asked for as it is
+(`Accept-Encoding: identity`) and an encoded body is refused, never decoded: the size cap counts
+the file's own bytes, a small compressed body cannot inflate past it, and what is stored is the
+file, not a compressed copy that would be served as it. A whole fetch, redirects and body
 included, must end within its deadline (app/fetching/deadline.py), whatever the pace of the reads.
 
 Synchronous: it runs in worker threads, and one Fetcher may serve them all: httpcore's pool is
@@ -16,6 +17,7 @@ refuses every cookie.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import time
@@ -32,6 +34,7 @@ from app.fetching.connect import GuardedTransport, Resolver
 from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S, Clock, Deadline, fetching_within
 from app.fetching.errors import (
     BadStatus,
+    Encoded,
     Gone,
     Refused,
     Retryable,
@@ -47,6 +50,9 @@ _GONE = frozenset({403, 404, 410})
 # 408: the server gave up waiting for our request, which says nothing about the file.
 _RETRYABLE_4XX = frozenset({408, 429})
 _HEADERS = {"User-Agent": "stemhook (result file mirror)", "Accept-Encoding": "identity"}
+# A Content-Encoding worth naming in an error: a short list of tokens, nothing a stranger can
+# stuff with text of their own.
+_NAMED_ENCODING = re.compile(r"[A-Za-z0-9_.+-]{1,20}(?:\s*,\s*[A-Za-z0-9_.+-]{1,20}){0,3}")
 
 
 class Download:
@@ -57,9 +63,6 @@ class Download:
         self._max_bytes = max_bytes
         self._deadline = deadline
         self.content_type: str | None = response.headers.get("content-type")
-        # Set only when the server encoded the body though asked not to: chunks() is then
-        # the encoded file, to be stored with this encoding.
-        self.content_encoding: str | None = response.headers.get("content-encoding")
         self.length: int | None = _content_length(response)
         self.final_url: str = str(response.url)
 
@@ -164,6 +167,7 @@ class Fetcher:
     def _accepted(self, response: httpx.Response) -> httpx.Response:
         status, host = response.status_code, response.url.host
         if status == 200:
+            _check_unencoded(response)
             length = _content_length(response)
             if length is None or length <= self._max_bytes:
                 return response
@@ -207,6 +211,16 @@ def checked_url(text: str, *, base: httpx.URL | None = None) -> httpx.URL:
     if url.port is not None and not 0 < url.port < 65536:
         raise Refused(f"refused: port {url.port} does not exist")
     return url.copy_with(fragment=None)
+
+
+def _check_unencoded(response: httpx.Response) -> None:
+    """Encoded, and the response closed, unless the body is the file as it is."""
+    encoding = response.headers.get("content-encoding", "").strip()
+    if encoding.lower() in ("", "identity"):
+        return
+    response.close()
+    named = encoding if _NAMED_ENCODING.fullmatch(encoding) else "content"
+    raise Encoded(f"failed: {response.url.host} sent the file {named}-encoded though asked not to")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

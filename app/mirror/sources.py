@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.providers.model import OutputFile
 
@@ -28,14 +28,27 @@ NO_COS_CREDENTIALS = (
     " (STEMHOOK_COS_SECRET_ID, STEMHOOK_COS_SECRET_KEY)"
 )
 NO_BUCKET = "the callback names no URL and no COS bucket and region for the file"
+BUCKET_NOT_ALLOWED = (
+    "the file is in a COS bucket (or region) that STEMHOOK_COS_BUCKETS does not name: the COS"
+    " keys sign requests to those buckets only"
+)
+
+
+class CosBucket(NamedTuple):
+    """An entry of STEMHOOK_COS_BUCKETS: `bucket` in any region, or in `region` only."""
+
+    bucket: str
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MirrorPolicy:
-    """`enabled`: STEMHOOK_MIRROR; `cos`: whether COS credentials are configured."""
+    """`enabled`: STEMHOOK_MIRROR; `cos`: whether COS credentials are configured;
+    `cos_buckets`: the buckets they may read (STEMHOOK_COS_BUCKETS), none by default."""
 
     enabled: bool
     cos: bool
+    cos_buckets: frozenset[CosBucket] = frozenset()
 
     def file_row(
         self, output: OutputFile, *, job_pk: int, position: int, now: datetime
@@ -65,4 +78,8 @@ class MirrorPolicy:
             return None
         if output.bucket is None or output.region is None:
             return NO_BUCKET
-        return None if self.cos else NO_COS_CREDENTIALS
+        if not self.cos:
+            return NO_COS_CREDENTIALS
+        # A callback names the bucket: the keys must not read whichever a stranger chooses.
+        allowed = {CosBucket(output.bucket), CosBucket(output.bucket, output.region)}
+        return None if allowed & self.cos_buckets else BUCKET_NOT_ALLOWED

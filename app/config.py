@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Result files are mirrored here when no bucket is named: provider links expire.
     files_dir: Path = Path("./stemhook-files")
+    # A write to files_dir stops, its partial file removed, and is retried later rather than take
+    # that file system's free space below this: a full disk fails the database's writes too when
+    # it shares it. 0: no floor.
+    files_min_free_bytes: int = Field(default=1024**3, ge=0, le=1024**5)
     # "s3://bucket/prefix": mirrored files go to this bucket instead, so that every replica
     # behind a load balancer serves the same files.
     files_url: str | None = None

@@ -14,7 +14,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.fetching.addresses import admissible
-from app.mirror.sources import MirrorPolicy
+from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
+from app.mirror.cos import check_bucket, check_region
+from app.mirror.sources import CosBucket, MirrorPolicy
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -95,6 +97,10 @@ class Settings(BaseSettings):
     # signed by these, skipped without them.
     cos_secret_id: SecretStr | None = None
     cos_secret_key: SecretStr | None = None
+    # The buckets those keys may read ("bucket-1250000000" or "bucket-1250000000@ap-guangzhou",
+    # comma-separated), required with them: a callback names the bucket, and the keys would
+    # otherwise sign reads of any bucket a stranger names (their owner's others included).
+    cos_buckets: Annotated[tuple[CosBucket, ...], NoDecode] = ()
     # Files each process fetches at once; a file whose worker stops renewing its lease (every
     # third of it, so at least ten of the worker's one-second polls) is fetched again by another
     # after it; a failure that may pass is retried
@@ -110,6 +116,10 @@ class Settings(BaseSettings):
     fetch_allow_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     # Result files are mirrored here when no bucket is named: provider links expire.
     files_dir: Path = Path("./stemhook-files")
+    # A write to files_dir stops, its partial file removed, and is retried later rather than take
+    # that file system's free space below this: a full disk fails the database's writes too when
+    # it shares it. 0: no floor.
+    files_min_free_bytes: int = Field(default=1024**3, ge=0, le=1024**5)
     # "s3://bucket/prefix": mirrored files go to this bucket instead, so that every replica
     # behind a load balancer serves the same files.
     files_url: str | None = None
@@ -133,6 +143,10 @@ class Settings(BaseSettings):
     fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Between two reads of a body, not for the whole body: a slow but moving download goes on.
     fetch_read_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # A whole fetch (connecting, redirects, body) past this is cut off and retried later, however
+    # steadily its bytes arrive: a source sending a byte per read timeout would otherwise hold a
+    # worker for years. An hour lets the 2 GiB cap arrive at ~600 KB/s.
+    fetch_timeout_s: float = Field(default=DEFAULT_FETCH_TIMEOUT_S, ge=1, le=86400)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -157,6 +171,19 @@ class Settings(BaseSettings):
         if not isinstance(items, Iterable):
             return items
         return tuple(parse_network(str(item)) for item in items if str(item).strip())
+
+    @field_validator("cos_buckets", mode="before")
+    @classmethod
+    def _parse_cos_buckets(cls, value: object) -> object:
+        # Entries given in code as text take the environment's path, as networks do.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, Iterable):
+            return items
+        return tuple(
+            parse_cos_bucket(item) if isinstance(item, str) else item
+            for item in items
+            if not isinstance(item, str) or item.strip()
+        )
 
     @field_validator(
         "purge_deliveries_older_than",
@@ -212,9 +239,23 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _cos_keys_name_their_buckets(self) -> Settings:
+        if self.cos_secret_id is not None and not self.cos_buckets:
+            raise ValueError(
+                "STEMHOOK_COS_BUCKETS must name the buckets the COS keys may read (bucket or"
+                " bucket@region, comma-separated): a callback names the bucket, and without it"
+                " the keys would read any bucket a stranger names"
+            )
+        return self
+
     @property
     def mirror_policy(self) -> MirrorPolicy:
-        return MirrorPolicy(enabled=self.mirror, cos=self.cos_secret_id is not None)
+        return MirrorPolicy(
+            enabled=self.mirror,
+            cos=self.cos_secret_id is not None,
+            cos_buckets=frozenset(self.cos_buckets),
+        )
 
     @field_validator("files_url")
     @classmethod
@@ -268,6 +309,15 @@ def parse_network(text: str) -> IPv4Network | IPv6Network:
         return admissible(network)
     except ValueError as error:
         raise ValueError(f"{text.strip()!r} may not be admitted: {error}") from None
+
+
+def parse_cos_bucket(text: str) -> CosBucket:
+    """ "media-1250000000" (any region) or "media-1250000000@ap-guangzhou", held to COS's names."""
+    bucket, at, region = text.strip().partition("@")
+    try:
+        return CosBucket(check_bucket(bucket), check_region(region) if at else None)
+    except ValueError as error:
+        raise ValueError(f"{text.strip()!r} is not bucket or bucket@region: {error}") from None
 
 
 @lru_cache(maxsize=1)

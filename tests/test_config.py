@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from ipaddress import ip_address, ip_network
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from app.config import Settings, format_duration, parse_duration
 from app.fetching.addresses import why_refused
+from app.mirror.sources import CosBucket
 
 _HOLDS_IPV4_MAPPED = (
     "it holds ::ffff:0:0/96, all of IPv4 in IPv4-mapped form, which it would not admit:"
@@ -167,14 +169,15 @@ def _settings_with_networks(value: str, given: str, monkeypatch: pytest.MonkeyPa
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_fetch_limits_default_to_2_gib_10_s_and_60_s() -> None:
+def test_fetch_limits_default_to_2_gib_10_s_60_s_and_an_hour() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
 
     assert (
         settings.fetch_max_bytes,
         settings.fetch_connect_timeout_s,
         settings.fetch_read_timeout_s,
-    ) == (2147483648, 10.0, 60.0)
+        settings.fetch_timeout_s,
+    ) == (2147483648, 10.0, 60.0, 3600.0)
 
 
 @pytest.mark.parametrize(
@@ -184,6 +187,8 @@ def test_fetch_limits_default_to_2_gib_10_s_and_60_s() -> None:
         ("STEMHOOK_FETCH_CONNECT_TIMEOUT_S", "0"),
         ("STEMHOOK_FETCH_READ_TIMEOUT_S", "-1"),
         ("STEMHOOK_FETCH_READ_TIMEOUT_S", "601"),
+        ("STEMHOOK_FETCH_TIMEOUT_S", "0"),
+        ("STEMHOOK_FETCH_TIMEOUT_S", "86401"),
     ],
 )
 def test_a_fetch_limit_out_of_range_fails_start_up(
@@ -219,4 +224,56 @@ def test_stored_files_are_kept_unless_a_retention_age_is_set() -> None:
     assert (unset.purge_files_older_than, asked.purge_files_older_than) == (
         None,
         timedelta(days=90),
+    )
+
+
+def test_cos_buckets_are_parsed_from_comma_separated_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_COS_BUCKETS", " media-1250000000, stems-1250000000@ap-guangzhou,,")
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    expected = (CosBucket("media-1250000000"), CosBucket("stems-1250000000", "ap-guangzhou"))
+    assert settings.cos_buckets == expected
+    assert settings.mirror_policy.cos_buckets == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("Media-1250000000", "not a COS bucket name"),
+        ("media", "not a COS bucket name"),
+        ("evil.example-1", "not a COS bucket name"),
+        ("media-1250000000@", "not a COS region"),
+        ("media-1250000000@mars", "not a COS region"),
+        ("media-1250000000@ap-guangzhou@x", "not a COS region"),
+    ],
+)
+def test_a_cos_bucket_that_cos_would_not_have_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, entry: str, why: str
+) -> None:
+    monkeypatch.setenv("STEMHOOK_COS_BUCKETS", f"media-1250000000,{entry}")
+
+    with pytest.raises(ValidationError, match=f"{re.escape(repr(entry))} is not bucket or"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=why):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_cos_keys_without_the_buckets_they_may_read_fail_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else a callback naming any bucket the keys can read would have it copied and served."""
+    monkeypatch.setenv("STEMHOOK_COS_SECRET_ID", "AKIDexample")
+    monkeypatch.setenv("STEMHOOK_COS_SECRET_KEY", "a-secret")
+
+    with pytest.raises(ValidationError, match="STEMHOOK_COS_BUCKETS must name the buckets"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    monkeypatch.setenv("STEMHOOK_COS_BUCKETS", "media-1250000000")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.mirror_policy.cos, settings.cos_buckets) == (
+        True,
+        (CosBucket("media-1250000000"),),
     )

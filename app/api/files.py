@@ -3,8 +3,9 @@ needs to seek.
 
 The bytes come from a stranger's URL, so they are served as data, never as a page of this
 origin: only audio, video, raster images, plain text and octet streams keep their content type
-(an HTML or SVG file would run its scripts here), and every answer forbids sniffing and carries
-a sandboxing Content-Security-Policy.
+(an HTML or SVG file would run its scripts here), anything but audio and video is a download
+(app/api/served_types.py), and every answer forbids sniffing and carries a sandboxing
+Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.api.deps import FilesDep, SessionDep, require_api_token
 from app.api.jobs import JobIdPath, ProviderPath
 from app.api.ranges import byte_range
 from app.api.schemas.common import ErrorOut
+from app.api.served_types import served_type
 from app.errors import NotFound
 from app.queries.files import stored_copy
 from app.storage.store import MissingFile
@@ -31,8 +33,6 @@ router = APIRouter(
     dependencies=[Depends(require_api_token)],
     responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
-_SAFE_TYPES = ("audio/", "video/", "image/png", "image/jpeg", "image/gif", "image/webp")
-_SAFE_EXACT = ("application/octet-stream", "text/plain")
 _SANDBOX = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "sandbox; default-src 'none'",
@@ -75,22 +75,18 @@ async def stored_file(
         chunks = await run_in_threadpool(files.open, copy.storage_key, start, end)
     except MissingFile:
         raise NotFound(f"the stored copy of output {position} is missing from the store") from None
+    media_type, disposition = served_type(copy.content_type)
+    # As a header, not media_type=: Starlette would add a charset to text/plain, a guess.
+    headers["Content-Type"] = media_type
+    headers["Content-Disposition"] = disposition
     headers["Content-Length"] = str(end - start)
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{copy.bytes}"
     return StreamingResponse(
         _streamed(chunks),
         status_code=206 if span is not None else 200,
-        media_type=_served_type(copy.content_type),
         headers=headers,
     )
-
-
-def _served_type(content_type: str | None) -> str:
-    essence = (content_type or "").split(";")[0].strip().lower()
-    if essence.startswith(_SAFE_TYPES) or essence in _SAFE_EXACT:
-        return essence
-    return "application/octet-stream"
 
 
 async def _streamed(chunks: Chunks) -> AsyncIterator[bytes]:

@@ -12,7 +12,8 @@ httpcore still sends it as SNI and the certificate is verified against it, never
 address. httpx's own `HTTPTransport` takes no network backend, so `GuardedTransport` is a small
 `httpx.BaseTransport` (httpx's documented extension point) over two such pools: https to
 addresses the guard allows, plain http only to addresses inside STEMHOOK_FETCH_ALLOW_NETWORKS.
-It turns httpcore's exceptions into the fetch's own (app/fetching/errors.py).
+It turns httpcore's exceptions into the fetch's own (app/fetching/errors.py). Every socket
+operation waits no longer than the fetch's deadline allows (app/fetching/deadline.py).
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ import httpcore
 import httpx
 
 from app.fetching.addresses import IPAddress, IPNetwork, is_admitted, why_refused
+from app.fetching.deadline import bounded, check
 from app.fetching.errors import Refused, Retryable
 
 # Connections kept open between fetches per pool: files come from a few hosts, one at a time.
 _KEEPALIVE_CONNECTIONS = 8
 _KEEPALIVE_EXPIRY_S = 5.0
+# Addresses of one host tried in turn, in the resolver's order (all of them are judged first): a
+# name resolving to dozens of unreachable addresses would otherwise cost dozens of connect
+# timeouts; four cover a dual-stack host with a spare of each family.
+ADDRESSES_TRIED = 4
 
 
 class Resolver(Protocol):
@@ -44,7 +50,8 @@ class Resolver(Protocol):
 
 
 class GuardedBackend(httpcore.NetworkBackend):
-    """Connects only when every address the host resolves to is allowed, and only to those.
+    """Connects only when every address the host resolves to is allowed, and only to those: the
+    first ADDRESSES_TRIED of them in turn.
 
     With `plain` (the http pool) every address must also lie in an admitted network: an
     unencrypted fetch from the internet could be altered on the way.
@@ -65,18 +72,21 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in self.addresses(host, port):
+        for address in self.addresses(host, port)[:ADDRESSES_TRIED]:
             try:
-                return self._backend.connect_tcp(
+                stream = self._backend.connect_tcp(
                     str(address),
                     port,
-                    timeout=timeout,
+                    timeout=bounded(timeout),
                     local_address=local_address,
                     socket_options=socket_options,
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 failure = error
+            else:
+                return _DeadlineStream(stream)
         assert failure is not None  # `addresses` returns at least one
+        check()  # a connect the deadline cut short is reported as the deadline
         raise failure
 
     def connect_unix_socket(
@@ -120,6 +130,47 @@ class GuardedBackend(httpcore.NetworkBackend):
                 f"refused: plain http to {address}{named}, outside the networks admitted by"
                 " STEMHOOK_FETCH_ALLOW_NETWORKS: use https"
             )
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every operation waits no longer than the fetch's deadline allows."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        with _deadline_named():
+            return self._stream.read(max_bytes, bounded(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        with _deadline_named():
+            self._stream.write(buffer, bounded(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        with _deadline_named():
+            secured = self._stream.start_tls(ssl_context, server_hostname, bounded(timeout))
+        return _DeadlineStream(secured)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+@contextmanager
+def _deadline_named() -> Iterator[None]:
+    """A timeout that the deadline cut short is reported as the deadline, not as a slow read."""
+    try:
+        yield
+    except httpcore.TimeoutException:
+        check()
+        raise
 
 
 class GuardedTransport(httpx.BaseTransport):

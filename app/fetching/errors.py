@@ -5,7 +5,9 @@
     │   ├── Refused           the URL, an address it resolves to or its redirects may not be
     │   │                     fetched ("refused: 127.0.0.2 is a loopback address")
     │   ├── TooLarge          the body is, or grew, over STEMHOOK_FETCH_MAX_BYTES
-    │   └── BadStatus         an answer that is none of 200, a redirect, or the ones below
+    │   ├── BadStatus         an answer that is none of 200, a redirect, or the ones below
+    │   └── Encoded           a 200 whose body is content-encoded (gzip, ...), though the
+    │                         fetch asked for the file as it is
     ├── Gone                  403, 404, 410: confirmed by one short retry, then failed
     └── Retryable             no answer in time, a connection, TLS or protocol failure, 408,
                               429, 5xx; `retry_after_s` when the server said when to come back
@@ -44,6 +46,11 @@ class BadStatus(PermanentFetchError):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Encoded(PermanentFetchError):
+    """The server compressed the body though asked not to: stored, those bytes would be served
+    as the file itself."""
 
 
 class Gone(FetchError):

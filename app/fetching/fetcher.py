@@ -4,9 +4,11 @@ A callback's URLs come from a stranger, so every hop (the URL and each redirect)
 alike: https, or plain http to an admitted network only (app/fetching/connect.py judges the
 addresses); no userinfo; at most `MAX_REDIRECTS` redirects, followed here rather than by httpx
 so that each one passes the same checks. Nothing from the environment is used (proxies, netrc,
-SSL_CERT_FILE), and no cookie is kept between fetches. The body is streamed as sent
-(`Accept-Encoding: identity`, never decoded): the size cap counts bytes on the wire, and a small
-compressed body cannot inflate past it in memory.
+SSL_CERT_FILE), and no cookie is kept between fetches. The file is asked for as it is
+(`Accept-Encoding: identity`) and an encoded body is refused, never decoded: the size cap counts
+the file's own bytes, a small compressed body cannot inflate past it, and what is stored is the
+file, not a compressed copy that would be served as it. A whole fetch, redirects and body
+included, must end within its deadline (app/fetching/deadline.py), whatever the pace of the reads.
 
 Synchronous: it runs in worker threads, and one Fetcher may serve them all: httpcore's pool is
 thread-safe (its documentation says so), and the client keeps no state between fetches, as it
@@ -15,8 +17,10 @@ refuses every cookie.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,8 +31,10 @@ import httpx
 
 from app.fetching.addresses import IPNetwork
 from app.fetching.connect import GuardedTransport, Resolver
+from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S, Clock, Deadline, fetching_within
 from app.fetching.errors import (
     BadStatus,
+    Encoded,
     Gone,
     Refused,
     Retryable,
@@ -44,29 +50,33 @@ _GONE = frozenset({403, 404, 410})
 # 408: the server gave up waiting for our request, which says nothing about the file.
 _RETRYABLE_4XX = frozenset({408, 429})
 _HEADERS = {"User-Agent": "stemhook (result file mirror)", "Accept-Encoding": "identity"}
+# A Content-Encoding worth naming in an error: a short list of tokens, nothing a stranger can
+# stuff with text of their own.
+_NAMED_ENCODING = re.compile(r"[A-Za-z0-9_.+-]{1,20}(?:\s*,\s*[A-Za-z0-9_.+-]{1,20}){0,3}")
 
 
 class Download:
     """One answered fetch: what the headers say, and the body to stream once."""
 
-    def __init__(self, response: httpx.Response, *, max_bytes: int) -> None:
+    def __init__(self, response: httpx.Response, *, max_bytes: int, deadline: Deadline) -> None:
         self._response = response
         self._max_bytes = max_bytes
+        self._deadline = deadline
         self.content_type: str | None = response.headers.get("content-type")
-        # Set only when the server encoded the body though asked not to: chunks() is then
-        # the encoded file, to be stored with this encoding.
-        self.content_encoding: str | None = response.headers.get("content-encoding")
         self.length: int | None = _content_length(response)
         self.final_url: str = str(response.url)
 
     def chunks(self) -> Iterator[bytes]:
         """The body in pieces of at most CHUNK_BYTES; TooLarge past the cap, Retryable if the
-        connection fails or the body ends short of its Content-Length."""
+        connection fails, the body ends short of its Content-Length or the fetch's deadline
+        passes."""
         received = 0
         for chunk in self._response.iter_raw(CHUNK_BYTES):
             received += len(chunk)
             if received > self._max_bytes:
                 raise TooLarge(f"too large: the body grew past the cap of {self._max_bytes} bytes")
+            # Also here, as a piece may come from what an earlier read buffered.
+            self._deadline.remaining_s()
             yield chunk
 
 
@@ -80,16 +90,22 @@ class Fetcher:
         max_bytes: int,
         connect_timeout_s: float,
         read_timeout_s: float,
+        total_timeout_s: float = DEFAULT_FETCH_TIMEOUT_S,
         ssl_context: ssl.SSLContext | None = None,
         resolver: Resolver = socket.getaddrinfo,
+        clock: Clock = time.monotonic,
     ) -> None:
-        """`ssl_context` replaces the default trust store (certifi's), for a private CA or a
-        test's: it must verify certificates and host names, as no fetch goes without."""
+        """`total_timeout_s` bounds a whole fetch, from `open` to the body's last byte, as
+        measured by `clock` (a monotonic one). `ssl_context` replaces the default trust store
+        (certifi's), for a private CA or a test's: it must verify certificates and host names,
+        as no fetch goes without."""
         if ssl_context is None:
             ssl_context = httpx.create_ssl_context(trust_env=False)
         elif ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
             raise ValueError("the SSL context must verify certificates and host names")
         self._max_bytes = max_bytes
+        self._total_timeout_s = total_timeout_s
+        self._clock = clock
         self._client = httpx.Client(
             transport=GuardedTransport(
                 admitted=admitted, resolver=resolver, ssl_context=ssl_context
@@ -113,13 +129,16 @@ class Fetcher:
         """GET `url`, following up to MAX_REDIRECTS redirects, each checked like `url`.
 
         `headers` go to `url`'s origin only, never to another a redirect leads to. Raises a
-        FetchError (app/fetching/errors.py) unless the final answer is 200 within the cap.
+        FetchError (app/fetching/errors.py) unless the final answer is 200 within the cap, and
+        Retryable once `total_timeout_s` has passed since the call, streaming included.
         """
-        response = self._follow(checked_url(url), headers)
-        try:
-            yield Download(response, max_bytes=self._max_bytes)
-        finally:
-            response.close()
+        deadline = Deadline(self._total_timeout_s, self._clock(), self._clock)
+        with fetching_within(deadline):
+            response = self._follow(checked_url(url), headers)
+            try:
+                yield Download(response, max_bytes=self._max_bytes, deadline=deadline)
+            finally:
+                response.close()
 
     def close(self) -> None:
         self._client.close()
@@ -148,6 +167,7 @@ class Fetcher:
     def _accepted(self, response: httpx.Response) -> httpx.Response:
         status, host = response.status_code, response.url.host
         if status == 200:
+            _check_unencoded(response)
             length = _content_length(response)
             if length is None or length <= self._max_bytes:
                 return response
@@ -191,6 +211,16 @@ def checked_url(text: str, *, base: httpx.URL | None = None) -> httpx.URL:
     if url.port is not None and not 0 < url.port < 65536:
         raise Refused(f"refused: port {url.port} does not exist")
     return url.copy_with(fragment=None)
+
+
+def _check_unencoded(response: httpx.Response) -> None:
+    """Encoded, and the response closed, unless the body is the file as it is."""
+    encoding = response.headers.get("content-encoding", "").strip()
+    if encoding.lower() in ("", "identity"):
+        return
+    response.close()
+    named = encoding if _NAMED_ENCODING.fullmatch(encoding) else "content"
+    raise Encoded(f"failed: {response.url.host} sent the file {named}-encoded though asked not to")
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

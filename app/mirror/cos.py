@@ -104,16 +104,26 @@ def authorization(
     )
 
 
-def _host(bucket: str, region: str) -> str:
+def check_bucket(bucket: str) -> str:
+    """`bucket`, or ValueError unless it is a COS bucket name (BucketName-APPID)."""
     # fullmatch: `$` would let a trailing newline through.
     if not _BUCKET.fullmatch(bucket):
         raise ValueError(
             f"not a COS bucket name (BucketName-APPID: lowercase letters, digits and hyphens,"
             f" then '-' and the numeric APPID): {bucket!r}"
         )
+    return bucket
+
+
+def check_region(region: str) -> str:
+    """`region`, or ValueError unless it is a COS region's name."""
     if not _REGION.fullmatch(region):
         raise ValueError(f"not a COS region (like ap-guangzhou or na-siliconvalley): {region!r}")
-    return f"{bucket}.cos.{region}.myqcloud.com"
+    return region
+
+
+def _host(bucket: str, region: str) -> str:
+    return f"{check_bucket(bucket)}.cos.{check_region(region)}.myqcloud.com"
 
 
 def _object_path(key: str) -> str:

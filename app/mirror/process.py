@@ -69,6 +69,7 @@ def serve(settings: Settings) -> None:
         max_bytes=settings.fetch_max_bytes,
         connect_timeout_s=settings.fetch_connect_timeout_s,
         read_timeout_s=settings.fetch_read_timeout_s,
+        total_timeout_s=settings.fetch_timeout_s,
     )
     store = open_store(settings)
     store.sweep_temporaries(STALE_TEMPORARIES)
@@ -79,6 +80,7 @@ def serve(settings: Settings) -> None:
         options=mirror_options(settings),
         worker=secrets.token_hex(8),
         cos=cos_keys(settings),
+        cos_buckets=frozenset(settings.cos_buckets),
     )
     signal.signal(signal.SIGTERM, lambda *_: mirror.stop())
     try:

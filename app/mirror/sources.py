@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.providers.model import OutputFile
 
@@ -32,14 +32,27 @@ NO_COS_CREDENTIALS = (
     " (STEMHOOK_COS_SECRET_ID, STEMHOOK_COS_SECRET_KEY)"
 )
 NO_BUCKET = "the callback names no URL and no COS bucket and region for the file"
+BUCKET_NOT_ALLOWED = (
+    "the file is in a COS bucket (or region) that STEMHOOK_COS_BUCKETS does not name: the COS"
+    " keys sign requests to those buckets only"
+)
+
+
+class CosBucket(NamedTuple):
+    """An entry of STEMHOOK_COS_BUCKETS: `bucket` in any region, or in `region` only."""
+
+    bucket: str
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MirrorPolicy:
-    """`enabled`: STEMHOOK_MIRROR; `cos`: whether COS credentials are configured."""
+    """`enabled`: STEMHOOK_MIRROR; `cos`: whether COS credentials are configured;
+    `cos_buckets`: the buckets they may read (STEMHOOK_COS_BUCKETS), none by default."""
 
     enabled: bool
     cos: bool
+    cos_buckets: frozenset[CosBucket] = frozenset()
 
     def file_row(
         self, output: OutputFile, *, job_pk: int, position: int, now: datetime
@@ -69,4 +82,14 @@ class MirrorPolicy:
             return None
         if output.bucket is None or output.region is None:
             return NO_BUCKET
-        return None if self.cos else NO_COS_CREDENTIALS
+        if not self.cos:
+            return NO_COS_CREDENTIALS
+        return (
+            None if may_read(self.cos_buckets, output.bucket, output.region) else BUCKET_NOT_ALLOWED
+        )
+
+
+def may_read(buckets: frozenset[CosBucket], bucket: str, region: str) -> bool:
+    """Whether the COS keys may read `bucket` in `region`: a callback names the bucket, and the
+    keys must not read whichever a stranger chooses."""
+    return bool({CosBucket(bucket), CosBucket(bucket, region)} & buckets)

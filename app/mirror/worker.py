@@ -35,7 +35,14 @@ from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
 from app.fetching.fetcher import Fetcher
 from app.ingest.turns import turn_transaction, writer_turns
 from app.mirror.cos import CosKeys, signed_get
-from app.mirror.sources import NO_BUCKET, NO_COS_CREDENTIALS, FileStatus
+from app.mirror.sources import (
+    BUCKET_NOT_ALLOWED,
+    NO_BUCKET,
+    NO_COS_CREDENTIALS,
+    CosBucket,
+    FileStatus,
+    may_read,
+)
 from app.storage.keys import file_key
 from app.storage.store import FileStore, StoredFile
 from app.work.queue import QueueTable, backoff, claim, release, renew, settle
@@ -90,12 +97,14 @@ class Mirror:
         options: MirrorOptions,
         worker: str,
         cos: CosKeys | None = None,
+        cos_buckets: frozenset[CosBucket] = frozenset(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`cos`: the keys that sign fetches from COS buckets; `clock` tells the time leases,
         retries and signatures are reckoned in (a test's own)."""
         self._engine = engine
         self._cos = cos
+        self._cos_buckets = cos_buckets
         self._clock = clock
         self._fetcher = fetcher
         self._store = store
@@ -261,6 +270,9 @@ class Mirror:
             raise ValueError(NO_COS_CREDENTIALS)
         if task.bucket is None or task.region is None or task.object is None:
             raise ValueError(NO_BUCKET)
+        # Queued before STEMHOOK_COS_BUCKETS changed, perhaps: checked again when fetched.
+        if not may_read(self._cos_buckets, task.bucket, task.region):
+            raise ValueError(BUCKET_NOT_ALLOWED)
         return signed_get(
             task.bucket,
             task.region,

@@ -8,7 +8,14 @@ knows about jobs, the database or HTTP: keys come from `file_key`, callers recor
 
 from app.storage.factory import open_store
 from app.storage.keys import check_key, file_key
-from app.storage.store import FileStore, MissingFile, StorageError, StoredFile, UnsafeKey
+from app.storage.store import (
+    FileStore,
+    MissingFile,
+    StorageError,
+    StorageFull,
+    StoredFile,
+    UnsafeKey,
+)
 from app.storage.streams import Chunks
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "FileStore",
     "MissingFile",
     "StorageError",
+    "StorageFull",
     "StoredFile",
     "UnsafeKey",
     "check_key",

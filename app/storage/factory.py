@@ -9,7 +9,7 @@ from app.storage.store import FileStore
 
 def open_store(settings: Settings) -> FileStore:
     if settings.files_url is None:
-        return LocalStore(settings.files_dir)
+        return LocalStore(settings.files_dir, min_free_bytes=settings.files_min_free_bytes)
     # Imported here: boto3 takes a noticeable part of a second to load, for buckets only.
     from app.storage.s3 import S3Store, s3_client
 

@@ -1,30 +1,54 @@
 """A directory of files (STEMHOOK_FILES_DIR): each written to a temporary beside its final
-name, made durable, then renamed over it, so a reader sees the old file or the new, whole."""
+name, made durable, then renamed over it, so a reader sees the old file or the new, whole.
+
+A write stops (StorageFull) rather than take the free space of the directory's file system
+below a floor (STEMHOOK_FILES_MIN_FREE_BYTES): a full disk would fail whatever else writes there,
+the database and its journal included, not only the next file.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 from stat import S_ISREG
 
 from app.storage.keys import check_key
-from app.storage.store import MissingFile, StoredFile, UnsafeKey
+from app.storage.store import MissingFile, StorageFull, StoredFile, UnsafeKey
 from app.storage.streams import Chunks, Digests, check_range
 
 # No key can begin with "." (app/storage/keys.py), so nothing named so is ever taken for a file.
 TEMPORARY_PREFIX = ".stemhook-partial-"
 _DIRECTORY_ATTEMPTS = 3
+# Bytes written between two looks at the free space: a statvfs call is cheap, yet one per
+# 64 KiB chunk would be a syscall for nothing; the floor absorbs what is written in between.
+FREE_SPACE_CHECKED_EVERY = 64 * 1024 * 1024
+
+
+def _available_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still take on `path`'s file system."""
+    status = os.statvfs(path)
+    return status.f_bavail * status.f_frsize
 
 
 class LocalStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        min_free_bytes: int = 0,
+        free_bytes: Callable[[Path], int] = _available_bytes,
+    ) -> None:
+        """`min_free_bytes`: the free space a write never takes the file system below (0: no
+        floor), as `free_bytes` measures it."""
         # Made by the first write: a process that only serves files creates nothing.
         self.root = Path(os.path.abspath(root))
+        self._min_free_bytes = min_free_bytes
+        self._free_bytes = free_bytes
 
     def path(self, key: str) -> Path:
         """Where the key's file lives; UnsafeKey for any key that would lead outside the root."""
@@ -39,7 +63,13 @@ class LocalStore:
         digests = Digests()
         try:
             with os.fdopen(descriptor, "wb") as out:
+                self._check_free_space()
+                unchecked = 0
                 for chunk in chunks:
+                    unchecked += len(chunk)
+                    if unchecked >= FREE_SPACE_CHECKED_EVERY:
+                        self._check_free_space()
+                        unchecked = 0
                     digests.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -95,6 +125,13 @@ class LocalStore:
                     with suppress(OSError):  # not empty, or gone already
                         path.rmdir()
         return removed
+
+    def _check_free_space(self) -> None:
+        if self._min_free_bytes and self._free_bytes(self.root) < self._min_free_bytes:
+            raise StorageFull(
+                f"less than {self._min_free_bytes} bytes free on the file system of the store"
+                f" {self.root.name!r} (STEMHOOK_FILES_MIN_FREE_BYTES)"
+            )
 
     def _temporary_beside(self, final: Path) -> tuple[int, str]:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
     StorageError
     ├── MissingFile   no file under the key (reading it, or asking its size)
-    └── UnsafeKey     a key that is not relative, plain and bounded (also a ValueError)
+    ├── UnsafeKey     a key that is not relative, plain and bounded (also a ValueError)
+    └── StorageFull   writing would leave the disk with less free space than its floor
 
 Anything else a backend raises (OSError, botocore's errors) passes through unchanged: the
 caller retries a failed write as a whole, since a failed write leaves nothing behind.
@@ -34,6 +35,10 @@ class MissingFile(StorageError, LookupError):
 
 class UnsafeKey(StorageError, ValueError):
     pass
+
+
+class StorageFull(StorageError):
+    """A write stopped before it filled the disk; one later, after space was freed, may pass."""
 
 
 @dataclass(frozen=True, slots=True)

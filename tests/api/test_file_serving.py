@@ -59,6 +59,7 @@ async def test_the_whole_file_is_served_as_data_with_its_etag(client: httpx.Asyn
 
 EXPECTED_HEADERS = {
     "content-type": "audio/mpeg",
+    "content-disposition": "inline",
     "etag": ETAG,
     "accept-ranges": "bytes",
     "x-content-type-options": "nosniff",
@@ -101,14 +102,24 @@ async def test_conditional_requests_use_the_etag(client: httpx.AsyncClient) -> N
     assert (other_version.status_code, other_version.content) == (200, CONTENT)
 
 
-async def test_a_file_that_could_act_as_a_page_is_served_as_an_octet_stream(
-    client: httpx.AsyncClient, engine: Engine
+@pytest.mark.parametrize(
+    ("sent", "served", "disposition"),
+    [
+        ("text/html; charset=utf-8", "application/octet-stream", "attachment"),
+        ("Video/MP4; codecs=avc1", "video/mp4", "inline"),
+        ("image/png", "image/png", "attachment"),
+        ("text/plain; charset=latin1", "text/plain", "attachment"),
+    ],
+)
+async def test_a_file_is_served_as_its_listed_type_and_downloaded_unless_played(
+    client: httpx.AsyncClient, engine: Engine, sent: str, served: str, disposition: str
 ) -> None:
-    set_files(engine, "t-1", "stored", position=1, content_type="text/html; charset=utf-8")
+    set_files(engine, "t-1", "stored", position=1, content_type=sent)
 
     answer = await client.get(HREF, headers=AUTH)
 
-    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["content-type"] == served
+    assert answer.headers["content-disposition"] == disposition
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from ipaddress import ip_address, ip_network
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -25,6 +26,7 @@ import trustme
 from app.fetching.connect import GuardedBackend, Resolver
 from app.fetching.errors import (
     BadStatus,
+    Encoded,
     Gone,
     Refused,
     Retryable,
@@ -119,8 +121,10 @@ def _short(handler: Handler) -> None:
     handler.close_connection = True
 
 
-def _gzipped(handler: Handler) -> None:
-    handler.answer(200, gzip.compress(PAYLOAD), {"Content-Encoding": "gzip"})
+def _encoded(handler: Handler) -> None:
+    encoding = handler.query("as")
+    body = gzip.compress(PAYLOAD) if encoding == "gzip" else PAYLOAD
+    handler.answer(200, body, {"Content-Encoding": encoding, "Content-Type": "audio/flac"})
 
 
 def _announced(handler: Handler) -> None:
@@ -139,7 +143,7 @@ ROUTES: dict[str, Route] = {
     "/status": _status,
     "/announced": _announced,
     "/short": _short,
-    "/gzipped": _gzipped,
+    "/encoded": _encoded,
     "/chunked": lambda handler: handler.chunked(int(handler.query("pieces")), b"x" * 65536),
     "/never": Handler.never_answer,
     "/cookie": lambda handler: handler.answer(200, b"", {"Set-Cookie": "session=s; Path=/"}),
@@ -222,15 +226,32 @@ def test_a_file_is_streamed_byte_identical_with_its_content_type(
     )
 
 
-def test_an_encoded_body_is_streamed_as_sent_with_its_encoding(
-    fetcher: Fetcher, server: FileServer
+@pytest.mark.parametrize(
+    ("encoding", "named"),
+    [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("gzip, br", "gzip, br"),
+        # A stranger's text is not repeated.
+        ("<script>alert(1)</script>", "content"),
+        ("x" * 200, "content"),
+    ],
+)
+def test_an_encoded_body_is_a_permanent_failure(
+    fetcher: Fetcher, server: FileServer, encoding: str, named: str
 ) -> None:
-    """Never decoded: the cap counts bytes on the wire, and a small body cannot inflate."""
-    with fetcher.open(f"http://127.0.0.1:{server.port}/gzipped") as download:
-        body = b"".join(download.chunks())
+    """Neither decoded (a small body could inflate past the cap) nor stored as sent (it would
+    be served as the file): asked for the file as it is, the server sent something else."""
+    with pytest.raises(Encoded) as failed:
+        fetch(fetcher, f"http://127.0.0.1:{server.port}/encoded?as={quote(encoding)}")
 
-    assert download.content_encoding == "gzip"
-    assert gzip.decompress(body) == PAYLOAD
+    assert str(failed.value) == (
+        f"failed: 127.0.0.1 sent the file {named}-encoded though asked not to"
+    )
+
+
+def test_an_identity_encoding_is_the_file_itself(fetcher: Fetcher, server: FileServer) -> None:
+    assert fetch(fetcher, f"http://127.0.0.1:{server.port}/encoded?as=identity") == PAYLOAD
 
 
 def test_a_body_ending_short_of_its_content_length_is_retryable(

@@ -7,10 +7,23 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from app.mirror.sources import MIRROR_OFF, NO_COS_CREDENTIALS, MirrorPolicy
+from app.mirror.sources import (
+    BUCKET_NOT_ALLOWED,
+    MIRROR_OFF,
+    NO_COS_CREDENTIALS,
+    CosBucket,
+    MirrorPolicy,
+)
 from tests.api.payloads import ci_json, suno_json
 from tests.ingest.batches import MIRROR_ON
 from tests.ingest.file_rows import store
+
+# ci_json's outputs are in bucket b-1 of ap-chongqing.
+COS_B1 = MirrorPolicy(enabled=True, cos=True, cos_buckets=frozenset({CosBucket("b-1")}))
+
+
+def cos_allowing(*buckets: CosBucket) -> MirrorPolicy:
+    return MirrorPolicy(enabled=True, cos=True, cos_buckets=frozenset(buckets))
 
 
 def files(engine: Engine) -> list[dict[str, Any]]:
@@ -56,12 +69,23 @@ def test_nothing_is_queued_before_a_job_succeeds(engine: Engine) -> None:
 @pytest.mark.parametrize(
     ("mirror", "status", "error"),
     [
-        (MirrorPolicy(enabled=True, cos=True), "pending", None),
+        (COS_B1, "pending", None),
+        (cos_allowing(CosBucket("b-1", "ap-chongqing")), "pending", None),
+        (cos_allowing(CosBucket("b-2"), CosBucket("b-1", "ap-chongqing")), "pending", None),
         (MIRROR_ON, "skipped", NO_COS_CREDENTIALS),
-        (MirrorPolicy(enabled=False, cos=True), "skipped", MIRROR_OFF),
+        (
+            MirrorPolicy(enabled=False, cos=True, cos_buckets=COS_B1.cos_buckets),
+            "skipped",
+            MIRROR_OFF,
+        ),
+        # The keys sign reads of the buckets STEMHOOK_COS_BUCKETS names only.
+        (cos_allowing(), "skipped", BUCKET_NOT_ALLOWED),
+        (cos_allowing(CosBucket("b-2")), "skipped", BUCKET_NOT_ALLOWED),
+        (cos_allowing(CosBucket("b-1", "ap-guangzhou")), "skipped", BUCKET_NOT_ALLOWED),
+        (cos_allowing(CosBucket("b-10"), CosBucket("b-1-1")), "skipped", BUCKET_NOT_ALLOWED),
     ],
 )
-def test_a_file_in_a_cos_bucket_is_fetched_only_with_credentials(
+def test_a_file_in_a_cos_bucket_is_fetched_only_with_credentials_for_its_bucket(
     engine: Engine, mirror: MirrorPolicy, status: str, error: str | None
 ) -> None:
     store(engine, ci_json("j-1", "Success", outputs=("out/a.mp3",)), mirror=mirror)
@@ -77,12 +101,12 @@ def test_a_file_in_a_cos_bucket_is_fetched_only_with_credentials(
 
 
 def test_a_job_that_succeeds_in_a_later_delivery_queues_then(engine: Engine) -> None:
-    store(engine, ci_json("j-2", "Running"), mirror=MirrorPolicy(enabled=True, cos=True))
+    store(engine, ci_json("j-2", "Running"), mirror=COS_B1)
     store(
         engine,
         ci_json("j-2", "Success", outputs=("out/b.mp3",)),
         ci_json("j-3", "Success", outputs=("out/c.mp3",)),
-        mirror=MirrorPolicy(enabled=True, cos=True),
+        mirror=COS_B1,
     )
 
     assert [(row["job_id"], row["object"], row["status"]) for row in files(engine)] == [

@@ -1,0 +1,40 @@
+"""The Content-Type and Content-Disposition a stored file is served with: what its source sent,
+only when that is one media type from a short list of kinds no browser renders as a page.
+
+The source is a stranger's server, so its Content-Type is parsed strictly (RFC 9110: one
+`type/subtype` of tokens, then parameters) and only its normalised essence may be served: a list
+such as `audio/mpeg, text/html` is no media type, and browsers following the Fetch standard would
+take its last one. Audio and video play inline; anything else is downloaded, never displayed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+OCTET_STREAM: Final = "application/octet-stream"
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_MEDIA_TYPE = re.compile(
+    rf"[ \t]*(?P<type>{_TOKEN})/(?P<subtype>{_TOKEN})"
+    rf"(?:[ \t]*;[ \t]*(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*[ \t]*"
+)
+_PLAYED = frozenset({"audio", "video"})
+_DOWNLOADED = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", OCTET_STREAM}
+)
+
+
+def served_type(content_type: str | None) -> tuple[str, str]:
+    """The media type to serve a file the source labelled `content_type` as, and its disposition
+    (`inline` for audio and video, else `attachment`); unknown or unlisted types are octet
+    streams."""
+    match = _MEDIA_TYPE.fullmatch(content_type or "")
+    if match is not None:
+        kind = match["type"].lower()
+        essence = f"{kind}/{match['subtype'].lower()}"
+        if kind in _PLAYED:
+            return essence, "inline"
+        if essence in _DOWNLOADED:
+            return essence, "attachment"
+    return OCTET_STREAM, "attachment"

@@ -1,4 +1,4 @@
-"""Security review: a stored file's content type, as the source server sent it, is served."""
+"""A content type listing several types (browsers take the last) is served as an octet stream."""
 
 from __future__ import annotations
 

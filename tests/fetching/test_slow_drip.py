@@ -1,4 +1,4 @@
-"""Security review: the fetcher has a timeout between reads but none for the whole fetch."""
+"""A slow drip is cut off by the deadline for the whole fetch, not only between reads."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -165,24 +165,14 @@ class Settings(BaseSettings):
     @field_validator("fetch_allow_networks", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
-        # Networks given in code take the environment's path, item by item, so that a refused
-        # one fails with the same message either way.
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, Iterable):
-            return items
-        return tuple(parse_network(str(item)) for item in items if str(item).strip())
+        # Networks given in code are checked as the environment's are (str() of each).
+        return _comma_separated(value, lambda item: parse_network(str(item)))
 
     @field_validator("cos_buckets", mode="before")
     @classmethod
     def _parse_cos_buckets(cls, value: object) -> object:
-        # Entries given in code as text take the environment's path, as networks do.
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, Iterable):
-            return items
-        return tuple(
-            parse_cos_bucket(item) if isinstance(item, str) else item
-            for item in items
-            if not isinstance(item, str) or item.strip()
+        return _comma_separated(
+            value, lambda item: parse_cos_bucket(item) if isinstance(item, str) else item
         )
 
     @field_validator(
@@ -276,6 +266,16 @@ def parse_files_url(url: str) -> tuple[str, str]:
     """ "s3://bucket/some/prefix" -> ("bucket", "some/prefix"); validated by the setting."""
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     return bucket, prefix.strip("/")
+
+
+def _comma_separated(value: object, parse: Callable[[object], object]) -> object:
+    """The items of a comma-separated setting, each parsed, blank ones left out. Items given in
+    code take the environment's path, item by item, so that a refused one fails with the same
+    message either way."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Iterable):
+        return items
+    return tuple(parse(item) for item in items if not isinstance(item, str) or item.strip())
 
 
 def parse_duration(text: str) -> timedelta:

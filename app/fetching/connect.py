@@ -99,7 +99,10 @@ class GuardedBackend(httpcore.NetworkBackend):
 
     def addresses(self, host: str, port: int) -> list[IPAddress]:
         """The addresses `host` resolves to, in the resolver's order, or Refused naming the
-        first one the guard refuses: one bad address refuses them all."""
+        first one the guard refuses: one bad address refuses them all. The lookup itself is the
+        system resolver's and waits as long as it allows (its timeouts and attempts, about 30 s
+        at most with glibc's defaults); a hop that begins past the deadline does not look up."""
+        check()
         try:
             found = self._resolver(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
         except socket.gaierror as error:

@@ -117,28 +117,29 @@ class Mirror:
         self._stop.set()
 
     def run(self) -> None:
-        """Claim, fetch and settle until stopped; then give back what is in hand. A database
-        that fails a claim or a renewal is tried again after a pause, not given up on."""
+        """Claim, fetch and settle until stopped; then give back what is in hand. Leases are
+        renewed before anything is claimed; a database that fails either is tried again after
+        a pause that doubles up to _MAX_PAUSE_S, never given up on."""
         options = self._options
         in_flight: dict[Future[None], int] = {}
         renew_every = options.lease.total_seconds() / 3
         renewed_at = time.monotonic()
-        failures = 0
+        pause = 0.0
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="mirror") as pool:
             try:
                 while not self._stop.is_set():
                     try:
+                        if in_flight and time.monotonic() - renewed_at >= renew_every:
+                            self._renew(list(in_flight.values()))
+                            renewed_at = time.monotonic()
                         free = options.concurrency - len(in_flight)
                         for task in self._claimed(free) if free else ():
                             in_flight[pool.submit(self._mirror, task)] = task.id
-                        if time.monotonic() - renewed_at >= renew_every and in_flight:
-                            self._renew(list(in_flight.values()))
-                            renewed_at = time.monotonic()
-                        failures = 0
+                        pause = 0.0
                     except Exception:
-                        failures += 1
-                        log.exception("mirror: the database failed a claim or a renewal")
-                        self._stop.wait(min(options.poll_s * 2**failures, _MAX_PAUSE_S))
+                        log.exception("mirror: the database failed a renewal or a claim")
+                        pause = min(max(2 * pause, options.poll_s), _MAX_PAUSE_S)
+                        self._stop.wait(pause)
                     done, _ = wait(in_flight, timeout=options.poll_s, return_when=FIRST_COMPLETED)
                     for future in done:
                         del in_flight[future]
@@ -199,17 +200,17 @@ class Mirror:
         )
 
     def _mirror(self, task: _Task) -> None:
-        """Fetch, store and settle one task; whatever fails, the task is settled or given back
-        (a task left leased would be renewed with the others for as long as the process runs)."""
+        """Fetch, store and settle one task. Only a stopping worker gives a task back uncounted;
+        anything else that fails is a counted attempt, retried after a backoff, so that no
+        failure can have the task fetched again at once, over and over."""
         try:
             values, retry_at = self._fetched(task)
         except _Stopping:
             self._give_back(task)
             return
-        except Exception:
-            log.exception("mirror: %s failed unexpectedly; given back", task.key)
-            self._give_back(task)
-            return
+        except Exception as error:
+            log.exception("mirror: %s failed unexpectedly", task.key)
+            values, retry_at = self._again(task, f"failed unexpectedly: {error}")
         try:
             with self._transaction() as connection:
                 settled = settle(
@@ -227,7 +228,13 @@ class Mirror:
         if not settled:
             log.warning("mirror: %s was not settled; another worker holds it now", task.key)
             if values.get("storage_key") == task.key:
-                self._store.delete(task.key)
+                self._delete_own_copy(task.key)
+
+    def _delete_own_copy(self, key: str) -> None:
+        try:
+            self._store.delete(key)
+        except Exception:
+            log.exception("mirror: the copy %s could not be deleted and is left in the store", key)
 
     def _give_back(self, task: _Task) -> None:
         try:
@@ -289,7 +296,7 @@ class Mirror:
         if task.expected_md5 is not None:
             md5_verified = stored.md5 == task.expected_md5.strip().lower()
             if not md5_verified:
-                self._store.delete(task.key)
+                self._delete_own_copy(task.key)
                 return _failed(
                     f"md5 mismatch: the callback says {task.expected_md5!r}, the file's is"
                     f" {stored.md5}"

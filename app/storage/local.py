@@ -25,8 +25,9 @@ from app.storage.streams import Chunks, Digests, check_range
 TEMPORARY_PREFIX = ".stemhook-partial-"
 _DIRECTORY_ATTEMPTS = 3
 # Bytes written between two looks at the free space: a statvfs call is cheap, yet one per
-# 64 KiB chunk would be a syscall for nothing; the floor absorbs what is written in between.
-FREE_SPACE_CHECKED_EVERY = 64 * 1024 * 1024
+# 64 KiB chunk would be a syscall for nothing; the floor absorbs what each of the concurrent
+# writers (up to 64 in a process) writes in between.
+FREE_SPACE_CHECKED_EVERY = 8 * 1024 * 1024
 
 
 def _available_bytes(path: Path) -> int:

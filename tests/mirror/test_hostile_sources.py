@@ -5,49 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from ipaddress import ip_network
-from pathlib import Path
 
 import orjson
-import pytest
 from sqlalchemy import Engine, select, text
 
 from app import models
-from app.fetching.fetcher import Fetcher
 from app.mirror.sources import MAX_FILES_PER_JOB
 from app.mirror.worker import MAX_RETRY_AFTER, Mirror
 from app.storage.local import LocalStore
 from tests.fetching.servers import FileServer, Handler
 from tests.ingest.file_rows import store
-from tests.mirror.test_worker import OPTIONS, Clock, file_rows, queue_stems
-
-
-def _fetcher() -> Fetcher:
-    return Fetcher(
-        admitted=[ip_network("127.0.0.1/32")],
-        max_bytes=1_000_000,
-        connect_timeout_s=10,
-        read_timeout_s=30,
-    )
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "files")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def mirror(engine: Engine, files: LocalStore, clock: Clock) -> Iterator[Mirror]:
-    fetcher = _fetcher()
-    yield Mirror(engine, fetcher=fetcher, store=files, options=OPTIONS, worker="w1", clock=clock)
-    fetcher.close()
+from tests.mirror.conftest import OPTIONS, Clock, loopback_fetcher
+from tests.mirror.test_worker import file_rows, queue_stems
 
 
 def test_a_huge_retry_after_is_capped_and_the_task_settled(
@@ -111,7 +82,7 @@ def test_a_worker_that_lost_its_lease_does_not_replace_the_stored_file(
     source = _TwoVersions(first, second)
     server = serve({"/v.mp3": source})
     queue_stems(engine, server, vocal_url="/v.mp3")
-    fetcher = _fetcher()
+    fetcher = loopback_fetcher()
     other = Mirror(engine, fetcher=fetcher, store=files, options=OPTIONS, worker="w2", clock=clock)
     stale = threading.Thread(target=mirror.run_once)
     stale.start()

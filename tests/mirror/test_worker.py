@@ -4,67 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from ipaddress import ip_network
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, text
 
-from app.fetching.fetcher import Fetcher
-from app.mirror.worker import Mirror, MirrorOptions
+from app.mirror.worker import Mirror
 from app.storage.local import LocalStore
 from tests.api.payloads import suno_json
 from tests.fetching.servers import FileServer, Listener
 from tests.ingest.file_rows import store
+from tests.mirror.conftest import OPTIONS, Clock
 from tests.mirror.routes import Flaky, Stalling
 
 VOCALS = bytes(range(256)) * 1000
 BACKING = b"instrumental " * 7000
-OPTIONS = MirrorOptions(
-    concurrency=4,
-    lease=timedelta(minutes=5),
-    max_attempts=3,
-    retry_base=timedelta(seconds=10),
-    retry_cap=timedelta(minutes=10),
-    poll_s=0.05,
-)
 # Past the longest backoff OPTIONS allow: every retry is due again.
 LATER = timedelta(minutes=11)
-
-
-class Clock:
-    """The time the worker reckons leases and retries in, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC) + timedelta(seconds=1)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "files")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def mirror(engine: Engine, files: LocalStore, clock: Clock) -> Iterator[Mirror]:
-    fetcher = Fetcher(
-        admitted=[ip_network("127.0.0.1/32")],
-        max_bytes=1_000_000,
-        connect_timeout_s=10,
-        read_timeout_s=30,
-    )
-    yield Mirror(engine, fetcher=fetcher, store=files, options=OPTIONS, worker="w1", clock=clock)
-    fetcher.close()
 
 
 def queue_stems(engine: Engine, server: FileServer | None, **paths: str) -> None:

@@ -162,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile-seconds", type=int, help="default 10, quick 5")
     parser.add_argument("--output", type=Path, help="write the report here")
     parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a stemhook setting for its servers (mirror=false: STEMHOOK_MIRROR=false); repeatable",
+    )
+    parser.add_argument(
         "--sqlite-fill", type=Path, default=DEFAULT_SQLITE, help="bench/query_data.py's cache"
     )
     parser.add_argument(
@@ -196,7 +203,15 @@ def _plan(args: argparse.Namespace) -> Plan:
         sqlite_fill=args.sqlite_fill,
         postgres_fill=args.postgres_fill,
         generator_idle=args.generator_idle,
+        settings=tuple(_setting(text) for text in args.setting),
     )
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise SystemExit(f"--setting {text!r}: expected NAME=VALUE, e.g. mirror=false")
+    return f"STEMHOOK_{name.upper()}", value
 
 
 def _scope(args: argparse.Namespace) -> str:

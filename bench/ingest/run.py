@@ -70,6 +70,8 @@ class Plan:
     sqlite_fill: Path
     postgres_fill: str
     generator_idle: bool = False  # saturating wrk at SCHED_IDLE (--generator-idle)
+    # STEMHOOK_* settings of the stemhook servers beyond their defaults (--setting), for A/B runs.
+    settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def postgres_server(self) -> str:
@@ -479,6 +481,7 @@ class Bench:
         port = free_port()
         # FULL is the default; said explicitly because the figures claim durability.
         env = {"STEMHOOK_DATABASE_URL": scratch.url, "STEMHOOK_SQLITE_SYNCHRONOUS": "FULL"}
+        env |= dict(self.plan.settings)
         command = stemhook_command(port, workers)
         with serving(
             ledger.server, command, port=port, workers=workers, workdir=self.workdir, env=env

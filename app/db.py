@@ -136,15 +136,18 @@ def _unchanged(value: None) -> None:
     return value
 
 
-def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+def _configure_sqlite(
+    engine: Engine, settings: Settings, *, synchronous: str | None = None
+) -> None:
     busy_ms = int(settings.write_timeout_s * 1000)
+    synchronous = synchronous or settings.sqlite_synchronous
     _bind_plain_values_directly()
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # The writer's upserts each keep a statement journal that SQLite would spill past 64 KiB
@@ -175,12 +178,23 @@ def _begin_immediate(engine: Engine) -> None:
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
-def create_sync_engine(settings: Settings, *, bounded: bool = True) -> Engine:
-    """`bounded=False` is for migrations, whose statements may rightly take long."""
+def create_sync_engine(
+    settings: Settings, *, bounded: bool = True, background: bool = False
+) -> Engine:
+    """`bounded=False` is for migrations, whose statements may rightly take long.
+
+    `background=True` is for background work (the mirror): its commits are not waited for on
+    disk (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off), so that its many small
+    transactions do not take the disk's flushes from the callbacks'. A crash may lose the last of
+    them, never corrupt anything: the work is done again (a file fetched again), and the next
+    durable commit of a callback makes them durable too."""
     url = sync_url(settings.database_url)
-    engine = create_engine(url, **_engine_options(url, settings, bounded=bounded))
+    options = _engine_options(url, settings, bounded=bounded)
+    if background and url.get_backend_name() == "postgresql":
+        options["connect_args"]["options"] += " -c synchronous_commit=off"
+    engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        _configure_sqlite(engine, settings)
+        _configure_sqlite(engine, settings, synchronous="NORMAL" if background else None)
         _begin_immediate(engine)
     return engine
 

@@ -63,7 +63,7 @@ def serve(settings: Settings) -> None:
     # processes leave (bench/mirror measures callback latency while a file streams in).
     os.nice(_NICENESS)
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
-    engine = create_sync_engine(settings)
+    engine = create_sync_engine(settings, background=True)
     fetcher = Fetcher(
         admitted=settings.fetch_allow_networks,
         max_bytes=settings.fetch_max_bytes,

@@ -12,8 +12,9 @@ import orjson
 from sqlalchemy import Engine, select, text
 
 from app import models
+from app.mirror.attempt import MAX_RETRY_AFTER
 from app.mirror.sources import MAX_FILES_PER_JOB
-from app.mirror.worker import MAX_RETRY_AFTER, Mirror
+from app.mirror.worker import Mirror
 from app.storage.local import LocalStore
 from tests.fetching.servers import FileServer, Handler
 from tests.ingest.file_rows import store

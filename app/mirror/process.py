@@ -34,7 +34,7 @@ _PROCESSES = multiprocessing.get_context("forkserver")
 _WATCH_S = 2.0
 _STOP_GRACE_S = 10.0
 _POLL_S = 1.0
-_NICENESS = 10
+_NICENESS = 19
 
 
 def mirror_options(settings: Settings) -> MirrorOptions:

@@ -14,6 +14,7 @@ GENERATED = [
     "Summary",
     "Ingest throughput, side by side",
     "CPU per request, and what the target leaves",
+    "PostgreSQL: where the CPU goes, and how far replicas take it",
     "Latency at half the maximum rate",
     "Growth: an empty database against 1,000,000 jobs",
     "Parser cost per payload",

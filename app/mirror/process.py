@@ -13,7 +13,6 @@ import asyncio
 import logging
 import logging.config
 import multiprocessing
-import os
 import secrets
 import signal
 from datetime import timedelta
@@ -34,7 +33,6 @@ _PROCESSES = multiprocessing.get_context("forkserver")
 _WATCH_S = 2.0
 _STOP_GRACE_S = 10.0
 _POLL_S = 1.0
-_NICENESS = 19
 
 
 def mirror_options(settings: Settings) -> MirrorOptions:
@@ -59,9 +57,6 @@ def cos_keys(settings: Settings) -> CosKeys | None:
 def serve(settings: Settings) -> None:
     """The mirror process's body: mirror until SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the web process decides when this one stops
-    # Callbacks first: a download may take a core, and takes the CPU the web and writer
-    # processes leave (bench/mirror measures callback latency while a file streams in).
-    os.nice(_NICENESS)
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
     engine = create_sync_engine(settings, background=True)
     fetcher = Fetcher(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ _MAX_PAUSE_S = 30.0
 # After an attempt ends, how long the worker waits for others to end before it settles them
 # together: at most this many of its transactions a second.
 _GATHER_S = 0.05
+_FETCHING_NICENESS = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,9 @@ class Mirror:
         in_flight: dict[Future[Outcome], int] = {}
         ended: list[Outcome] = []
         pause = 0.0
-        with ThreadPoolExecutor(options.concurrency, thread_name_prefix="mirror") as pool:
+        with ThreadPoolExecutor(
+            options.concurrency, thread_name_prefix="mirror", initializer=_lowest_priority
+        ) as pool:
             try:
                 while not self._stop.is_set():
                     free = options.concurrency - len(in_flight)
@@ -192,6 +196,14 @@ class Mirror:
         # In the writers' turn even when nothing is due: on SQLite every transaction of this
         # engine takes the write lock at BEGIN, a read included (app/db.py).
         return turn_transaction(self._engine, self._turns, wait_s=_TURN_S)
+
+
+def _lowest_priority() -> None:
+    """A fetching thread takes only the CPU the callbacks leave (Linux: niceness per thread).
+    The worker's own thread keeps its priority: it holds the database's write lock (on SQLite
+    the writers' turn) while it settles, and preempted there it would hold up a callback's
+    commit."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _FETCHING_NICENESS)
 
 
 def _task(row: Any, job: Any) -> Task:

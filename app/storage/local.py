@@ -16,6 +16,7 @@ from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 from stat import S_ISREG
+from typing import BinaryIO
 
 from app.storage.keys import check_key
 from app.storage.store import MissingFile, StorageFull, StoredFile, UnsafeKey
@@ -24,9 +25,9 @@ from app.storage.streams import Chunks, Digests, check_range
 # No key can begin with "." (app/storage/keys.py), so nothing named so is ever taken for a file.
 TEMPORARY_PREFIX = ".stemhook-partial-"
 _DIRECTORY_ATTEMPTS = 3
-# Bytes written between two looks at the free space: a statvfs call is cheap, yet one per
-# 64 KiB chunk would be a syscall for nothing; the floor absorbs what each of the concurrent
-# writers (up to 64 in a process) writes in between.
+# Bytes written between two looks at the free space and two syncs (_written_back): a statvfs
+# call is cheap, yet one per 64 KiB chunk would be a syscall for nothing; the floor absorbs
+# what each of the concurrent writers (up to 64 in a process) writes in between.
 FREE_SPACE_CHECKED_EVERY = 8 * 1024 * 1024
 
 
@@ -70,10 +71,11 @@ class LocalStore:
                     unchecked += len(chunk)
                     if unchecked >= FREE_SPACE_CHECKED_EVERY:
                         self._check_free_space()
+                        _written_back(out)
                         unchecked = 0
                     digests.update(chunk)
                     out.write(chunk)
-                out.flush()
+                _written_back(out)
                 os.fsync(out.fileno())
             os.replace(temporary, final)
         except BaseException:
@@ -143,6 +145,16 @@ class LocalStore:
                 return tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=final.parent)
         _make_directories(self.root, final.parent)
         return tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=final.parent)
+
+
+def _written_back(out: BinaryIO) -> None:
+    """What was written so far on disk, and out of the page cache. A large file written in one
+    go leaves gigabytes dirty, and the kernel then writes them back in bulk: every commit's
+    flush (the callbacks', on the same disk) waits behind them, hundreds of milliseconds
+    (bench/mirror). Synced every few MiB, a download never holds more than that in the queue."""
+    out.flush()
+    os.fdatasync(out.fileno())
+    os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _make_directories(root: Path, directory: Path) -> None:

@@ -121,10 +121,11 @@ class Mirror:
                 self._stop.set()
                 wait(in_flight)
                 ended += [future.result() for future in in_flight]
-                try:
-                    self._exchange(ended, [], limit=0)
-                except Exception:
-                    log.exception("mirror: settling at shutdown failed; the leases will run out")
+                if ended:
+                    try:
+                        self._exchange(ended, [], limit=0)
+                    except Exception:
+                        log.exception("mirror: settling at shutdown failed; leases run out")
         self._turns.close()
 
     def run_once(self) -> int:
@@ -172,7 +173,7 @@ class Mirror:
                 if limit
                 else []
             )
-            jobs = _jobs_of(connection, {row.job_pk for row in rows})
+            jobs = _jobs_of(connection, {row.job_pk for row in rows}) if rows else {}
         for outcome in refused:
             log.warning("mirror: %s was not settled; another worker holds it now", outcome.task.key)
             if outcome.values is not None and outcome.values.get("storage_key") == outcome.task.key:

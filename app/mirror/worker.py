@@ -98,7 +98,7 @@ class Mirror:
         ended and give back the rest. A database that fails the worker is tried again after a
         pause that doubles up to _MAX_PAUSE_S, never given up on; what ended meanwhile waits."""
         options = self._options
-        in_flight: dict[Future[Outcome], int] = {}
+        in_flight: dict[Future[Outcome], Task] = {}
         ended: list[Outcome] = []
         pause = 0.0
         with ThreadPoolExecutor(
@@ -108,19 +108,20 @@ class Mirror:
                 while not self._stop.is_set():
                     free = options.concurrency - len(in_flight)
                     try:
-                        claimed = self._exchange(ended, list(in_flight.values()), limit=free)
+                        running = [task.id for task in in_flight.values()]
+                        claimed = self._exchange(ended, running, limit=free)
                         ended, pause = [], 0.0
                     except Exception:
                         log.exception("mirror: the database failed the worker")
                         claimed, pause = [], min(max(2 * pause, options.poll_s), _MAX_PAUSE_S)
                         self._stop.wait(pause)
                     for task in claimed:
-                        in_flight[pool.submit(self._attempts.outcome, task)] = task.id
+                        in_flight[pool.submit(self._attempts.outcome, task)] = task
                     ended += self._gathered(in_flight)
             finally:
                 self._stop.set()
                 wait(in_flight)
-                ended += [future.result() for future in in_flight]
+                ended += _results(in_flight)
                 if ended:
                     try:
                         self._exchange(ended, [], limit=0)
@@ -135,7 +136,7 @@ class Mirror:
         self._exchange([self._attempts.outcome(task) for task in tasks], [], limit=0)
         return len(tasks)
 
-    def _gathered(self, in_flight: dict[Future[Outcome], int]) -> list[Outcome]:
+    def _gathered(self, in_flight: dict[Future[Outcome], Task]) -> list[Outcome]:
         """The attempts that end within a poll, and those that end just after them."""
         if not in_flight:
             self._stop.wait(self._options.poll_s)
@@ -143,24 +144,28 @@ class Mirror:
         done, _ = wait(in_flight, timeout=self._options.poll_s, return_when=FIRST_COMPLETED)
         if done:
             self._stop.wait(_GATHER_S)
-        finished = [future for future in in_flight if future.done()]
+        finished = {future: task for future, task in in_flight.items() if future.done()}
         for future in finished:
             del in_flight[future]
-        return [future.result() for future in finished]
+        return _results(finished)
 
     def _exchange(
         self, ended: Sequence[Outcome], running: Sequence[int], *, limit: int
     ) -> list[Task]:
         """One transaction: settle what ended, renew the leases of what runs, claim up to
         `limit` more. A copy whose settle was refused (the lease ran out and another worker
-        holds the task now) is this attempt's own, and deleted."""
+        holds the task now) is this attempt's own, and deleted, unless the row names it: a
+        transaction that committed though its caller saw it fail is settled again, refused."""
         with self._transaction() as connection:
-            refused = [outcome for outcome in ended if not self._settled(connection, outcome)]
+            refused = [
+                outcome
+                for outcome in ended
+                if not self._settled(connection, outcome) and not _names_copy(connection, outcome)
+            ]
             now = self._clock()  # after any wait for the turn: leases count from here
+            until = now + self._options.lease
             if running:
-                renew(
-                    connection, FILES, running, worker=self._worker, until=now + self._options.lease
-                )
+                renew(connection, FILES, running, worker=self._worker, until=until)
             rows = (
                 claim(
                     connection,
@@ -174,11 +179,13 @@ class Mirror:
                 else []
             )
             jobs = _jobs_of(connection, {row.job_pk for row in rows}) if rows else {}
+            # Built before the commit: a row that cannot become a task rolls back its claim.
+            tasks = [_task(row, jobs[row.job_pk]) for row in rows]
         for outcome in refused:
             log.warning("mirror: %s was not settled; another worker holds it now", outcome.task.key)
             if outcome.values is not None and outcome.values.get("storage_key") == outcome.task.key:
                 self._attempts.delete_own_copy(outcome.task.key)
-        return [_task(row, jobs[row.job_pk]) for row in rows]
+        return tasks
 
     def _settled(self, connection: Connection, outcome: Outcome) -> bool:
         if outcome.values is None:
@@ -203,8 +210,31 @@ def _lowest_priority() -> None:
     """A fetching thread takes only the CPU the callbacks leave (Linux: niceness per thread).
     The worker's own thread keeps its priority: it holds the database's write lock (on SQLite
     the writers' turn) while it settles, and preempted there it would hold up a callback's
-    commit."""
-    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _FETCHING_NICENESS)
+    commit. Where the system refuses, the thread fetches at the priority it has."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _FETCHING_NICENESS)
+    except OSError as error:
+        log.warning("mirror: fetching at normal priority (%s)", error)
+
+
+def _results(finished: dict[Future[Outcome], Task]) -> list[Outcome]:
+    """The outcomes of finished attempts; one whose thread raised (a bug: Attempts.outcome
+    catches what a fetch may raise) gives its task back, and the others are kept."""
+    outcomes = []
+    for future, task in finished.items():
+        try:
+            outcomes.append(future.result())
+        except Exception:
+            log.exception("mirror: the attempt at %s broke; the task is given back", task.key)
+            outcomes.append(Outcome(task, None))
+    return outcomes
+
+
+def _names_copy(connection: Connection, outcome: Outcome) -> bool:
+    """Whether the task's row already names this attempt's copy (its settle committed before)."""
+    files = FILES.table.c
+    found = connection.scalar(select(files.storage_key).where(files.id == outcome.task.id))
+    return found is not None and found == outcome.task.key
 
 
 def _task(row: Any, job: Any) -> Task:
@@ -213,14 +243,18 @@ def _task(row: Any, job: Any) -> Task:
     name = output.get("file_name") or row.url or row.object or ""
     # Each attempt writes a key of its own: a worker whose lease ran out while it fetched never
     # replaces (or, on an MD5 mismatch, deletes) the copy the lease's holder stored.
-    key = file_key(
-        job.provider,
-        job.job_id,
-        row.position,
-        output.get("role") or "file",
-        name,
-        version=secrets.token_hex(4),
-    )
+    version = secrets.token_hex(4)
+    try:
+        key = file_key(
+            job.provider,
+            job.job_id,
+            row.position,
+            str(output.get("role") or "file"),
+            name,
+            version=version,
+        )
+    except ValueError:  # nothing readable to name it by: its row's id will do
+        key = f"files/{row.id}.{version}"
     return Task(
         id=row.id,
         attempts=row.attempts,

@@ -75,8 +75,9 @@ class LocalStore:
                         unchecked = 0
                     digests.update(chunk)
                     out.write(chunk)
-                _written_back(out)
+                out.flush()
                 os.fsync(out.fileno())
+                _dropped_from_cache(out)
             os.replace(temporary, final)
         except BaseException:
             with suppress(FileNotFoundError):
@@ -154,7 +155,13 @@ def _written_back(out: BinaryIO) -> None:
     (bench/mirror). Synced every few MiB, a download never holds more than that in the queue."""
     out.flush()
     os.fdatasync(out.fileno())
-    os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    _dropped_from_cache(out)
+
+
+def _dropped_from_cache(out: BinaryIO) -> None:
+    # Advice only: a file system that refuses it must not fail the write.
+    with suppress(OSError):
+        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _make_directories(root: Path, directory: Path) -> None:

@@ -91,3 +91,22 @@ def test_the_run_loop_outlives_a_thousand_and_more_failed_claims(tmp_path: Path)
         broken.dispose()
 
     assert (raised, len(failures)) == ([], 1100)
+
+
+def test_a_settle_replayed_after_its_commit_keeps_the_copy_its_row_names(
+    engine: Engine, mirror: Mirror, files: LocalStore, serve: Callable[..., FileServer]
+) -> None:
+    """A transaction can commit though its caller saw it fail (a connection lost on the COMMIT's
+    answer): the worker settles the same outcomes again, is refused (the lease is gone), and
+    must not take the copy for a stale attempt's and delete it."""
+    server = serve({"/v.mp3": lambda h: h.answer(200, VOCALS)})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+    [task] = mirror._exchange([], [], limit=1)
+    outcome = mirror._attempts.outcome(task)
+    mirror._exchange([outcome], [], limit=0)
+
+    mirror._exchange([outcome], [], limit=0)  # the replay
+
+    [row] = file_rows(engine)
+    assert row["status"] == "stored"
+    assert b"".join(files.open(row["storage_key"])) == VOCALS

@@ -103,6 +103,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         system resolver's and waits as long as it allows (its timeouts and attempts, about 30 s
         at most with glibc's defaults); a hop that begins past the deadline does not look up."""
         check()
+        if host.rstrip(".").lower().rpartition(".")[2] == "invalid":
+            # RFC 6761: no name under .invalid resolves, so none is asked of a DNS server.
+            raise Refused(f"refused: {host} is under .invalid, which never resolves")
         try:
             found = self._resolver(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
         except socket.gaierror as error:

@@ -3,8 +3,8 @@
 Every request carries a job id nobody sent before (a per-run random prefix, the wrk thread and a
 counter), so each one is a new job and a real insert, never a cheap duplicate. The new id has
 the fixture id's shape and length: the body keeps its exact size. The hosts of the URLs in it are
-names of the same length under .invalid, which never resolve: with mirroring on (its default),
-a benchmark reaches no real host.
+names of the same length under .invalid, which the fetcher refuses without a lookup (RFC 6761):
+with mirroring on (its default), a benchmark asks nothing of any host, a DNS server included.
 """
 
 from __future__ import annotations

@@ -453,8 +453,8 @@ def test_a_url_is_refused_before_any_connection(fetcher: Fetcher, url: str, reas
 
 
 def test_a_name_that_does_not_resolve_is_retryable(fetcher: Fetcher) -> None:
-    with pytest.raises(Retryable, match="could not resolve nowhere.invalid"):
-        fetch(fetcher, "https://nowhere.invalid/file")
+    with pytest.raises(Retryable, match="could not resolve nowhere.test"):
+        fetch(fetcher, "https://nowhere.test/file")
 
 
 def test_a_refused_connection_is_retryable(
@@ -647,3 +647,20 @@ def test_proxies_named_by_the_environment_are_ignored(
 
     assert body == PAYLOAD
     assert not proxy.connected()
+
+
+@pytest.mark.parametrize("host", ["file.aiquick.invalid", "INVALID", "x.Invalid."])
+def test_a_name_under_invalid_is_refused_without_a_lookup(host: str) -> None:
+    """Benchmark payloads name hosts under .invalid: with mirroring on, not even a DNS server
+    may be asked about them."""
+    asked: list[str] = []
+
+    def resolver(name: str, *_: object) -> list[Any]:
+        asked.append(name)
+        return []
+
+    backend = GuardedBackend(admitted=ADMITTED, resolver=resolver, plain=False)
+
+    with pytest.raises(Refused, match="under .invalid"):
+        backend.addresses(host, 443)
+    assert asked == []

@@ -25,7 +25,6 @@ from app.logs import json_lines, log_config
 from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
 from app.storage.factory import open_store
-from app.storage.store import STALE_TEMPORARIES
 
 log = logging.getLogger(__name__)
 _PROCESSES = multiprocessing.get_context("forkserver")
@@ -67,7 +66,6 @@ def serve(settings: Settings) -> None:
         total_timeout_s=settings.fetch_timeout_s,
     )
     store = open_store(settings)
-    store.sweep_temporaries(STALE_TEMPORARIES)
     mirror = Mirror(
         engine,
         fetcher=fetcher,
@@ -111,7 +109,6 @@ class MirrorProcess:
             await asyncio.to_thread(process.join)
 
     async def _spawn(self) -> None:
-        _PROCESSES.set_forkserver_preload(["app.mirror.process"])
         process = _PROCESSES.Process(
             target=serve, args=(self._settings,), name="stemhook-mirror", daemon=True
         )

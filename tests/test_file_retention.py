@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, text, update
 
-from app import file_retention
+from app import file_retention, models
 from app.db import create_sync_engine
 from app.file_retention import purge_files
 from app.retention import PeriodicPurge, RetentionPlan, purge_bodies, retention_plan
@@ -216,8 +216,9 @@ def test_a_failed_delete_leaves_its_copy_stored_and_those_before_it_marked(
     with engine.begin() as connection:  # a second apart: removed in this order
         for n, copy in enumerate(ordered):
             connection.execute(
-                text("UPDATE job_file SET stored_at = :at WHERE storage_key = :key"),
-                {"at": (LONG_AGO + timedelta(seconds=n)).replace(tzinfo=None), "key": copy.key},
+                update(models.JobFile)
+                .where(models.JobFile.storage_key == copy.key)
+                .values(stored_at=LONG_AGO + timedelta(seconds=n))
             )
     refusing = FailingAt(files, ordered[2].key)
 

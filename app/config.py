@@ -17,6 +17,7 @@ from app.fetching.addresses import admissible
 from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
 from app.mirror.cos import check_bucket, check_region
 from app.mirror.sources import CosBucket, MirrorPolicy
+from app.polling.watches import DEFAULT_WATCH, WatchPolicy
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -148,6 +149,17 @@ class Settings(BaseSettings):
     # worker for years. An hour lets the 2 GiB cap arrive at ~600 KB/s.
     fetch_timeout_s: float = Field(default=DEFAULT_FETCH_TIMEOUT_S, ge=1, le=86400)
 
+    # A job heard of unfinished (or registered by PUT .../expect) whose final state has not come
+    # this long after it was last heard of is polled at its provider, then with a backoff from
+    # 30 s to 30 min, until it is final or poll_give_up_after has passed since it was first heard
+    # of (app/polling/).
+    poll_after: timedelta = Field(
+        default=DEFAULT_WATCH.poll_after, ge=timedelta(seconds=1), le=timedelta(days=30)
+    )
+    poll_give_up_after: timedelta = Field(
+        default=DEFAULT_WATCH.give_up_after, ge=timedelta(seconds=1), le=timedelta(days=365)
+    )
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
@@ -180,6 +192,8 @@ class Settings(BaseSettings):
         "purge_files_older_than",
         "purge_every",
         "cursor_max_age",
+        "poll_after",
+        "poll_give_up_after",
         mode="before",
     )
     @classmethod
@@ -238,6 +252,10 @@ class Settings(BaseSettings):
                 " the keys would read any bucket a stranger names"
             )
         return self
+
+    @property
+    def watch_policy(self) -> WatchPolicy:
+        return WatchPolicy(poll_after=self.poll_after, give_up_after=self.poll_give_up_after)
 
     @property
     def mirror_policy(self) -> MirrorPolicy:

@@ -9,6 +9,8 @@ signature_use which body each signed (provider, task id, timestamp) was first st
 purge_state   how far retention has got, and which process runs it now (app/retention.py)
 job_file      each output file of a succeeded job that stemhook keeps a copy of: where it comes
               from, what became of it, and its place in the work queue (app/work/queue.py)
+job_watch     each job stemhook has heard of unfinished: when to ask its provider about it if
+              no final state arrives, the polls so far, and its place in the work queue
 """
 
 from __future__ import annotations
@@ -117,8 +119,9 @@ class Job(Base):
     last_received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Bookkeeping of the merge (see app/ingest/statements.py): which delivery last touched the
     # job, set its current state, and supplied its outputs; and the state before the last change.
-    last_delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"))
-    state_delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id"))
+    # A job registered by PUT .../expect has no delivery yet (app/polling/expect.py).
+    last_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
+    state_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     outputs_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     previous_state: Mapped[str | None] = mapped_column(String(SHORT))
     # The highest transaction of its deliveries, which tells readers whether it is final.
@@ -248,5 +251,42 @@ class JobFile(Base):
             "stored_at",
             sqlite_where=text("status = 'stored'"),
             postgresql_where=text("status = 'stored'"),
+        ),
+    )
+
+
+class JobWatch(Base):
+    """A job stemhook has heard of (or was told to expect) unfinished, watched until a final
+    state arrives: written with the job in the transaction that creates it, and due for a poll
+    of its provider (app/polling/) when no final state has come by `run_after`. The row is its
+    own task in the work queue (app/work/queue.py); the delivery that makes the job final ends
+    the watch in its own transaction."""
+
+    __tablename__ = "job_watch"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
+    # waiting, polling, done, gave_up (app/polling/status.py).
+    status: Mapped[str] = mapped_column(String(SHORT))
+    polls: Mapped[int] = mapped_column(server_default=text("0"))
+    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # No poll after this: the job is given up on (a callback may still finish it).
+    give_up_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The work queue (as in job_file): tries, the next poll, and the worker that holds it.
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    run_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(SHORT))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        # Listing jobs by their watch (?watch=).
+        Index(None, "status", "job_pk"),
+        # What a poller claims next: only watches still to poll are in it.
+        Index(
+            None,
+            "run_after",
+            sqlite_where=text("run_after IS NOT NULL"),
+            postgresql_where=text("run_after IS NOT NULL"),
         ),
     )

@@ -186,6 +186,70 @@ def test_rows_keep_their_links_across_the_delivery_job_rebuild(
         engine.dispose()
 
 
+def test_watches_begin_for_unfinished_jobs_and_the_job_table_copy_keeps_its_children(
+    backend: Backend, fresh_database_url: str
+) -> None:
+    """Migration 0010 copies the job table on SQLite (its delivery ids become nullable) while
+    events, links and files point at it, and watches the unfinished jobs; down again, jobs
+    without a delivery go and the rest stays."""
+    config, engine = _at_revision(backend, fresh_database_url, "0009")
+    children = (
+        "SELECT (SELECT count(*) FROM job_event), (SELECT count(*) FROM delivery_job),"
+        " (SELECT count(*) FROM job_file)"
+    )
+    try:
+        with engine.begin() as connection:
+            _insert_delivery(connection, 1)
+            _insert_job(connection, 1, "done")
+            _insert_job(connection, 2, "running", state="running")
+            connection.execute(
+                text(
+                    "INSERT INTO job_event (job_pk, delivery_id, to_state, at)"
+                    " VALUES (1, 1, 'succeeded', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO delivery_job (delivery_id, job_pk, duplicate)"
+                    " VALUES (1, 1, false), (1, 2, false)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO job_file (job_pk, position, url, status, attempts)"
+                    " VALUES (1, 0, 'https://files.invalid/a.mp3', 'pending', 0)"
+                )
+            )
+        command.upgrade(config, "head")
+        with engine.begin() as connection:
+            assert tuple(connection.execute(text(children)).one()) == (1, 2, 1)
+            watches = connection.execute(
+                text("SELECT job_pk, status, run_after, give_up_at FROM job_watch")
+            ).all()
+            assert [(pk, status) for pk, status, _, _ in watches] == [(2, "waiting")]
+            [(_, _, run_after, give_up_at)] = watches
+            assert (str(run_after)[:19], str(give_up_at)[:19]) == (
+                "2026-01-01 00:10:00",
+                "2026-01-03 00:00:00",
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO job (id, provider, job_id, kind, state, provider_state,"
+                    " deliveries, first_received_at, last_received_at) VALUES (3, 'suno',"
+                    " 'registered',"
+                    " 'expected', 'submitted', '', 0, '2026-01-02 00:00:00',"
+                    " '2026-01-02 00:00:00')"
+                )
+            )
+        command.downgrade(config, "0009")
+        with engine.connect() as connection:
+            assert tuple(connection.execute(text(children)).one()) == (1, 2, 1)
+            jobs = connection.execute(text("SELECT job_id FROM job ORDER BY id")).scalars()
+            assert list(jobs) == ["done", "running"]
+    finally:
+        engine.dispose()
+
+
 def _at_revision(backend: Backend, url: str, revision: str) -> tuple[Config, Engine]:
     """A fresh database of the backend's kind migrated up to `revision`: its Alembic config and
     an engine on it."""
@@ -206,15 +270,21 @@ def _insert_delivery(connection: Connection, delivery_id: int) -> None:
 
 
 def _insert_job(
-    connection: Connection, pk: int, job_id: str, *, custom_id: str | None = None
+    connection: Connection,
+    pk: int,
+    job_id: str,
+    *,
+    custom_id: str | None = None,
+    state: str = "succeeded",
 ) -> None:
-    """A succeeded job first and last touched by delivery 1, as the first schema has it."""
+    """A job (succeeded unless told) first and last touched by delivery 1, as the first schema
+    has it."""
     connection.execute(
         text(
             "INSERT INTO job (id, provider, job_id, kind, state, provider_state, custom_id,"
             " deliveries, first_received_at, last_received_at, last_delivery_id,"
-            " state_delivery_id) VALUES (:pk, 'tencent-ci', :job_id, 'tts', 'succeeded',"
+            " state_delivery_id) VALUES (:pk, 'tencent-ci', :job_id, 'tts', :state,"
             " 'Success', :custom_id, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1, 1)"
         ),
-        {"pk": pk, "job_id": job_id, "custom_id": custom_id},
+        {"pk": pk, "job_id": job_id, "custom_id": custom_id, "state": state},
     )

@@ -62,6 +62,7 @@ from app.ingest.statements import WriteStatements, build_statements
 from app.ingest.store import begin, keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
 from app.mirror.sources import MirrorPolicy
+from app.polling.watches import WatchPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,9 +111,11 @@ class Committer:
         timeout_s: float,
         max_jobs: int,
         mirror: MirrorPolicy,
+        watch: WatchPolicy,
     ) -> None:
         self._engine = engine
         self._mirror = mirror
+        self._watch = watch
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
         self._max_jobs = max_jobs
@@ -205,7 +208,9 @@ class Committer:
         return MAX_TRANSACTION_JOBS
 
     def _store(self, intakes: list[Intake], cursor: Cursor, tx: int) -> list[Receipt]:
-        return store_batch(cursor, self._sql, intakes, tx=tx, mirror=self._mirror)
+        return store_batch(
+            cursor, self._sql, intakes, tx=tx, mirror=self._mirror, watch=self._watch
+        )
 
     def _attempt_until(
         self, part: Sequence[_Pending], rest: deque[list[_Pending]], now: float

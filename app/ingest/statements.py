@@ -69,6 +69,7 @@ from sqlalchemy import (
     func,
     literal_column,
     not_,
+    null,
     or_,
     select,
     text,
@@ -81,6 +82,7 @@ from sqlalchemy.types import TypeEngine
 from app import models
 from app.db import Base
 from app.ingest.driver import Compiled, JsonRows, carries_bytes, compile_for
+from app.polling.watches import WatchStatus
 from app.providers.model import State
 
 _STAGE = {
@@ -139,6 +141,7 @@ SIGNATURE_KEY = ("provider", "task_id", "signed_timestamp")
 JOB_KEY = ("provider", "job_id")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
+WATCH_COLUMNS = ("job_pk", "status", "run_after", "give_up_at")
 FILE_COLUMNS = (
     "job_pk",
     "position",
@@ -181,6 +184,8 @@ class WriteStatements:
     insert_event: Compiled
     insert_link: Compiled
     insert_file: Compiled
+    insert_watch: Compiled
+    end_watch: Compiled
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
@@ -204,6 +209,8 @@ def build_statements(dialect: Dialect) -> WriteStatements:
         insert_event=compiled(insert_rows(dialect, models.JobEvent, EVENT_COLUMNS)),
         insert_link=compiled(insert_rows(dialect, models.DeliveryJob, LINK_COLUMNS)),
         insert_file=compiled(_insert_file(dialect)),
+        insert_watch=compiled(_insert_watch(dialect)),
+        end_watch=compiled(_end_watch(dialect)),
     )
 
 
@@ -376,6 +383,32 @@ def _insert_file(dialect: Dialect) -> Insert:
         index_elements=[files.job_pk, files.position]
     )
     return statement
+
+
+def _insert_watch(dialect: Dialect) -> Insert:
+    """A watch for a job created unfinished; one a registration wrote first stays."""
+    watches = models.JobWatch.__table__.c
+    statement: Insert = insert_rows(dialect, models.JobWatch, WATCH_COLUMNS).on_conflict_do_nothing(
+        index_elements=[watches.job_pk]
+    )
+    return statement
+
+
+def _end_watch(dialect: Dialect) -> Update:
+    """The watch of a job that became final ends: no poll is due, and a poller that holds it
+    loses its lease (its settle is refused, app/work/queue.py)."""
+    watch = models.JobWatch
+    ended = update(watch).values(
+        status=_const(WatchStatus.DONE.value),
+        run_after=null(),
+        leased_by=null(),
+        leased_until=null(),
+    )
+    if dialect.name != "postgresql":
+        job_pk: ColumnElement[Any] = bindparam("job_pk")
+    else:
+        _, (job_pk,), _ = _incoming(dialect, _table(watch), ("job_pk",))
+    return ended.where(watch.job_pk == job_pk, watch.status != _const(WatchStatus.DONE.value))
 
 
 def _insert_job(dialect: Dialect) -> Insert:

@@ -22,6 +22,7 @@ from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
 from app.mirror.sources import MAX_FILES_PER_JOB, MirrorPolicy
+from app.polling.watches import WatchPolicy
 from app.providers.model import Job, OutputFile, State
 
 
@@ -31,16 +32,22 @@ class _RowsAfterJobs:
     written last."""
 
     mirror: MirrorPolicy
+    watch: WatchPolicy
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
+    watches: list[dict[str, Any]] = field(default_factory=list)
+    ended: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, cursor: Cursor, sql: WriteStatements) -> None:
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
         cursor.many(sql.mark_duplicate, self.duplicates)
         cursor.many(sql.insert_file, self.files)
+        # In this order: a job created unfinished and finished in one batch ends its new watch.
+        cursor.many(sql.insert_watch, self.watches)
+        cursor.many(sql.end_watch, self.ended)
 
 
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
@@ -60,9 +67,11 @@ def store_batch(
     *,
     tx: int,
     mirror: MirrorPolicy,
+    watch: WatchPolicy,
 ) -> list[Receipt]:
     """The batch written in the transaction numbered `tx` (begin's answer); the output files of
-    the jobs it makes succeed queued for fetching as `mirror` says."""
+    the jobs it makes succeed queued for fetching as `mirror` says, the jobs it creates
+    unfinished watched as `watch` says, and the watches of those it finishes ended."""
     _lock_jobs(cursor, sql, intakes)
     intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
@@ -77,7 +86,7 @@ def store_batch(
         _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
-    later = _RowsAfterJobs(mirror=mirror)
+    later = _RowsAfterJobs(mirror=mirror, watch=watch)
     merged: dict[int, list[JobReceipt]] = {}
     for (index, job, delivery_id), result in zip(
         merges, _jobs_written(cursor, sql, job_rows), strict=True
@@ -228,9 +237,13 @@ def _delivery_row(
 def _merged(
     result: Sequence[Any], job: Job, delivery_id: int, received_at: datetime, later: _RowsAfterJobs
 ) -> JobReceipt:
-    """What the job's insert or upsert answered: its events, links and files to write."""
+    """What the job's insert or upsert answered: its events, links, files and watch to write."""
     job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = result
     changed = state_delivery_id == delivery_id
+    if changed and previous_state is None and not State(state).is_final:
+        later.watches.append(later.watch.watch_row(job_pk=job_pk, heard_at=received_at))
+    elif changed and State(state).is_final and _was_unfinished(previous_state):
+        later.ended.append({"job_pk": job_pk})
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
         # The job succeeded with this delivery's outputs: they are the files it produced.
         for position, output in enumerate(job.outputs[:MAX_FILES_PER_JOB]):
@@ -251,6 +264,12 @@ def _merged(
     return JobReceipt(
         provider=job.provider, job_id=job.job_id, state=State(state), duplicate=not changed
     )
+
+
+def _was_unfinished(state: str | None) -> bool:
+    """Whether the job was watched before this change: it existed (a job created final never
+    is), unfinished."""
+    return state is not None and not State(state).is_final
 
 
 def output_document(output: OutputFile) -> dict[str, str | None]:

@@ -54,6 +54,7 @@ def serve(channel: socket.socket, settings: Settings) -> None:
         timeout_s=settings.write_timeout_s,
         max_jobs=settings.max_jobs_per_delivery,
         mirror=settings.mirror_policy,
+        watch=settings.watch_policy,
     )
     inbox = _Inbox(channel, max_batch=settings.write_batch_max)
     # What start-up built (the code, SQLAlchemy's compiled statements) lives as long as the

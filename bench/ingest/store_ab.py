@@ -43,6 +43,7 @@ from app.ingest import driver, statements, store
 from app.ingest.admission import admit
 from app.ingest.frames import Unframer
 from app.ingest.intake import Intake, Submission
+from app.polling.watches import DEFAULT_WATCH
 from app.schema import upgrade_to_head
 from bench.ingest.databases import Backend, fresh
 from bench.ingest.payloads import FAMILIES, Family
@@ -74,9 +75,11 @@ def _as_committed(module: ModuleType) -> Callable[..., Any]:
 
     def numbered(cursor: Any, sql: Any, intakes: list[Intake]) -> Any:
         tx = module.begin(cursor, sql, timeout_ms=60_000)
-        if "mirror" in inspect.signature(module.store_batch).parameters:
-            return module.store_batch(cursor, sql, intakes, tx=tx, mirror=MIRROR_DEFAULT)
-        return module.store_batch(cursor, sql, intakes, tx=tx)
+        # What the ref's store_batch takes of what today's does.
+        taken = inspect.signature(module.store_batch).parameters
+        policies = {"mirror": MIRROR_DEFAULT, "watch": DEFAULT_WATCH}
+        kept = {name: policy for name, policy in policies.items() if name in taken}
+        return module.store_batch(cursor, sql, intakes, tx=tx, **kept)
 
     return numbered
 

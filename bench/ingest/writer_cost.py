@@ -24,6 +24,7 @@ from app.ingest.intake import Arrival, Submission
 from app.ingest.statements import build_statements
 from app.ingest.store import begin, store_batch
 from app.mirror.sources import MirrorPolicy
+from app.polling.watches import DEFAULT_WATCH
 from app.providers.model import Provider
 from app.schema import upgrade_to_head
 from bench.ingest.payloads import FAMILIES, Family
@@ -77,7 +78,7 @@ def measure(family: Family, *, deliveries: int, batch: int, database: Path) -> d
             with connection.begin():
                 cursor = Cursor(connection)
                 tx = begin(cursor, sql, timeout_ms=60_000)
-                store_batch(cursor, sql, intakes, tx=tx, mirror=MIRROR_DEFAULT)
+                store_batch(cursor, sql, intakes, tx=tx, mirror=MIRROR_DEFAULT, watch=DEFAULT_WATCH)
                 cursor.close()
                 stored = time.process_time()
             committed = time.process_time()

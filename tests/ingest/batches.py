@@ -9,6 +9,7 @@ from app.ingest.intake import Intake, Receipt
 from app.ingest.statements import build_statements
 from app.ingest.store import begin, store_batch
 from app.mirror.sources import MirrorPolicy
+from app.polling.watches import DEFAULT_WATCH
 
 MIRROR_ON = MirrorPolicy(enabled=True, cos=False)
 
@@ -32,7 +33,12 @@ def stored(
     cursor = Cursor(connection)
     try:
         return store_batch(
-            cursor, build_statements(connection.dialect), intakes, tx=tx, mirror=mirror
+            cursor,
+            build_statements(connection.dialect),
+            intakes,
+            tx=tx,
+            mirror=mirror,
+            watch=DEFAULT_WATCH,
         )
     finally:
         cursor.close()

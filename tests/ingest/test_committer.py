@@ -18,6 +18,7 @@ from app.db import create_sync_engine, interrupt
 from app.errors import StorageUnavailable
 from app.ingest.committer import Answer, Committer, _Watch, _Watchdog
 from app.ingest.intake import Outcome, Receipt, Submission
+from app.polling.watches import DEFAULT_WATCH
 from tests.api.payloads import ci_json, media_lab_list
 from tests.conftest import Backend, stalling_job
 from tests.ingest.batches import MIRROR_ON
@@ -30,7 +31,14 @@ def submission(job_id: str) -> Submission:
 
 
 def committer_for(engine: Engine, *, timeout_s: float) -> Committer:
-    return Committer(engine, suno_key=None, timeout_s=timeout_s, max_jobs=100, mirror=MIRROR_ON)
+    return Committer(
+        engine,
+        suno_key=None,
+        timeout_s=timeout_s,
+        max_jobs=100,
+        mirror=MIRROR_ON,
+        watch=DEFAULT_WATCH,
+    )
 
 
 def commit(committer: Committer, submissions: list[Submission], *, within_s: float) -> list[Answer]:

@@ -18,6 +18,7 @@ from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
 from app.mirror.cos import check_bucket, check_region
 from app.mirror.sources import CosBucket, MirrorPolicy
 from app.polling.watches import DEFAULT_WATCH, WatchPolicy
+from app.providers.model import Provider
 
 MIN_TOKEN_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -31,6 +32,7 @@ POSTGRESQL_MAX_JOBS_PER_TRANSACTION = 256
 # An identifier and its secret: one without the other is a mistake.
 _CREDENTIAL_PAIRS = (
     ("cos_secret_id", "cos_secret_key"),
+    ("media_lab_secret_id", "media_lab_secret_key"),
     ("s3_access_key_id", "s3_secret_access_key"),
 )
 _FILES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9][A-Za-z0-9._-]*)*/?")
@@ -159,6 +161,17 @@ class Settings(BaseSettings):
     poll_give_up_after: timedelta = Field(
         default=DEFAULT_WATCH.give_up_after, ge=timedelta(seconds=1), le=timedelta(days=365)
     )
+    # Each provider is polled with its own credentials; without them its jobs are
+    # not_configured (watched, never polled). Tencent CI is polled with the COS keys, in the
+    # buckets STEMHOOK_COS_BUCKETS names. kie.ai's API differs from sunoapi.org's in its base.
+    suno_api_base: str = Field(default="https://api.sunoapi.org", pattern=r"^https?://[^\s?#]+$")
+    suno_api_key: SecretStr | None = None
+    media_lab_api_base: str = Field(
+        default="https://service-mqk0mc83-1257411467.bj.apigw.tencentcs.com/release/job",
+        pattern=r"^https?://[^\s?#]+$",
+    )
+    media_lab_secret_id: SecretStr | None = None
+    media_lab_secret_key: SecretStr | None = None
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -208,6 +221,9 @@ class Settings(BaseSettings):
         "metrics_token",
         "cos_secret_id",
         "cos_secret_key",
+        "suno_api_key",
+        "media_lab_secret_id",
+        "media_lab_secret_key",
         "files_url",
         "s3_endpoint_url",
         "s3_region",
@@ -252,6 +268,16 @@ class Settings(BaseSettings):
                 " the keys would read any bucket a stranger names"
             )
         return self
+
+    @property
+    def polled_providers(self) -> frozenset[Provider]:
+        """The providers whose credentials are configured: their unfinished jobs are polled."""
+        configured = {
+            Provider.SUNO: self.suno_api_key is not None,
+            Provider.MEDIA_LAB: self.media_lab_secret_id is not None,
+            Provider.TENCENT_CI: self.cos_secret_id is not None,
+        }
+        return frozenset(provider for provider, present in configured.items() if present)
 
     @property
     def watch_policy(self) -> WatchPolicy:

@@ -26,6 +26,8 @@ class FileServer(ThreadingHTTPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.routes = routes
         self.requests: list[tuple[str, dict[str, str]]] = []
+        # The bodies of the requests that had one (POST), in order.
+        self.bodies: list[bytes] = []
         self.released = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -58,6 +60,10 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(404, b"no such route")
         else:
             route(self)
+
+    def do_POST(self) -> None:
+        self.server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.do_GET()
 
     def query(self, name: str) -> str:
         return parse_qs(urlsplit(self.path).query)[name][0]

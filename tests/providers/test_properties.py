@@ -1,4 +1,5 @@
-"""Whatever arrives, `parse_callback` answers with jobs or a ParseError, never anything else.
+"""Whatever arrives, `parse_callback` and `parse_poll_answer` answer with jobs or a ParseError,
+never anything else.
 
 Three sources of input: arbitrary bytes, arbitrary JSON trees, and the real fixtures of every
 family with random damage done to them (the inputs most likely to get deep into a parser).
@@ -20,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.providers.model import Job, ParseError, Provider, State
-from app.providers.registry import ParsedCallback, parse_callback
-from tests.providers.test_fixtures import PAYLOADS
+from app.providers.registry import ParsedCallback, parse_callback, parse_poll_answer
+from tests.providers.test_fixtures import PAYLOADS, POLL_ANSWERS
 
 ENDPOINTS: list[Provider | None] = [None, *Provider]
 SETTINGS = settings(
@@ -54,7 +55,7 @@ def _children(node: Any) -> Iterator[tuple[str | int, Any]]:
 
 
 # Every family's fixtures, including those added after this file was written.
-TREES = {path: _load(path) for path in PAYLOADS}
+TREES = {path: _load(path) for path in PAYLOADS + POLL_ANSWERS}
 # Keys the parsers look for, so that generated trees reach past the first lookup.
 KNOWN_KEYS = sorted({key for tree in TREES.values() for key in _keys(tree)})
 
@@ -80,16 +81,26 @@ def _check_job(job: Job) -> None:
 
 
 def _parse_everywhere(body: bytes) -> None:
-    """Parse through detection and through every family's endpoint."""
+    """Parse through detection, through every family's endpoint and as every family's answer."""
     for provider in ENDPOINTS:
         try:
             parsed = parse_callback(body, provider=provider)
         except ParseError:
             continue
-        assert isinstance(parsed, ParsedCallback)
-        assert provider is None or parsed.provider is provider
-        for job in parsed.jobs:
-            _check_job(job)
+        _check_parsed(parsed, provider)
+    for polled in Provider:
+        try:
+            parsed = parse_poll_answer(body, provider=polled)
+        except ParseError:
+            continue
+        _check_parsed(parsed, polled)
+
+
+def _check_parsed(parsed: ParsedCallback, provider: Provider | None) -> None:
+    assert isinstance(parsed, ParsedCallback)
+    assert provider is None or parsed.provider is provider
+    for job in parsed.jobs:
+        _check_job(job)
 
 
 # --- strategies --------------------------------------------------------------------------

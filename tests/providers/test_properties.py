@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,27 +81,23 @@ def _check_job(job: Job) -> None:
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0), job
 
 
+# Detection, every family's endpoint, and every family's poll answer.
+PARSERS: list[tuple[Callable[[bytes], ParsedCallback], Provider | None]] = [
+    *((partial(parse_callback, provider=provider), provider) for provider in ENDPOINTS),
+    *((partial(parse_poll_answer, provider=provider), provider) for provider in Provider),
+]
+
+
 def _parse_everywhere(body: bytes) -> None:
-    """Parse through detection, through every family's endpoint and as every family's answer."""
-    for provider in ENDPOINTS:
+    for parse, provider in PARSERS:
         try:
-            parsed = parse_callback(body, provider=provider)
+            parsed = parse(body)
         except ParseError:
             continue
-        _check_parsed(parsed, provider)
-    for polled in Provider:
-        try:
-            parsed = parse_poll_answer(body, provider=polled)
-        except ParseError:
-            continue
-        _check_parsed(parsed, polled)
-
-
-def _check_parsed(parsed: ParsedCallback, provider: Provider | None) -> None:
-    assert isinstance(parsed, ParsedCallback)
-    assert provider is None or parsed.provider is provider
-    for job in parsed.jobs:
-        _check_job(job)
+        assert isinstance(parsed, ParsedCallback)
+        assert provider is None or parsed.provider is provider
+        for job in parsed.jobs:
+            _check_job(job)
 
 
 # --- strategies --------------------------------------------------------------------------

@@ -114,9 +114,3 @@ def detect(document: Document) -> Provider:
             return family
     raise ParseError("unrecognized payload: not a Tencent CI, Tencent Media Lab or Suno callback")
 
-
-# STAND-IN (branch poller): the branch pollparse defines poll_endpoint (and polled_provider, and
-# parse_poll_answer) here with this signature; the lead drops this copy when merging both.
-def poll_endpoint(provider: Provider) -> str:
-    """The endpoint a delivery holding `provider`'s poll answer is stored under."""
-    return f"poll/{provider.value}"

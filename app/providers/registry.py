@@ -113,4 +113,3 @@ def detect(document: Document) -> Provider:
         if module.recognizes(document):
             return family
     raise ParseError("unrecognized payload: not a Tencent CI, Tencent Media Lab or Suno callback")
-

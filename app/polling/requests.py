@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import urlencode
 
 import orjson
@@ -56,6 +57,12 @@ class PollRequest:
     body: bytes | None = field(default=None, repr=False)
 
 
+class PollRequests(Protocol):
+    def request(self, job: WatchedJob, *, now: datetime) -> PollRequest:
+        """The request that asks `job`'s provider about it at `now`; NotPollable, saying why,
+        when there is none to send."""
+
+
 @dataclass(frozen=True, slots=True)
 class MediaLabKeys:
     secret_id: str = field(repr=False)
@@ -74,8 +81,7 @@ class PollApis:
     cos_buckets: frozenset[CosBucket] = frozenset()
 
     def request(self, job: WatchedJob, *, now: datetime) -> PollRequest:
-        """The request that asks `job`'s provider about it at `now`; NotPollable, saying why,
-        when there is none to send."""
+        """See `PollRequests.request`."""
         if job.provider is Provider.SUNO:
             return self._suno(job)
         if job.provider is Provider.MEDIA_LAB:

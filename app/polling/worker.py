@@ -40,7 +40,7 @@ from app.ingest.committer import Committer
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.turns import Turn, turn_transaction, writer_turns
 from app.polling import schedule
-from app.polling.requests import NotPollable, PollApis, WatchedJob
+from app.polling.requests import NotPollable, PollRequests, WatchedJob
 from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
 from app.providers.registry import poll_endpoint
@@ -113,7 +113,7 @@ class Poller:
         *,
         committer: Committer,
         fetcher: Fetcher,
-        apis: PollApis,
+        apis: PollRequests,
         providers: Collection[Provider],
         options: PollOptions,
         worker: str,

@@ -51,6 +51,7 @@ class FileServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FileServer
+    body = b""  # a POST's
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -62,7 +63,8 @@ class Handler(BaseHTTPRequestHandler):
             route(self)
 
     def do_POST(self) -> None:
-        self.server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.bodies.append(self.body)
         self.do_GET()
 
     def query(self, name: str) -> str:

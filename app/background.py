@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from app.config import Settings
 from app.db import create_sync_engine
 from app.fetching.fetcher import Fetcher
-from app.ingest.committer import Committer
+from app.ingest.committer import committer_for
 from app.logs import json_lines, log_config
 from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
@@ -158,15 +158,7 @@ def _workers(
     if settings.polled_providers:
         answers = fetcher(settings, max_bytes=POLL_ANSWER_MAX_BYTES, total_timeout_s=POLL_TIMEOUT_S)
         closing.append(answers.close)
-        key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
-        committer = Committer(
-            engine,
-            suno_key=key,
-            timeout_s=settings.write_timeout_s,
-            max_jobs=settings.max_jobs_per_delivery,
-            mirror=settings.mirror_policy,
-            watch=settings.watch_policy,
-        )
+        committer = committer_for(engine, settings)
         closing.append(committer.close)
         workers["poller"] = Poller(
             engine,

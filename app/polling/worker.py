@@ -28,11 +28,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Connection, Engine, select, update
 
 from app import models
-from app.fetching.errors import FetchError, Retryable
+from app.fetching.errors import BadStatus, FetchError, Gone, Retryable
 from app.fetching.fetcher import Answer, Fetcher
 from app.headers import kept
 from app.ingest.committer import Answer as Stored
@@ -191,6 +192,8 @@ class Poller:
             answer = self._fetcher.exchange(request.method, request.url, headers, request.body)
         except Retryable as error:
             return Polled(watch, self._clock(), error=str(error), retry_after_s=error.retry_after_s)
+        except (BadStatus, Gone) as error:  # the fetch's words are a file's ("gone")
+            return Polled(watch, self._clock(), error=_refused(error.status, request.url))
         except FetchError as error:
             return Polled(watch, self._clock(), error=str(error))
         return Polled(watch, self._clock(), answer=answer)
@@ -315,6 +318,11 @@ def _polled(finished: dict[Future[Polled], Watch]) -> list[Polled]:
     """A poll whose thread broke (a bug: `poll` catches what a request may raise) is given
     back."""
     return results(finished, broken=lambda watch: Polled(watch, datetime.now(UTC)), what="poller")
+
+
+def _refused(status: int, url: str) -> str:
+    answered = f"HTTP {status} from {urlsplit(url).hostname}"
+    return f"{answered}: the credentials were refused" if status in (401, 403) else answered
 
 
 def _submission(polled: Polled) -> Submission:

@@ -224,7 +224,9 @@ def test_a_wrong_key_is_the_watchs_error_and_the_worker_polls_on(
     due(engine, clock, "t-ok")
 
     assert wrong.run_once() == 3
-    assert watch_of(engine, "t-ok")["last_error"] == "failed: HTTP 401 from 127.0.0.1"
+    assert watch_of(engine, "t-ok")["last_error"] == (
+        "HTTP 401 from 127.0.0.1: the credentials were refused"
+    )
     assert watch_of(engine, "m-1")["state"] == "succeeded"
     right = poller_for(providers)
     due(engine, clock, "in-body", "t-ok")

@@ -20,12 +20,11 @@ from app.headers import kept
 from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.writer import Writer
-from app.providers.model import Provider
+from app.providers.registry import endpoint_family
 from app.queries.deliveries import replay_candidates
 from app.runtime import Runtime, running
 
 log = logging.getLogger(__name__)
-AUTO_ENDPOINT = "auto"
 # A bulk replay's waits before trying a delivery the database refused with 503 again: about half
 # a minute in all, then it is counted unavailable (replay again later) and the next one is tried.
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -50,10 +49,11 @@ async def replay_delivery(
         headers={name: value for name, value in delivery.headers.items() if kept(name)},
         body=delivery.body,
     )
-    expected = None if delivery.endpoint == AUTO_ENDPOINT else Provider(delivery.endpoint)
     submission = Submission(
         arrival=arrival,
-        expected=expected,
+        # The stored endpoint says how to parse it again: detected, as a family's callback, or
+        # as a family's poll answer.
+        expected=endpoint_family(delivery.endpoint),
         replay_of=delivery.id,
         signed_at=first_arrival,
     )

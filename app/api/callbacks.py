@@ -41,7 +41,7 @@ from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.logs import FIELDS_KEY
 from app.providers.model import Provider
-from app.replay import AUTO_ENDPOINT
+from app.providers.registry import AUTO_ENDPOINT
 
 _MAX_KEPT_HEADERS = 64
 _MAX_HEADER_VALUE = 1024

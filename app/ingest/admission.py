@@ -1,18 +1,20 @@
 """What an arrival becomes before it is stored: jobs, or the reason it has none.
 
-Shared by live deliveries and replays: parse the body with the current parsers, keep as rejected
-one that lists more jobs than a delivery may create (one list of thousands held every other
-delivery behind its transaction), then check the opt-in Suno signature against the stored
-headers, at the moment the delivery arrived (a replay days later is judged by when the callback
-came, not by when it is replayed). The signature covers the task id and time only: whether it
-was used for another body is for the database to say when the delivery is stored
-(app/ingest/store.py), so the intake carries its timestamp.
+Shared by live deliveries, poll answers and replays: parse the body with the current parsers (a
+callback's, or for a poll endpoint its provider's query answer's), keep as rejected one that
+lists more jobs than a delivery may create (one list of thousands held every other delivery
+behind its transaction), then check the opt-in Suno signature against the stored headers, at
+the moment the delivery arrived (a replay days later is judged by when the callback came, not by
+when it is replayed). The signature covers the task id and time only: whether it was used for
+another body is for the database to say when the delivery is stored (app/ingest/store.py), so
+the intake carries its timestamp. A poll answer has no signature to check: stemhook asked the
+provider's API for it over TLS, and no sender can choose a poll endpoint
+(app/providers/registry.py).
 
-Whatever `parse_callback` raises is the body's fault, not only ParseError: a parser that trips
-over input nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that
-delivery, stored raw, with a warning line naming the exception. The line is drawn around
-`parse_callback` alone: a failure anywhere else (signature check, storage) is a bug or an outage
-and stays one.
+Whatever parsing raises is the body's fault, not only ParseError: a parser that trips over input
+nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that delivery,
+stored raw, with a warning line naming the exception. The line is drawn around parsing alone: a
+failure anywhere else (signature check, storage) is a bug or an outage and stays one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ import logging
 from app.ingest.intake import Arrival, Intake, Submission
 from app.providers import suno
 from app.providers.model import ParseError, Provider
-from app.providers.registry import ParsedCallback, parse_callback
+from app.providers.registry import (
+    ParsedCallback,
+    parse_callback,
+    parse_poll_answer,
+    polled_provider,
+)
 
 log = logging.getLogger(__name__)
 # The stored reason quotes an unforeseen exception's text, which a body can make long.
@@ -39,9 +46,11 @@ def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Int
     Raises BadSignature when a required Suno signature is missing, stale or wrong (answered 401).
     """
     arrival, expected, replay_of = submission.arrival, submission.expected, submission.replay_of
-    parsed = _parse(arrival, expected)
+    polled = polled_provider(arrival.endpoint)
+    parsed = _parse(arrival, expected, polled)
     if isinstance(parsed, str):
-        return Intake(arrival=arrival, provider=expected, error=parsed, replay_of=replay_of)
+        provider = polled or expected
+        return Intake(arrival=arrival, provider=provider, error=parsed, replay_of=replay_of)
     if len(parsed.jobs) > max_jobs:
         error = (
             f"the delivery lists {len(parsed.jobs)} jobs, more than the {max_jobs} one delivery"
@@ -49,7 +58,7 @@ def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Int
         )
         return Intake(arrival=arrival, provider=parsed.provider, error=error, replay_of=replay_of)
     signed_timestamp = None
-    if parsed.provider is Provider.SUNO and suno_key is not None:
+    if parsed.provider is Provider.SUNO and suno_key is not None and polled is None:
         signed_at = (submission.signed_at or arrival.received_at).timestamp()
         _verify_suno(arrival, suno_key, [job.job_id for job in parsed.jobs], signed_at)
         signed_timestamp = arrival.headers.get("x-webhook-timestamp")
@@ -62,9 +71,15 @@ def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Int
     )
 
 
-def _parse(arrival: Arrival, expected: Provider | None) -> ParsedCallback | str:
-    """The parsed callback, or why the body cannot be one."""
+def _parse(
+    arrival: Arrival, expected: Provider | None, polled: Provider | None
+) -> ParsedCallback | str:
+    """The parsed callback or poll answer, or why the body cannot be one."""
     try:
+        if polled is not None:
+            return parse_poll_answer(
+                arrival.body, content_type=arrival.content_type, provider=polled
+            )
         return parse_callback(arrival.body, content_type=arrival.content_type, provider=expected)
     except ParseError as exc:
         return str(exc)

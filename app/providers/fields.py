@@ -127,7 +127,12 @@ def snake_case(tag: str) -> str:
     """A CI Tag as a job kind: "SpeechRecognition" -> "speech_recognition"."""
     if not _TAG.fullmatch(tag):
         raise ParseError(f"Tag {tag[:80]!r} is not a CI task tag")
-    return _CAMEL_TAIL.sub(r"\1_\2", _CAMEL_WORD.sub(r"\1_\2", tag)).lower()
+    return camel_to_snake(tag)
+
+
+def camel_to_snake(name: str) -> str:
+    """A camelCase name in snake case, unchecked: "backingVocalsUrl" -> "backing_vocals_url"."""
+    return _CAMEL_TAIL.sub(r"\1_\2", _CAMEL_WORD.sub(r"\1_\2", name)).lower()
 
 
 def object_key(value: Any, what: str) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
+
 from app.providers.decode import Document, Format
 from app.providers.fields import (
     as_list,
@@ -52,6 +54,8 @@ _SINGLE_JOB_RESPONSES = ("getJobResponse", "createJobResponse")
 _ENVELOPE_KEYS = ("listJobsResponse", *_SINGLE_JOB_RESPONSES, "job")
 _JOB_SHAPE_KEYS = ("timing", "inputs", "outputs", "customId")
 _URL_SCHEMES = ("http://", "https://")
+_QUERY_ANSWERS = ("getJobResponse", "listJobsResponse")
+_MAX_QUOTED = 300
 
 
 def recognizes(document: Document) -> bool:
@@ -66,6 +70,16 @@ def recognizes(document: Document) -> bool:
 def parse(document: Document) -> tuple[Job, ...]:
     root = mapping(document.data, "callback")
     return tuple(_job(mapping(item, "job")) for item in _job_structs(root))
+
+
+def parse_query_answer(document: Document) -> tuple[Job, ...]:
+    """A GetJob or ListJobs answer. The documents show no failed answer: whatever comes in
+    place of the job is the API's error, quoted as it came."""
+    root = document.data
+    if isinstance(root, Mapping) and any(key in root for key in _QUERY_ANSWERS):
+        return parse(document)
+    quoted = orjson.dumps(root).decode()
+    raise ParseError(f"Media Lab answered without a job: {quoted[:_MAX_QUOTED]}")
 
 
 def _job_structs(root: Mapping[str, Any]) -> list[Any]:

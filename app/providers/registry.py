@@ -1,14 +1,19 @@
-"""From callback bytes to normalized jobs: decode, pick the family, parse.
+"""From delivery bytes to normalized jobs: decode, pick the family, parse.
 
-The only entry point the rest of the service uses; nothing here does I/O.
+The only entry points the rest of the service uses: `parse_callback` for what a provider sent,
+`parse_poll_answer` for what its query API answered when stemhook asked about a job whose
+callback never came. Both give the jobs the same task's callback gives, so the write path merges
+them alike. Which of the two a stored delivery is, and for which family, its endpoint says
+(`AUTO_ENDPOINT`, a family's value, or `poll_endpoint`). Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from app.providers import media_lab, suno, tencent_ci
+from app.providers import media_lab, suno, suno_record, tencent_ci
 from app.providers.decode import Document, decode
 from app.providers.model import Job, ParseError, Provider
 
@@ -19,7 +24,17 @@ _FAMILIES: dict[Provider, ModuleType] = {
     Provider.SUNO: suno,
     Provider.MEDIA_LAB: media_lab,
 }
+_QUERY_ANSWERS: dict[Provider, Callable[[Document], tuple[Job, ...]]] = {
+    Provider.TENCENT_CI: tencent_ci.parse_query_answer,
+    Provider.SUNO: suno_record.parse_query_answer,
+    Provider.MEDIA_LAB: media_lab.parse_query_answer,
+}
 
+# The endpoint of a callback posted to /callbacks, whose family is detected.
+AUTO_ENDPOINT = "auto"
+# No callback path ends up with this prefix (app/api/callbacks.py serves a fixed set), so an
+# endpoint carrying it was set by stemhook's own poller, never by a sender.
+_POLL_PREFIX = "poll/"
 
 MAX_IDENTIFIER = 255
 MAX_KIND = 64
@@ -43,6 +58,36 @@ def parse_callback(
     jobs: tuple[Job, ...] = module.parse(document)
     _check_storable(jobs)
     return ParsedCallback(family, jobs)
+
+
+def parse_poll_answer(
+    body: bytes, *, content_type: str | None = None, provider: Provider
+) -> ParsedCallback:
+    """Parse one answer of `provider`'s job query API; an answer that reports no job (a wrong
+    key, an unknown job, an error) is a ParseError that says what the provider answered."""
+    jobs = _QUERY_ANSWERS[provider](decode(body, content_type))
+    _check_storable(jobs)
+    return ParsedCallback(provider, jobs)
+
+
+def poll_endpoint(provider: Provider) -> str:
+    """The endpoint a delivery holding `provider`'s poll answer is stored under."""
+    return f"{_POLL_PREFIX}{provider.value}"
+
+
+_POLLED = {poll_endpoint(provider): provider for provider in Provider}
+
+
+def polled_provider(endpoint: str) -> Provider | None:
+    """The provider whose query API answered, for a poll endpoint; None for any other."""
+    return _POLLED.get(endpoint)
+
+
+def endpoint_family(endpoint: str) -> Provider | None:
+    """The family a stored delivery's endpoint expects; None where the family is detected."""
+    if endpoint == AUTO_ENDPOINT:
+        return None
+    return _POLLED.get(endpoint) or Provider(endpoint)
 
 
 def _check_storable(jobs: tuple[Job, ...]) -> None:

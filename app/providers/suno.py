@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ from app.providers.decode import Document, Format
 from app.providers.fields import mapping, required_text, text
 from app.providers.model import Job, JobError, OutputFile, ParseError, Provider, Role, State
 
-_SUCCESS = "200"
+SUCCESS = "200"
 # Vendors of the same API name the result object either way.
 _INFO_KEYS = ("vocal_removal_info", "vocal_separation_info")
 _SPLIT_STEM_ROLES = {
@@ -54,23 +54,23 @@ def parse(document: Document) -> tuple[Job, ...]:
     root = mapping(document.data, "callback")
     data = mapping(root.get("data"), "data")
     job_id = required_text(data.get("task_id"), "data.task_id")
-    code = _code(root.get("code"))
+    code = status_code(root.get("code"))
     info_key, info = _info(data)
-    succeeded = code == _SUCCESS
+    succeeded = code == SUCCESS
     return (
         Job(
             provider=Provider.SUNO,
             job_id=job_id,
-            kind=_kind(info),
+            kind=kind(info),
             state=State.SUCCEEDED if succeeded else State.FAILED,
             provider_state=code,
-            error=None if succeeded else JobError(code=code, message=_message(root)),
+            error=None if succeeded else JobError(code=code, message=message(root)),
             outputs=tuple(_outputs(info, info_key)),
         ),
     )
 
 
-def _code(value: Any) -> str:
+def status_code(value: Any) -> str:
     """The status code as digits without leading zeros: 200 and "200" are the same code."""
     raw = required_text(value, "code")
     if not (raw.isascii() and raw.isdigit()):
@@ -78,7 +78,7 @@ def _code(value: Any) -> str:
     return raw.lstrip("0") or "0"
 
 
-def _message(root: Mapping[str, Any]) -> str:
+def message(root: Mapping[str, Any]) -> str:
     return text(root.get("msg"), "msg") or ""
 
 
@@ -90,10 +90,11 @@ def _info(data: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     return f"data.{_INFO_KEYS[0]}", {}
 
 
-def _kind(info: Mapping[str, Any]) -> str:
-    if "instrumental_url" in info:
+def kind(url_keys: Container[str]) -> str:
+    """The separation type, told by which snake-case URL keys its result has."""
+    if "instrumental_url" in url_keys:
         return "separate_vocal"
-    if any(key in info for key in _SPLIT_STEM_ROLES):
+    if any(key in url_keys for key in _SPLIT_STEM_ROLES):
         return "split_stem"
     return "vocal_separation"
 
@@ -102,14 +103,19 @@ def _outputs(info: Mapping[str, Any], what: str) -> Iterator[OutputFile]:
     for key, value in info.items():
         if not key.endswith("_url"):
             continue
-        if value is not None and not isinstance(value, str):
-            raise ParseError(f"{what}.{key} must be a URL string, got {type(value).__name__}")
-        # An empty string is how the sender says this stem has no file.
-        url = text(value, f"{what}.{key}")
-        if url is not None:
-            yield OutputFile(
-                role=_URL_ROLES.get(key, Role.OTHER), url=url, file_name=_file_name(url)
-            )
+        if (file := output_file(key, value, f"{what}.{key}")) is not None:
+            yield file
+
+
+def output_file(url_key: str, value: Any, what: str) -> OutputFile | None:
+    """The file a URL value names, its role told by the snake-case key; None when it has none."""
+    if value is not None and not isinstance(value, str):
+        raise ParseError(f"{what} must be a URL string, got {type(value).__name__}")
+    # An empty string is how the sender says this stem has no file.
+    url = text(value, what)
+    if url is None:
+        return None
+    return OutputFile(role=_URL_ROLES.get(url_key, Role.OTHER), url=url, file_name=_file_name(url))
 
 
 def _file_name(url: str) -> str | None:

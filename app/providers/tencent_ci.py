@@ -85,6 +85,30 @@ def parse(document: Document) -> tuple[Job, ...]:
     return tuple(_task_job(mapping(detail, "JobsDetail")) for detail in details)
 
 
+def parse_query_answer(document: Document) -> tuple[Job, ...]:
+    """A DescribeMediaJob or DescribeMediaJobs answer: `<Response>` with one JobsDetail per job,
+    each as a TaskFinish callback gives it, and the asked ids CI does not know under
+    NonExistJobIds; or CI's `<Error>`."""
+    if isinstance(document.data, Mapping) and "Error" in document.data:
+        error = mapping(document.data["Error"], "Error")
+        code = text(error.get("Code"), "Error.Code")
+        message = text(error.get("Message"), "Error.Message")
+        raise ParseError(f"CI answered error {code}: {message}")
+    answer = mapping(_root(document), "Response")
+    unknown = [
+        job_id.strip()
+        for item in as_list(answer.get("NonExistJobIds"))
+        for job_id in (text(item, "NonExistJobIds") or "").split(",")
+        if job_id.strip()
+    ]
+    if unknown:
+        raise ParseError(f"CI does not know job {', '.join(unknown)[:200]} (NonExistJobIds)")
+    details = as_list(answer.get("JobsDetail"))
+    if not details:
+        raise ParseError("the answer has no JobsDetail")
+    return tuple(_task_job(mapping(detail, "JobsDetail")) for detail in details)
+
+
 def _root(document: Document) -> Any:
     data = document.data
     # XML always has one root element (<Response>); a JSON sender may wrap the same way.

@@ -1,10 +1,12 @@
-"""Submissions as the web process hands them over, for the writer's tests."""
+"""Submissions as the web process or the poller hands them over, for the writer's tests."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from app.ingest.intake import Arrival, Submission
+from app.providers.model import Provider
+from app.providers.registry import poll_endpoint
 
 
 def detected(
@@ -21,3 +23,16 @@ def detected(
         body=body,
     )
     return Submission(arrival=arrival, expected=None)
+
+
+def polled(body: bytes, provider: Provider) -> Submission:
+    """An answer of `provider`'s job query API, as the poller hands it over."""
+    arrival = Arrival(
+        received_at=datetime.now(UTC),
+        endpoint=poll_endpoint(provider),
+        content_type="application/json",
+        client_addr=None,
+        headers={},
+        body=body,
+    )
+    return Submission(arrival=arrival, expected=provider)

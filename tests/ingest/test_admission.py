@@ -1,5 +1,6 @@
 """Where a body's fault ends: anything parsing raises rejects the delivery; what fails after
-parsing (here the Suno signature check) is not blamed on the body."""
+parsing (here the Suno signature check) is not blamed on the body. A poll answer is parsed as
+its provider's query answer and needs no signature."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 from app.ingest import admission
 from app.ingest.admission import admit
 from app.providers import suno
+from app.providers.model import Provider
 from tests.api.payloads import suno_json
-from tests.ingest.submissions import detected
+from tests.conftest import FIXTURES
+from tests.ingest.submissions import detected, polled
 
 
 def _raises(exc: BaseException) -> object:
@@ -38,3 +41,36 @@ def test_a_failure_after_parsing_is_not_the_body_s_fault(monkeypatch: pytest.Mon
 
     with pytest.raises(RuntimeError, match="a bug"):
         admit(detected(suno_json("t-after")), suno_key="key", max_jobs=100)
+
+
+SUNO_ANSWERS = FIXTURES / "suno" / "poll"
+
+
+def test_a_poll_answer_needs_no_suno_signature() -> None:
+    answer = (SUNO_ANSWERS / "record_info_separate_vocal.json").read_bytes()
+
+    intake = admit(polled(answer, Provider.SUNO), suno_key="key", max_jobs=100)
+
+    assert (intake.error, intake.signed_timestamp) == (None, None)
+    assert [job.job_id for job in intake.jobs] == ["3e63b4cc88d52611159371f6af5571e7"]
+    # The same key still holds every callback to its signature.
+    with pytest.raises(admission.BadSignature):
+        admit(detected(suno_json("3e63b4cc88d52611159371f6af5571e7")), suno_key="key", max_jobs=100)
+
+
+def test_a_poll_answer_sent_as_a_callback_is_not_taken_for_one() -> None:
+    answer = (SUNO_ANSWERS / "record_info_separate_vocal.json").read_bytes()
+
+    intake = admit(detected(answer), suno_key="key", max_jobs=100)
+
+    assert intake.jobs == ()
+    assert intake.error is not None and "unrecognized payload" in intake.error
+
+
+def test_an_answer_that_reports_no_job_is_rejected_with_what_the_provider_said() -> None:
+    answer = (SUNO_ANSWERS / "record_info_wrong_key.json").read_bytes()
+
+    intake = admit(polled(answer, Provider.SUNO), suno_key="key", max_jobs=100)
+
+    assert (intake.provider, intake.jobs) == (Provider.SUNO, ())
+    assert intake.error is not None and intake.error.startswith("record-info answered code 401")

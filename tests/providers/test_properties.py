@@ -1,4 +1,5 @@
-"""Whatever arrives, `parse_callback` answers with jobs or a ParseError, never anything else.
+"""Whatever arrives, `parse_callback` and `parse_poll_answer` answer with jobs or a ParseError,
+never anything else.
 
 Three sources of input: arbitrary bytes, arbitrary JSON trees, and the real fixtures of every
 family with random damage done to them (the inputs most likely to get deep into a parser).
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.providers.model import Job, ParseError, Provider, State
-from app.providers.registry import ParsedCallback, parse_callback
-from tests.providers.test_fixtures import PAYLOADS
+from app.providers.registry import ParsedCallback, parse_callback, parse_poll_answer
+from tests.providers.test_fixtures import PAYLOADS, POLL_ANSWERS
 
 ENDPOINTS: list[Provider | None] = [None, *Provider]
 SETTINGS = settings(
@@ -54,7 +56,7 @@ def _children(node: Any) -> Iterator[tuple[str | int, Any]]:
 
 
 # Every family's fixtures, including those added after this file was written.
-TREES = {path: _load(path) for path in PAYLOADS}
+TREES = {path: _load(path) for path in PAYLOADS + POLL_ANSWERS}
 # Keys the parsers look for, so that generated trees reach past the first lookup.
 KNOWN_KEYS = sorted({key for tree in TREES.values() for key in _keys(tree)})
 
@@ -79,11 +81,17 @@ def _check_job(job: Job) -> None:
         assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0), job
 
 
+# Detection, every family's endpoint, and every family's poll answer.
+PARSERS: list[tuple[Callable[[bytes], ParsedCallback], Provider | None]] = [
+    *((partial(parse_callback, provider=provider), provider) for provider in ENDPOINTS),
+    *((partial(parse_poll_answer, provider=provider), provider) for provider in Provider),
+]
+
+
 def _parse_everywhere(body: bytes) -> None:
-    """Parse through detection and through every family's endpoint."""
-    for provider in ENDPOINTS:
+    for parse, provider in PARSERS:
         try:
-            parsed = parse_callback(body, provider=provider)
+            parsed = parse(body)
         except ParseError:
             continue
         assert isinstance(parsed, ParsedCallback)

@@ -22,7 +22,10 @@ class DeliveryOut(Out):
 
     id: int
     received_at: datetime
-    endpoint: str = Field(description="the family endpoint it came to, or 'auto' for /callbacks")
+    endpoint: str = Field(
+        description="the family endpoint it came to, 'auto' for /callbacks, or"
+        " 'poll/<family>' for an answer of the family's job query API that stemhook asked for"
+    )
     provider: Provider | None
     outcome: Outcome
     error: str | None = Field(description="why it was rejected or orphaned")

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.api import callbacks, deliveries, files, health, jobs, metrics, stats
+from app.api import callbacks, deliveries, files, health, jobs, metrics, stats, watches
 from app.api.errors import install_error_handlers
 from app.api.openapi import document
 from app.api.slow_bodies import SlowBodies
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routers = (
         jobs.router,
+        watches.router,
         files.router,
         deliveries.router,
         stats.router,

@@ -30,6 +30,7 @@ from tests.proxy import FaultyProxy
 API_TOKEN = "test-token-0123456789abcdef"
 PG_ADMIN_DSN = os.environ.get("STEMHOOK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = (
+    "job_watch",
     "job_file",
     "job_event",
     "delivery_job",
@@ -56,6 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Fixtures carry real providers' URLs: no test fetches them. The tests of mirroring turn it
     # on, with URLs of a file server on loopback.
     os.environ["STEMHOOK_MIRROR"] = "false"
+    # Nor does any poll reach a provider: a test that configures credentials polls a fake one
+    # on loopback, and these names are refused without a lookup (RFC 6761) if one forgets.
+    os.environ["STEMHOOK_SUNO_API_BASE"] = "https://suno-api.invalid"
+    os.environ["STEMHOOK_MEDIA_LAB_API_BASE"] = "https://media-lab-api.invalid/release/job"
     # No run's outcome may hang on the machine's load: no per-example time limit, and no health
     # check on how fast examples are made. In CI a red run stops a landing, so property tests
     # (and schemathesis) also try the same examples every time; developers' runs explore.

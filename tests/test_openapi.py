@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.api import callbacks, deliveries, health, jobs, stats
+from app.api import callbacks, deliveries, health, jobs, stats, watches
 from app.api.callback_docs import EXAMPLES
 from app.main import create_app
 from app.schema import upgrade_to_head
@@ -139,7 +139,7 @@ def test_every_operation_shows_an_answer_example(document: dict[str, Any]) -> No
     components = document["components"]["schemas"]
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            content = operation["responses"]["200"]["content"]
+            content = operation["responses"][_success(operation)]["content"]
             if "application/json" not in content:  # a stored file's bytes: nothing to show
                 assert list(content) == ["application/octet-stream"], f"{method.upper()} {path}"
                 continue
@@ -156,7 +156,7 @@ def test_every_operation_shows_an_answer_example(document: dict[str, Any]) -> No
             *callbacks.declared_routes(),
             *(
                 route
-                for module in (deliveries, health, jobs, stats)
+                for module in (deliveries, health, jobs, stats, watches)
                 for route in module.router.routes
             ),
         ]
@@ -170,13 +170,24 @@ def test_served_answer_examples_keep_to_the_document(
     """What /docs shows, nulls included, is a valid answer of its endpoint."""
     for method in route.methods:
         operation = document["paths"][route.path][method.lower()]
-        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        status = _success(operation)
+        answer = operation["responses"][status]["content"]["application/json"]["schema"]
         name = answer["$ref"].removeprefix("#/components/schemas/")
         for example in document["components"]["schemas"][name]["examples"]:
             request = httpx.Request(method, f"http://stemhook{route.path}")
-            response = httpx.Response(200, json=example, request=request)
+            response = httpx.Response(int(status), json=example, request=request)
             response.elapsed = timedelta(0)  # what a client sets once the answer was read
             schema[route.path][method].validate_response(response)
+
+
+def _success(operation: dict[str, Any]) -> str:
+    """The status an operation answers when it does what it is asked: its lowest 2xx with a
+    body."""
+    return min(
+        status
+        for status, answer in operation["responses"].items()
+        if status.startswith("2") and "content" in answer
+    )
 
 
 def test_served_examples_keep_their_nulls(document: dict[str, Any]) -> None:

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
 from app.api.deps import SessionDep, SessionsDep, SettingsDep, WatchDep, require_api_token
 from app.api.disconnect import client_gone
+from app.api.job_views import known_job, shown
 from app.api.pagination import (
     decode_before_id,
     decode_job_position,
@@ -27,7 +27,6 @@ from app.mirror.retry import retry_failed
 from app.providers.model import Provider
 from app.queries import deliveries as delivery_queries
 from app.queries import jobs as job_queries
-from app.queries.files import files_of
 from app.watch import final_or_timeout
 
 router = APIRouter(
@@ -57,14 +56,13 @@ async def list_jobs(
 ) -> Page[JobOut]:
     page = await job_queries.list_jobs(
         session,
-        params.filter(),
+        params.filter(polled=settings.polled_providers),
         limit=params.limit,
         after=decode_job_position(params.cursor),
         began_since=datetime.now(UTC) - settings.cursor_max_age,
     )
-    files = await files_of(session, [job.id for job in page.jobs])
     return Page[JobOut](
-        items=[JobOut.of(job, files[job.id], root_path=settings.root_path) for job in page.jobs],
+        items=await shown(session, page.jobs, settings, JobOut),
         next_cursor=encode_job_position(page.next),
     )
 
@@ -103,11 +101,12 @@ async def get_job(
     if job is None:
         raise NotFound(f"no {provider} job {job_id!r}")
     async with sessions() as session:
-        files = await files_of(session, [job.id])
+        [detail] = await shown(session, [job], settings, JobDetailOut)
         delivery = (
-            await session.get(models.Delivery, job.last_delivery_id) if include == "raw" else None
+            await session.get(models.Delivery, job.last_delivery_id)
+            if include == "raw" and job.last_delivery_id is not None
+            else None
         )
-    detail = JobDetailOut.of(job, files[job.id], root_path=settings.root_path)
     if delivery is not None:
         detail = detail.model_copy(update={"raw": RawOut.of(delivery)})
     return detail
@@ -134,12 +133,12 @@ async def retry_files(
     settings: SettingsDep,
 ) -> JobDetailOut:
     async with sessions() as session:
-        job = await _known_job(session, provider, job_id)
+        job = await known_job(session, provider, job_id)
     if await retry_failed(sessions, job.id, now=datetime.now(UTC)):
         response.status_code = 202
     async with sessions() as session:
-        files = await files_of(session, [job.id])
-    return JobDetailOut.of(job, files[job.id], root_path=settings.root_path)
+        [detail] = await shown(session, [job], settings, JobDetailOut)
+    return detail
 
 
 @router.get(
@@ -148,7 +147,7 @@ async def retry_files(
     responses={404: {"model": ErrorOut}},
 )
 async def job_events(provider: ProviderPath, job_id: JobIdPath, session: SessionDep) -> EventsOut:
-    job = await _known_job(session, provider, job_id)
+    job = await known_job(session, provider, job_id)
     events = await job_queries.job_events(session, job.id)
     return EventsOut(items=[EventOut.of(event) for event in events])
 
@@ -164,7 +163,7 @@ async def job_deliveries(
     params: Annotated[PageParams, Query()],
     session: SessionDep,
 ) -> Page[JobDeliveryOut]:
-    job = await _known_job(session, provider, job_id)
+    job = await known_job(session, provider, job_id)
     page = await delivery_queries.job_deliveries(
         session,
         job.id,
@@ -178,10 +177,3 @@ async def job_deliveries(
         ],
         next_cursor=encode_before_id(JOB_DELIVERIES, page.next_before_id),
     )
-
-
-async def _known_job(session: AsyncSession, provider: Provider, job_id: str) -> models.Job:
-    job = await job_queries.find_job(session, provider, job_id)
-    if job is None:
-        raise NotFound(f"no {provider} job {job_id!r}")
-    return job

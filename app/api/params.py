@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.ingest.intake import Outcome
 from app.mirror.sources import FileStatus
+from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
 from app.queries.deliveries import DeliveryFilter
 from app.queries.jobs import JobFilter
@@ -54,10 +55,15 @@ class JobParams(_Params):
         description="jobs with at least one output file in this status; asked afresh on every"
         " page (a file's status changes without its job changing)",
     )
+    watch: list[WatchStatus] = Field(
+        default=[],
+        description="jobs whose watch shows this status (repeat for several): `polling` and"
+        " `gave_up` find the jobs whose callback is late",
+    )
     limit: Limit = 50
     cursor: Cursor = None
 
-    def filter(self) -> JobFilter:
+    def filter(self, *, polled: frozenset[Provider]) -> JobFilter:
         return JobFilter(
             provider=self.provider,
             kind=self.kind,
@@ -70,6 +76,8 @@ class JobParams(_Params):
             received_before=self.received_before,
             has_error=self.has_error,
             files=self.files,
+            watch=tuple(self.watch),
+            polled=polled,
         )
 
 

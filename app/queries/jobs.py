@@ -23,13 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
 from app.db import Id, UtcDateTime
 from app.errors import InvalidRequest
 from app.mirror.sources import FileStatus
+from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
 from app.queries.marks import current_mark
 
@@ -52,6 +53,10 @@ class JobFilter:
     has_error: bool | None = None
     # Jobs with at least one output file in this status.
     files: FileStatus | None = None
+    # Jobs whose watch shows one of these statuses, `polled` the providers configured to be
+    # polled (the status depends on it).
+    watch: tuple[WatchStatus, ...] = ()
+    polled: frozenset[Provider] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,8 @@ def _conditions(
         # One probe of the (status, job_pk) index per job the listing walks.
         file = models.JobFile
         conditions.append(exists().where(file.status == where.files.value, file.job_pk == job.id))
+    if where.watch:
+        conditions.append(or_(*(_watched(status, where.polled) for status in where.watch)))
     if after is not None:
         # A row comparison, so that both databases can start the index scan at the cursor.
         conditions.append(
@@ -219,3 +226,23 @@ def _conditions(
             < tuple_(literal(after.received_at, UtcDateTime()), literal(after.job_pk, Id))
         )
     return conditions
+
+
+def _watched(status: WatchStatus, polled: frozenset[Provider]) -> ColumnElement[bool]:
+    """Jobs whose watch shows `status` (app/polling/watches.py `watch_status`, as SQL): one
+    probe of the job_pk unique index per job the listing walks."""
+    job, watch = models.Job, models.JobWatch
+
+    def stored(*statuses: WatchStatus) -> ColumnElement[bool]:
+        return exists().where(
+            watch.job_pk == job.id, watch.status.in_([value.value for value in statuses])
+        )
+
+    configured = job.provider.in_([provider.value for provider in polled])
+    if status is WatchStatus.IDLE:
+        return ~exists().where(watch.job_pk == job.id)
+    if status is WatchStatus.NOT_CONFIGURED:
+        return and_(stored(WatchStatus.WAITING, WatchStatus.POLLING), ~configured)
+    if status in (WatchStatus.WAITING, WatchStatus.POLLING):
+        return and_(stored(status), configured)
+    return stored(status)

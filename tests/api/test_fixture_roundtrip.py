@@ -17,7 +17,8 @@ from tests.conftest import API_TOKEN, FIXTURES
 
 pytestmark = pytest.mark.anyio
 
-SERVED_ONLY = ("deliveries", "first_received_at", "last_received_at", "raw")
+SERVED_ONLY = ("deliveries", "first_received_at", "last_received_at", "raw", "watch")
+FINAL = ("succeeded", "failed", "canceled")
 
 
 def _accepted_fixtures() -> list[Path]:
@@ -51,4 +52,7 @@ async def test_fixture_is_served_as_expected(client: httpx.AsyncClient, payload:
         # The copies of the files are stemhook's, not the provider's (tests run mirroring off).
         files = [output.pop("file") for output in body["outputs"]]
         assert all(file is None or file["error"] == MIRROR_OFF for file in files), files
+        # Watched if it arrived unfinished; no provider is configured to be polled in tests.
+        watch = "idle" if job["state"] in FINAL else "not_configured"
+        assert body["watch"]["status"] == watch
         assert {key: value for key, value in body.items() if key not in SERVED_ONLY} == job

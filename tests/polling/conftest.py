@@ -23,6 +23,7 @@ from app.fetching.fetcher import Fetcher
 from app.ingest.committer import Committer
 from app.mirror.cos import CosKeys, authorization
 from app.mirror.sources import CosBucket, MirrorPolicy
+from app.polling.expect import NO_PROVIDER_STATE, UNKNOWN_KIND
 from app.polling.requests import MediaLabKeys, PollApis, PollRequest, PollRequests, WatchedJob
 from app.polling.watches import DEFAULT_WATCH, WatchPolicy
 from app.polling.worker import Poller, PollOptions
@@ -181,17 +182,18 @@ def expect(
     region: str | None = None,
     policy: WatchPolicy = DEFAULT_WATCH,
 ) -> int:
-    """A job registered unfinished at `at` and its watch, as `PUT .../expect` writes them (a job
-    without a delivery); its primary key."""
+    """A job registered unfinished at `at` and its watch, as `PUT .../expect` writes them
+    (app/polling/expect.py: a job without a delivery), in a transaction of the test's own; its
+    primary key."""
     with engine.begin() as connection:
         job_pk: int = connection.execute(
             insert(models.Job)
             .values(
                 provider=provider.value,
                 job_id=job_id,
-                kind="unknown",
+                kind=UNKNOWN_KIND,
                 state="submitted",
-                provider_state="",
+                provider_state=NO_PROVIDER_STATE,
                 deliveries=0,
                 first_received_at=at,
                 last_received_at=at,

@@ -105,6 +105,13 @@ JOB: JsonDict = {
     "deliveries": 1,
     "first_received_at": RECEIVED_AT,
     "last_received_at": RECEIVED_AT,
+    "watch": {
+        "status": "idle",
+        "polls": 0,
+        "last_polled_at": None,
+        "next_poll_at": None,
+        "last_error": None,
+    },
 }
 JOB_DETAIL: JsonDict = {**JOB, "raw": None}
 EVENTS: JsonDict = {

@@ -13,8 +13,10 @@ from app import models
 from app.api.schemas import examples
 from app.api.schemas.common import BodyOut, Out
 from app.mirror.sources import FileStatus
+from app.polling.watches import WatchStatus, watch_status
 from app.providers.model import Provider, Role, State
 from app.queries.files import FileView
+from app.queries.watches import WatchView
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -62,6 +64,33 @@ class FileOut(Out):
             attempts=file.attempts,
             error=file.error,
             href=href if file.status is FileStatus.STORED else None,
+        )
+
+
+class WatchOut(Out):
+    """Whether stemhook asks the provider about the job when its callback is late: `waiting`
+    (unfinished, not yet overdue), `polling` (overdue: asked with backoff), `done` (became final
+    while watched), `gave_up` (STEMHOOK_POLL_GIVE_UP_AFTER passed unfinished), `idle` (arrived
+    final: nothing to watch), `not_configured` (unfinished, no credentials for its provider)."""
+
+    status: WatchStatus
+    polls: int = Field(description="queries of the provider so far")
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None = Field(
+        description="when the provider is asked next if no final state arrives first"
+    )
+    last_error: str | None = Field(description="why the last query failed, if it did")
+
+    @classmethod
+    def of(cls, state: State, watch: WatchView | None, *, configured: bool) -> WatchOut:
+        status = watch_status(state, None if watch is None else watch.status, configured=configured)
+        due = status in (WatchStatus.WAITING, WatchStatus.POLLING)
+        return cls(
+            status=status,
+            polls=0 if watch is None else watch.polls,
+            last_polled_at=None if watch is None else watch.last_polled_at,
+            next_poll_at=watch.run_after if watch is not None and due else None,
+            last_error=None if watch is None else watch.last_error,
         )
 
 
@@ -144,13 +173,25 @@ class JobOut(Out):
     template_id: str | None
     template_name: str | None
     queue_id: str | None
-    deliveries: int
-    first_received_at: datetime
+    deliveries: int = Field(
+        description="0 for a job registered (PUT .../expect) and not yet heard of"
+    )
+    first_received_at: datetime = Field(description="or when it was registered, if earlier")
     last_received_at: datetime
+    watch: WatchOut
 
     @classmethod
-    def of(cls, job: models.Job, files: Mapping[int, FileView], *, root_path: str) -> Self:
-        """`files`: the job's, by output position; `root_path`: the prefix of links."""
+    def of(
+        cls,
+        job: models.Job,
+        files: Mapping[int, FileView],
+        watch: WatchView | None,
+        *,
+        polled: frozenset[Provider],
+        root_path: str,
+    ) -> Self:
+        """`files`: the job's, by output position; `watch`: its watch row, if it has one;
+        `polled`: the providers configured to be polled; `root_path`: the prefix of links."""
         files_path = f"{root_path}/v1/jobs/{job.provider}/{quote(job.job_id, safe='')}/files"
         return cls(
             provider=Provider(job.provider),
@@ -184,6 +225,7 @@ class JobOut(Out):
             deliveries=job.deliveries,
             first_received_at=job.first_received_at,
             last_received_at=job.last_received_at,
+            watch=WatchOut.of(State(job.state), watch, configured=Provider(job.provider) in polled),
         )
 
 

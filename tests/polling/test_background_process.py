@@ -5,39 +5,31 @@ there is something to do."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
 import pytest
-from sqlalchemy import Engine, select
 
-from app import models
 from app.background import needed
 from app.config import Settings
-from app.polling.watches import WatchPolicy
 from app.providers.model import Provider
 from tests.conftest import Backend
 from tests.mirror.conftest import Clock
-from tests.polling.conftest import (
-    RECORD_INFO,
-    SUNO_KEY,
-    FakeProviders,
-    answer_of,
-    expect,
-    replying,
-    watch_of,
-)
-from tests.reliability.support import server_env
+from tests.polling.conftest import SUNO_KEY, FakeProviders, answer_of, replying
+from tests.reliability.support import AUTH, server_env
 from tests.servers import server_process
 
 # Far above what a quiet machine needs (a second or two); polled, never slept through.
 PATIENCE_S = 120
 
 
-def test_a_servers_background_process_polls_a_job_to_its_end_and_stores_its_files(
-    backend: Backend, engine: Engine, tmp_path: Path
+def test_a_registered_job_is_polled_by_the_background_process_and_its_files_stored(
+    backend: Backend, tmp_path: Path
 ) -> None:
+    """Registered through the API (PUT .../expect), polled a second later by the server's
+    background process, whose mirror thread then stores the files the answer names."""
     answer = orjson.loads(answer_of(Provider.SUNO, "record_info_separate_vocal.json", "bg-1"))
     providers = FakeProviders(Clock(), suno={"bg-1": []})
     stems = {name: url for name, url in answer["data"]["response"].items() if url}
@@ -53,27 +45,35 @@ def test_a_servers_background_process_polls_a_job_to_its_end_and_stores_its_file
         mirror="true",
         files_dir=tmp_path / "files",
     )
-    due_now = WatchPolicy(poll_after=timedelta(0), give_up_after=timedelta(hours=1))
     try:
-        with server_process(env, tmp_path) as server:
-            expect(engine, Provider.SUNO, "bg-1", at=datetime.now(UTC), policy=due_now)
+        with (
+            server_process(env, tmp_path) as server,
+            httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http,
+        ):
+            registered = http.put("/v1/jobs/suno/bg-1/expect", json={"poll_after_s": 1})
+            assert registered.status_code == 201
             deadline = time.monotonic() + PATIENCE_S
-            while statuses(engine) != ["stored"] * len(stems):
+            while not _all_stored(job := http.get("/v1/jobs/suno/bg-1").json()):
                 assert time.monotonic() < deadline, server.log.read_text()
                 time.sleep(0.05)
+            served = [http.get(output["file"]["href"]).content for output in job["outputs"]]
     finally:
         providers.stop()
 
-    watch = watch_of(engine, "bg-1")
-    assert (watch["state"], watch["status"], watch["polls"]) == ("succeeded", "done", 1)
+    assert (job["state"], job["deliveries"]) == ("succeeded", 1)
+    assert {key: job["watch"][key] for key in ("status", "polls", "last_error")} == {
+        "status": "done",
+        "polls": 1,
+        "last_error": None,
+    }
+    assert sorted(served) == sorted(name.encode() * 1000 for name in stems)
     assert providers.suno.asked == ["bg-1"]
-    assert [path for path, _ in providers.server.requests].count(RECORD_INFO) == 1
     assert "background process" in server.log.read_text()
 
 
-def statuses(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.scalars(select(models.JobFile.status)))
+def _all_stored(job: dict[str, Any]) -> bool:
+    outputs = job["outputs"] or []
+    return bool(outputs) and all(output["file"]["status"] == "stored" for output in outputs)
 
 
 @pytest.mark.parametrize(

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     )
     media_lab_secret_id: SecretStr | None = None
     media_lab_secret_key: SecretStr | None = None
+    # Polls each process has in flight at once per provider: a provider that is slow or never
+    # answers holds up only its own.
+    poll_concurrency: int = Field(default=4, ge=1, le=64)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

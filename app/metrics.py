@@ -13,7 +13,9 @@ once (histograms through app/prometheus_batch.py), so that a scrape answered by 
 sees the callbacks answered before it.
 
 The output files are counted where their status changes, in the database, by whichever process
-fetched them: each scrape reads the counts there (`file_gauges`), the same for every worker.
+fetched them: each scrape reads the counts there (`file_gauges`), the same for every worker. So
+are polls, which the background processes make (`poll_gauges`): the answers stored as deliveries
+by provider and outcome, and the watches by provider and status.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from app.ingest.intake import Outcome, Receipt
 from app.prometheus_batch import observe_counted
 from app.providers.model import FINAL_STATES
 from app.queries.files import FileCounts
+from app.queries.polls import PollCounts
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -246,4 +249,32 @@ def file_gauges(counts: FileCounts) -> bytes:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Read(files, stored))
+    return generate_latest(registry)
+
+
+def poll_gauges(counts: PollCounts) -> bytes:
+    """The exposition of the polls' counts, to follow `Metrics.exposition`'s."""
+    answers = GaugeMetricFamily(
+        "stemhook_poll_answers",
+        "Providers' answers to polls stored, by provider and outcome (accepted: the job changed;"
+        " duplicate: no news; rejected: an error answer).",
+        labels=("provider", "outcome"),
+    )
+    for provider, outcome, count in counts.answers:
+        answers.add_metric([provider, outcome], count)
+    watches = GaugeMetricFamily(
+        "stemhook_watches",
+        "Watches of unfinished jobs waiting for their first poll, polling, or given up.",
+        labels=("provider", "status"),
+    )
+    failing = GaugeMetricFamily(
+        "stemhook_watches_failing",
+        "Of those, the watches whose last poll failed (no answer, an HTTP error, a wrong key).",
+        labels=("provider", "status"),
+    )
+    for provider, status, count, failed in counts.watches:
+        watches.add_metric([provider, status], count)
+        failing.add_metric([provider, status], failed)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Read(answers, watches, failing))
     return generate_latest(registry)

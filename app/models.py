@@ -34,6 +34,9 @@ from app.db import Base, Id, Json, UtcDateTime
 
 SHORT = 32
 NAME = 255
+# The deliveries that hold a provider's answer to a poll (app/providers/registry.py's endpoints),
+# as the index of them and the queries it serves spell it.
+POLL_ANSWERS = "endpoint LIKE 'poll/%'"
 
 
 def _sparse_index(column: str, *, postgresql_using: str = "btree") -> Index:
@@ -76,6 +79,14 @@ class Delivery(Base):
         _sparse_index("replay_of"),
         Index(None, "outcome", "id"),
         Index(None, "provider", "id"),
+        # Poll answers counted by provider and outcome (/metrics): only they are in it.
+        Index(
+            None,
+            "provider",
+            "outcome",
+            sqlite_where=text(POLL_ANSWERS),
+            postgresql_where=text(POLL_ANSWERS),
+        ),
     )
 
 

@@ -2,7 +2,7 @@
 
 The web application (its lifespan) and command-line jobs such as a bulk replay share them:
 the writer that owns write transactions, the read database, the change watch, retention, and
-the mirror's process that fetches output files.
+the background process that fetches output files and polls providers (app/background.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from app.background import BackgroundProcess, needed
 from app.config import Settings
 from app.db import ReadDatabase, open_read_database
 from app.ingest.writer import Writer
-from app.mirror.process import MirrorProcess
 from app.retention import PeriodicPurge, retention_plan
 from app.storage.factory import open_store
 from app.storage.store import FileStore
@@ -58,15 +58,15 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     gc.freeze()
     files = open_store(settings)
     retention = _start_retention(settings, files)
-    mirror = MirrorProcess(settings) if settings.mirror else None
-    if mirror is not None:
-        await mirror.start()
+    background = BackgroundProcess(settings) if needed(settings) else None
+    if background is not None:
+        await background.start()
     try:
         yield Runtime(writer, read_db, watch, files)
     finally:
         # A batch's statements each give up within the write timeout: a best-effort wait.
-        if mirror is not None:
-            await mirror.stop()
+        if background is not None:
+            await background.stop()
         if retention is not None and not await retention.stop(
             timeout_s=2 * settings.write_timeout_s + 2
         ):

@@ -1,7 +1,7 @@
 """GET /metrics: Prometheus exposition, behind STEMHOOK_METRICS_TOKEN when one is set.
 
-The counts of output files are read from the database at each scrape; when it does not answer
-they are left out (their series go absent) and the rest is answered still.
+The counts of output files and of polls are read from the database at each scrape; when it does
+not answer they are left out (their series go absent) and the rest is answered still.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from sqlalchemy.exc import DBAPIError
 
 from app.api.deps import SessionDep, app_metrics, app_settings
 from app.errors import Unauthorized
-from app.metrics import file_gauges
+from app.metrics import file_gauges, poll_gauges
 from app.queries.files import file_counts
+from app.queries.polls import poll_counts
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -31,7 +32,8 @@ async def metrics(request: Request, session: SessionDep) -> Response:
             raise Unauthorized("/metrics needs 'Authorization: Bearer <STEMHOOK_METRICS_TOKEN>'")
     body = (await app_metrics(request)).exposition()
     try:
-        body += file_gauges(await file_counts(session))
+        files, polls = await file_counts(session), await poll_counts(session)
+        body += file_gauges(files) + poll_gauges(polls)
     except DBAPIError as exc:
-        log.warning("/metrics: file counts left out, the database did not answer: %s", exc)
+        log.warning("/metrics: file and poll counts left out, the database did not answer: %s", exc)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

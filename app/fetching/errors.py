@@ -17,11 +17,14 @@ The text never holds the URL's path or query, which may carry a signature, nor i
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 _DELAY_SECONDS = re.compile(r"[0-9]+")
+# A server may ask for a later retry, but not for one beyond this.
+MAX_RETRY_AFTER = timedelta(hours=1)
 
 
 class FetchError(Exception):
@@ -86,3 +89,12 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     # An HTTP-date is in GMT; one written with "-0000" parses as naive.
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     return max(0.0, (aware - now).total_seconds())
+
+
+def retry_wait(backoff: timedelta, retry_after_s: float | None) -> timedelta:
+    """How long to wait before trying again: the backoff, or the server's Retry-After when it
+    asks for longer (up to MAX_RETRY_AFTER)."""
+    if retry_after_s is None or not math.isfinite(retry_after_s):
+        return backoff
+    asked = timedelta(seconds=min(retry_after_s, MAX_RETRY_AFTER.total_seconds()))
+    return max(backoff, asked)

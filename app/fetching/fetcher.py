@@ -1,4 +1,5 @@
-"""Streams the body of one result file that a callback names, from wherever the guard allows.
+"""Streams the body of one result file that a callback names, from wherever the guard allows;
+and asks a provider's API about a job (`exchange`), under the same rules.
 
 A callback's URLs come from a stranger, so every hop (the URL and each redirect) is checked
 alike: https, or plain http to an admitted network only (app/fetching/connect.py judges the
@@ -23,6 +24,7 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Final
@@ -78,6 +80,20 @@ class Download:
             # Also here, as a piece may come from what an earlier read buffered.
             self._deadline.remaining_s()
             yield chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole answer to `Fetcher.exchange`: a 2xx status, its headers (names lower-case) and
+    body."""
+
+    status: int
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
 
 
 class Fetcher:
@@ -140,23 +156,56 @@ class Fetcher:
             finally:
                 response.close()
 
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Answer:
+        """One request and its whole answer, held in memory (the cap is this Fetcher's
+        `max_bytes`): as `open`, but any 2xx is an answer, and a request with a body is never
+        redirected (the body may hold credentials, and resending it elsewhere, or dropping it,
+        would be wrong either way). Raises the same FetchErrors as `open`."""
+        deadline = Deadline(self._total_timeout_s, self._clock(), self._clock)
+        with fetching_within(deadline):
+            response = self._follow(
+                checked_url(url), headers, method=method, content=body, any_success=True
+            )
+            try:
+                chunks = Download(response, max_bytes=self._max_bytes, deadline=deadline).chunks()
+                content = b"".join(chunks)
+            finally:
+                response.close()
+        return Answer(response.status_code, dict(response.headers.items()), content)
+
     def close(self) -> None:
         self._client.close()
 
-    def _follow(self, url: httpx.URL, headers: Mapping[str, str] | None) -> httpx.Response:
+    def _follow(
+        self,
+        url: httpx.URL,
+        headers: Mapping[str, str] | None,
+        *,
+        method: str = "GET",
+        content: bytes | None = None,
+        any_success: bool = False,
+    ) -> httpx.Response:
         origin, redirects = _origin(url), 0
         while True:
             sent = headers if _origin(url) == origin else None
             response = self._client.send(
-                self._client.build_request("GET", url, headers=sent), stream=True
+                self._client.build_request(method, url, headers=sent, content=content),
+                stream=True,
             )
             if response.status_code not in _REDIRECTS:
-                return self._accepted(response)
+                return self._accepted(response, any_success=any_success)
             response.close()
             location = response.headers.get("location")
-            if location is None:
+            if location is None or content is not None:
+                why = "without a Location" if location is None else "to a request with a body"
                 raise BadStatus(
-                    f"failed: HTTP {response.status_code} from {url.host} without a Location",
+                    f"failed: HTTP {response.status_code} from {url.host} {why}",
                     status=response.status_code,
                 )
             if redirects == MAX_REDIRECTS:
@@ -164,9 +213,11 @@ class Fetcher:
             redirects += 1
             url = checked_url(location, base=url)
 
-    def _accepted(self, response: httpx.Response) -> httpx.Response:
+    def _accepted(self, response: httpx.Response, *, any_success: bool) -> httpx.Response:
+        """`response` when it is 200 (a file) or, with `any_success`, any 2xx; else closed, and
+        the FetchError its status means."""
         status, host = response.status_code, response.url.host
-        if status == 200:
+        if status == 200 or (any_success and 200 <= status <= 299):
             _check_unencoded(response)
             length = _content_length(response)
             if length is None or length <= self._max_bytes:

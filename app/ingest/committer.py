@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from app.config import POSTGRESQL_MAX_JOBS_PER_TRANSACTION
+from app.config import POSTGRESQL_MAX_JOBS_PER_TRANSACTION, Settings
 from app.db import interrupt, is_unavailable
 from app.errors import StorageUnavailable
 from app.ingest.admission import BadSignature, admit
@@ -282,6 +282,19 @@ class Committer:
                 extra={"commit_ms": commit_ms, "deliveries": deliveries},
             )
         return result
+
+
+def committer_for(engine: Engine, settings: Settings) -> Committer:
+    """The committer the settings describe: the writer process's, and the poller's."""
+    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
+    return Committer(
+        engine,
+        suno_key=key,
+        timeout_s=settings.write_timeout_s,
+        max_jobs=settings.max_jobs_per_delivery,
+        mirror=settings.mirror_policy,
+        watch=settings.watch_policy,
+    )
 
 
 def _by_jobs(admitted: list[_Pending], most: int) -> Iterator[list[_Pending]]:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import StorageUnavailable
-from app.ingest.committer import UNAVAILABLE, Answer, Committer, answer_to_wire
+from app.ingest.committer import UNAVAILABLE, Answer, Committer, answer_to_wire, committer_for
 from app.ingest.frames import Unframer, frame
 from app.ingest.intake import Submission
 from app.ingest.turns import Turn
@@ -47,15 +47,7 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
     engine = create_sync_engine(settings)
-    key = settings.suno_hmac_key.get_secret_value() if settings.suno_hmac_key else None
-    committer = Committer(
-        engine,
-        suno_key=key,
-        timeout_s=settings.write_timeout_s,
-        max_jobs=settings.max_jobs_per_delivery,
-        mirror=settings.mirror_policy,
-        watch=settings.watch_policy,
-    )
+    committer = committer_for(engine, settings)
     inbox = _Inbox(channel, max_batch=settings.write_batch_max)
     # What start-up built (the code, SQLAlchemy's compiled statements) lives as long as the
     # process: kept out of the collector's full passes, which otherwise walked its ~85,000

@@ -14,14 +14,13 @@ What becomes of a failure (the fetcher's classes, app/fetching/errors.py):
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable
+from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable, retry_wait
 from app.fetching.fetcher import Fetcher
 from app.mirror.cos import CosKeys, signed_get
 from app.mirror.sources import (
@@ -36,8 +35,6 @@ from app.storage.store import FileStore, StoredFile
 from app.work.queue import backoff
 
 log = logging.getLogger(__name__)
-# A server may ask for a later retry, but not for one beyond this.
-MAX_RETRY_AFTER = timedelta(hours=1)
 GONE_CONFIRMATIONS = 1
 
 
@@ -194,10 +191,7 @@ class Attempts:
         if task.attempts >= self._retries.max_attempts:
             return _failed(f"gave up after {task.attempts} attempts: {error}"), None
         wait_for = backoff(task.attempts, base=self._retries.base, cap=self._retries.cap)
-        if retry_after_s is not None and math.isfinite(retry_after_s):
-            asked = timedelta(seconds=min(retry_after_s, MAX_RETRY_AFTER.total_seconds()))
-            wait_for = max(wait_for, asked)
-        return {"error": error}, self._clock() + wait_for
+        return {"error": error}, self._clock() + retry_wait(wait_for, retry_after_s)
 
     def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

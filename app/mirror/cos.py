@@ -1,10 +1,13 @@
-"""Signed GETs of the result files Tencent CI and Media Lab leave in the user's own COS bucket.
+"""Signed GETs of the result files Tencent CI and Media Lab leave in the user's own COS bucket,
+and of CI's answer about one of its jobs (DescribeMediaJob, which the pollers ask).
 
-Pure: no I/O, and the clock is an argument; the guarded fetcher sends what `signed_get` answers.
+Pure: no I/O, and the clock is an argument; the guarded fetcher sends what `signed_get` and
+`signed_job_query` answer.
 
-The bucket, region and object key come from a callback anyone may post, so the bucket and region
-are held to COS's own naming rules before they become a host name: nothing else may turn
-`{bucket}.cos.{region}.myqcloud.com` into another host. The key only ever becomes the path.
+The bucket, region, object key and job id come from a callback anyone may post, so the bucket and
+region are held to COS's own naming rules before they become a host name: nothing else may turn
+`{bucket}.cos.{region}.myqcloud.com` (or `.ci.`) into another host. The key only ever becomes the
+path, and the job id one path segment of letters and digits.
 
 The signature is COS's "Request Signature" for the XML API (q-sign-algorithm=sha1), computed as
 Tencent's documentation describes it and as cos-python-sdk-v5 (`CosS3Auth`) computes it;
@@ -25,6 +28,9 @@ from urllib.parse import quote
 _BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?-[0-9]{1,12}")
 # ap-guangzhou, na-siliconvalley, eu-frankfurt, ap-beijing-1, ap-shanghai-fsi, ...
 _REGION = re.compile(r"[a-z]{2}-[a-z]{2,20}(?:-[a-z]{2,10})?(?:-[0-9]{1,2})?")
+# CI's job ids: a letter and 32 hex digits ("j8d121820f5e411ec926ef19d53ba9c6f"); held to plain
+# letters, digits, _ and - so that an id never becomes more than one path segment.
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # The SDK back-dates the start of a signature's validity by a minute, so that a clock running
 # slightly ahead of COS's does not make a fresh signature "not yet valid"; so do we.
 CLOCK_SKEW_S = 60
@@ -56,8 +62,33 @@ def signed_get(
 ) -> tuple[str, dict[str, str]]:
     """The URL of `key` and the headers to GET it with at unix time `now`: the Host the signature
     covers and the Authorization, valid from a minute before `now` to `expires_s` after it."""
-    host = _host(bucket, region)
-    path = _object_path(key)
+    return _signed(
+        _host(bucket, region),
+        _object_path(key),
+        secret_id=secret_id,
+        secret_key=secret_key,
+        now=now,
+        expires_s=expires_s,
+    )
+
+
+def signed_job_query(
+    bucket: str, region: str, job_id: str, *, secret_id: str, secret_key: str, now: int
+) -> tuple[str, dict[str, str]]:
+    """The URL and headers of CI's DescribeMediaJob of `job_id` (`GET /jobs/<jobId>` on the
+    bucket's CI host), signed as `signed_get` signs; ValueError for a bucket, region or job id
+    CI would not have."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise ValueError(f"not a CI job id (letters, digits, _ and -): {job_id[:80]!r}")
+    host = f"{check_bucket(bucket)}.ci.{check_region(region)}.myqcloud.com"
+    return _signed(
+        host, f"/jobs/{job_id}", secret_id=secret_id, secret_key=secret_key, now=now, expires_s=600
+    )
+
+
+def _signed(
+    host: str, path: str, *, secret_id: str, secret_key: str, now: int, expires_s: int
+) -> tuple[str, dict[str, str]]:
     signature = authorization(
         secret_id=secret_id,
         secret_key=secret_key,

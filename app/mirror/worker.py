@@ -18,7 +18,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from app.mirror.cos import CosKeys
 from app.mirror.sources import CosBucket
 from app.storage.keys import file_key
 from app.storage.store import FileStore
+from app.work.pool import gathered, results
 from app.work.queue import QueueTable, claim, release, renew, settle
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,6 @@ FILES = QueueTable.of(models.JobFile)
 _TURN_S = 30.0
 # The longest pause after the database failed the worker, however often it did.
 _MAX_PAUSE_S = 30.0
-# After an attempt ends, how long the worker waits for others to end before it settles them
-# together: at most this many of its transactions a second.
-_GATHER_S = 0.05
 _FETCHING_NICENESS = 19
 
 
@@ -117,11 +115,11 @@ class Mirror:
                         self._stop.wait(pause)
                     for task in claimed:
                         in_flight[pool.submit(self._attempts.outcome, task)] = task
-                    ended += self._gathered(in_flight)
+                    ended += _outcomes(gathered(in_flight, stop=self._stop, poll_s=options.poll_s))
             finally:
                 self._stop.set()
                 wait(in_flight)
-                ended += _results(in_flight)
+                ended += _outcomes(in_flight)
                 if ended:
                     try:
                         self._exchange(ended, [], limit=0)
@@ -135,19 +133,6 @@ class Mirror:
         tasks = self._exchange([], [], limit=self._options.concurrency)
         self._exchange([self._attempts.outcome(task) for task in tasks], [], limit=0)
         return len(tasks)
-
-    def _gathered(self, in_flight: dict[Future[Outcome], Task]) -> list[Outcome]:
-        """The attempts that end within a poll, and those that end just after them."""
-        if not in_flight:
-            self._stop.wait(self._options.poll_s)
-            return []
-        done, _ = wait(in_flight, timeout=self._options.poll_s, return_when=FIRST_COMPLETED)
-        if done:
-            self._stop.wait(_GATHER_S)
-        finished = {future: task for future, task in in_flight.items() if future.done()}
-        for future in finished:
-            del in_flight[future]
-        return _results(finished)
 
     def _exchange(
         self, ended: Sequence[Outcome], running: Sequence[int], *, limit: int
@@ -217,17 +202,9 @@ def _lowest_priority() -> None:
         log.warning("mirror: fetching at normal priority (%s)", error)
 
 
-def _results(finished: dict[Future[Outcome], Task]) -> list[Outcome]:
-    """The outcomes of finished attempts; one whose thread raised (a bug: Attempts.outcome
-    catches what a fetch may raise) gives its task back, and the others are kept."""
-    outcomes = []
-    for future, task in finished.items():
-        try:
-            outcomes.append(future.result())
-        except Exception:
-            log.exception("mirror: the attempt at %s broke; the task is given back", task.key)
-            outcomes.append(Outcome(task, None))
-    return outcomes
+def _outcomes(finished: dict[Future[Outcome], Task]) -> list[Outcome]:
+    """A task whose thread broke is given back."""
+    return results(finished, broken=lambda task: Outcome(task, None), what="mirror")
 
 
 def _names_copy(connection: Connection, outcome: Outcome) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, or_, select, update
 
 from app.db import Base
 
@@ -62,11 +62,14 @@ def claim(
     now: datetime,
     lease: timedelta,
     limit: int,
+    where: ColumnElement[bool] | None = None,
 ) -> Sequence[Row[Any]]:
-    """Up to `limit` due tasks, oldest due first, leased to `worker` until now + lease, each
-    attempt counted; the whole rows."""
+    """Up to `limit` due tasks (those `where` also selects, when given), oldest due first, leased
+    to `worker` until now + lease, each attempt counted; the whole rows."""
     c = queue.table.c
     due = select(c.id).where(queue.due(now)).order_by(c.run_after).limit(limit)
+    if where is not None:
+        due = due.where(where)
     if connection.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claimed = (

@@ -1,7 +1,7 @@
 """Keeping a download under way: a thread that posts the callback naming the next large file as
 soon as the last one is stored, so that the mirror streams one file after another.
 
-Between two files the mirror idles until its next poll (app/mirror/process.py polls once a
+Between two files the mirror idles until its next poll (app/background.py polls once a
 second), so the bytes it wrote (written_bytes) are what tells how much of a window it spent
 downloading.
 """

@@ -34,7 +34,7 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
 PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # Far beyond what these sets take on a quiet machine: a run this slow has stalled.
 PATIENCE_S = 600
-_MIRROR_STARTED = re.compile(rb"mirror process (\d+) started")
+_MIRROR_STARTED = re.compile(rb"background process (\d+) started")
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,8 @@ def _stemhook(backend: Backend, name: str, workdir: Path) -> Iterator[tuple[Serv
 
 
 def _mirror_pid(server: Server) -> int:
-    """The mirror process the server started last (app/mirror/process.py logs its pid)."""
+    """The background process (the mirror's) the server started last (app/background.py logs
+    its pid)."""
     started = _MIRROR_STARTED.findall(server.log.read_bytes())
     if not started:
         raise RuntimeError(f"{server.name} logged no mirror process: is mirroring on?")

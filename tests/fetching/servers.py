@@ -26,6 +26,8 @@ class FileServer(ThreadingHTTPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.routes = routes
         self.requests: list[tuple[str, dict[str, str]]] = []
+        # The bodies of the requests that had one (POST), in order.
+        self.bodies: list[bytes] = []
         self.released = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -49,6 +51,7 @@ class FileServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FileServer
+    body = b""  # a POST's
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -58,6 +61,11 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(404, b"no such route")
         else:
             route(self)
+
+    def do_POST(self) -> None:
+        self.body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.bodies.append(self.body)
+        self.do_GET()
 
     def query(self, name: str) -> str:
         return parse_qs(urlsplit(self.path).query)[name][0]

@@ -664,3 +664,59 @@ def test_a_name_under_invalid_is_refused_without_a_lookup(host: str) -> None:
     with pytest.raises(Refused, match="under .invalid"):
         backend.addresses(host, 443)
     assert asked == []
+
+
+def test_an_exchange_answers_a_2xx_whole_with_its_headers(
+    fetcher: Fetcher, server: FileServer
+) -> None:
+    answer = fetcher.exchange("GET", f"http://127.0.0.1:{server.port}/status?code=202")
+
+    assert (answer.status, answer.body) == (202, b"status")
+    assert answer.headers["content-length"] == "6"
+
+
+def test_an_exchange_sends_its_method_headers_and_body(
+    fetcher: Fetcher, server: FileServer
+) -> None:
+    answer = fetcher.exchange(
+        "POST", f"http://127.0.0.1:{server.port}/echo", {"X-Key": "k"}, b'{"id": 1}'
+    )
+
+    assert json.loads(answer.body)["x-key"] == "k"
+    assert server.bodies == [b'{"id": 1}']
+
+
+def test_an_exchange_with_a_body_is_never_redirected(fetcher: Fetcher, server: FileServer) -> None:
+    with pytest.raises(BadStatus, match="HTTP 302 .* to a request with a body"):
+        fetcher.exchange("POST", f"http://127.0.0.1:{server.port}/redirect?n=1", body=b"secret")
+
+    assert server.bodies == [b"secret"]
+    assert [path for path, _ in server.requests] == ["/redirect"]
+
+
+def test_an_exchange_without_a_body_follows_redirects_as_a_fetch_does(
+    fetcher: Fetcher, server: FileServer
+) -> None:
+    answer = fetcher.exchange("GET", f"http://127.0.0.1:{server.port}/redirect?n=2")
+
+    assert answer.body == PAYLOAD
+    assert [path for path, _ in server.requests] == ["/redirect"] * 3
+
+
+@pytest.mark.parametrize(
+    ("code", "failure"), [(401, BadStatus), (403, Gone), (429, Retryable), (503, Retryable)]
+)
+def test_an_exchange_fails_on_other_statuses_as_a_fetch_does(
+    fetcher: Fetcher, server: FileServer, code: int, failure: type[Exception]
+) -> None:
+    with pytest.raises(failure, match=f"HTTP {code}"):
+        fetcher.exchange("GET", f"http://127.0.0.1:{server.port}/status?code={code}")
+
+
+def test_an_exchanges_answer_past_the_cap_is_cut_off(
+    fetcher_with: Callable[..., Fetcher], server: FileServer
+) -> None:
+    small = fetcher_with(max_bytes=100_000)
+
+    with pytest.raises(TooLarge):
+        small.exchange("GET", f"http://127.0.0.1:{server.port}/chunked?pieces=2")

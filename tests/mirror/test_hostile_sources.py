@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import Engine, select, text
 
 from app import models
-from app.mirror.attempt import MAX_RETRY_AFTER
+from app.fetching.errors import MAX_RETRY_AFTER
 from app.mirror.sources import MAX_FILES_PER_JOB
 from app.mirror.worker import Mirror
 from app.storage.local import LocalStore

@@ -1,0 +1,32 @@
+"""Review of issue 26: the watch of a provider without credentials is put off by
+STEMHOOK_POLL_AFTER for ever: past its give-up time it is still claimed every 10 minutes, by
+every background process, for as long as the job exists (jobs are never deleted)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from app.polling.worker import Poller
+from app.providers.model import Provider
+from tests.mirror.conftest import Clock
+from tests.polling.conftest import FakeProviders, expect, watch_of
+
+
+def test_an_unconfigured_providers_watch_ends_at_its_give_up_time(
+    engine: Engine,
+    clock: Clock,
+    fake: Callable[..., FakeProviders],
+    poller_for: Callable[..., Poller],
+) -> None:
+    suno_only = poller_for(fake(), providers=frozenset({Provider.SUNO}))
+    expect(engine, Provider.MEDIA_LAB, "m-1", at=clock.now)  # given up 48 h after
+
+    clock.now += timedelta(days=30)
+    suno_only.run_once()
+
+    watch = watch_of(engine, "m-1")
+    # Today: ('waiting', now + 10 min), and again every 10 minutes after that, for ever.
+    assert watch["status"] == "gave_up" or watch["run_after"] is None

@@ -35,12 +35,18 @@ _CREDENTIAL_PAIRS = (
     ("media_lab_secret_id", "media_lab_secret_key"),
     ("s3_access_key_id", "s3_secret_access_key"),
 )
+_ONE_TOKEN = re.compile(r"[\x21-\x7e]+")
 _FILES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9][A-Za-z0-9._-]*)*/?")
 
 
 class Settings(BaseSettings):
+    # Errors name the setting, never its value: a refused token or key must not reach the log.
     model_config = SettingsConfigDict(
-        env_prefix="STEMHOOK_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="STEMHOOK_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -238,6 +244,23 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator(
+        "suno_api_key",
+        "media_lab_secret_id",
+        "media_lab_secret_key",
+        "cos_secret_id",
+        "cos_secret_key",
+    )
+    @classmethod
+    def _credentials_are_one_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key read with its file's newline cannot go into a header, and the error that says so
+        # quotes it: refused here, without quoting it.
+        if value is not None and _ONE_TOKEN.fullmatch(value.get_secret_value()) is None:
+            raise ValueError(
+                "has whitespace or control characters (a newline at its end?): give the key alone"
+            )
+        return value
 
     @model_validator(mode="after")
     def _jobs_fit_the_lock_budget(self) -> Settings:

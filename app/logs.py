@@ -59,7 +59,13 @@ def log_config(*, json: bool, level: str) -> dict[str, Any]:
         "formatters": {"default": formatter},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},
-        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+        "loggers": {
+            "uvicorn.access": {"level": "WARNING"},
+            # The background process's clients: their lines quote whole URLs (a presigned link's
+            # signature) and, at DEBUG, failures that quote a request's header values.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+        },
     }
 
 

@@ -137,6 +137,9 @@ class Job(Base):
     previous_state: Mapped[str | None] = mapped_column(String(SHORT))
     # The highest transaction of its deliveries, which tells readers whether it is final.
     last_tx: Mapped[int] = mapped_column(Id, server_default=text("0"))
+    # A registered job's registration transaction (app/polling/expect.py), never changed: a
+    # listing whose mark is past it had the job before any delivery (app/queries/jobs.py).
+    registered_tx: Mapped[int | None] = mapped_column(Id)
 
     __table_args__ = (
         UniqueConstraint("provider", "job_id"),

@@ -277,3 +277,24 @@ def test_cos_keys_without_the_buckets_they_may_read_fail_start_up(
         True,
         (CosBucket("media-1250000000"),),
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["suno_api_key", "media_lab_secret_key", "cos_secret_key", "callback_token"]
+)
+def test_a_refused_credential_is_named_never_quoted(name: str) -> None:
+    """A key read with its file's newline cannot go into a header; refused at start-up, and the
+    error names the setting without its value."""
+    secret = "abcdefghijklmnop-0123456789-x\n" if name != "callback_token" else "short-secret"
+    pairs = {"media_lab_secret_key": "media_lab_secret_id", "cos_secret_key": "cos_secret_id"}
+    values: dict[str, object] = {name: secret}
+    if name in pairs:
+        values[pairs[name]] = "key-id"
+    if name == "cos_secret_key":
+        values["cos_buckets"] = "media-1250000000"
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    assert name in str(refused.value)
+    assert secret.strip() not in str(refused.value)

@@ -13,9 +13,10 @@ The merge rule ("does the incoming delivery win?"):
 - between two different final states the provider's end time decides; without two distinct
   end times, succeeded beats failed beats canceled (a retried failure may arrive after the
   success it was superseded by);
-- the same state never wins: the delivery is a duplicate, and it only fills fields the job
-  still lacks (the end time only from a delivery of the same state: another state's end time
-  would decide the next comparison between final states);
+- the same state never wins (but over a job only registered, whose state no delivery set): the
+  delivery is a duplicate, and it only fills fields the job still lacks (the end time only from
+  a delivery of the same state: another state's end time would decide the next comparison
+  between final states);
 - outputs are replaced whole, by a winning delivery that has some or by any delivery while the
   job has none; a delivery without outputs never takes them away.
 RETURNING tells the caller what happened: `state_delivery_id` equal to this delivery means the
@@ -502,4 +503,6 @@ def _incoming_wins(old: Any, new: Any) -> ColumnElement[bool]:
     return or_(
         new_stage > old_stage,
         and_(new_stage == old_stage, new.state != old.state, sideways),
+        # A registered job's state is stemhook's placeholder: its first delivery says more.
+        old.state_delivery_id.is_(None),
     )

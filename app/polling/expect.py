@@ -71,6 +71,7 @@ async def expect_job(
                 first_received_at=now,
                 last_received_at=now,
                 last_tx=_transaction_number(dialect),
+                registered_tx=_transaction_number(dialect),
             )
             .on_conflict_do_nothing(index_elements=[job.provider, job.job_id])
             .returning(job.id)

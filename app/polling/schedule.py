@@ -2,7 +2,9 @@
 
 - Its job is final already: done, no poll.
 - Its provider has no credentials: left as it is, looked at again `STEMHOOK_POLL_AFTER` later (so
-  credentials configured later find it), no poll counted.
+  credentials configured later find it), no poll counted; given up at its give-up time.
+- Not polled yet, and a delivery spoke of its job less than `STEMHOOK_POLL_AFTER` ago: put off
+  until that long after it (no poll counted).
 - Polled: one more poll, the error if it failed (an HTTP failure, or an answer the parsers
   reject), next polled after a backoff from 30 s doubling to 30 min (with jitter: the watches of
   many jobs registered together, or due together after an outage, spread out rather than ask a
@@ -44,8 +46,23 @@ def finished() -> Settled:
     return {"status": WatchStatus.DONE.value}, None
 
 
-def not_configured(now: datetime, *, poll_after: timedelta) -> Settled:
-    return {}, now + poll_after
+def not_configured(now: datetime, *, poll_after: timedelta, give_up_at: datetime) -> Settled:
+    """Looked at again later, or given up at its give-up time like any watch."""
+    if now >= give_up_at:
+        return {"status": WatchStatus.GAVE_UP.value}, None
+    return {}, min(now + poll_after, give_up_at)
+
+
+def heard_of_lately(row: Any, job: Any, now: datetime, poll_after: timedelta) -> Settled | None:
+    """A watch not polled yet whose job a delivery spoke of less than `poll_after` ago is put
+    off until `poll_after` after that delivery (a poll is for a job last heard of that long
+    ago); None: poll it now. A registered job's own delay counts until its first delivery."""
+    if row.polls > 0 or job.deliveries == 0:
+        return None
+    due = job.last_received_at + poll_after
+    if due <= now or due > row.give_up_at:  # past its give-up time: polled once, then given up
+        return None
+    return {}, due
 
 
 def after_poll(

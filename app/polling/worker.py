@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, Connection, Engine, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, exists, select, update
 
 from app import models
 from app.fetching.errors import BadStatus, FetchError, Gone, Retryable
@@ -58,6 +58,8 @@ _MAX_PAUSE_S = 30.0
 # Watches of providers without credentials put off in one transaction (nothing is asked).
 _UNCONFIGURED_BATCH = 100
 _NOT_STORED = "the answer could not be stored: {}"
+# Only the exception's type: the text of one raised while sending may quote a request header.
+_UNSENDABLE = "the request could not be sent ({})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,10 @@ class Poller:
             return Polled(watch, self._clock(), error=_refused(error.status, request.url))
         except FetchError as error:
             return Polled(watch, self._clock(), error=str(error))
+        except Exception as error:  # noqa: BLE001 - its text may quote a credential
+            host = urlsplit(request.url).hostname
+            log.warning("poller: a poll of %s raised %s", host, type(error).__name__)
+            return Polled(watch, self._clock(), error=_UNSENDABLE.format(type(error).__name__))
         return Polled(watch, self._clock(), answer=answer)
 
     def _free(self, running: Iterable[Watch]) -> dict[Provider, int]:
@@ -256,15 +262,18 @@ class Poller:
                 rows += self._claim(connection, now, unconfigured, _UNCONFIGURED_BATCH)
             jobs = _jobs_of(connection, {row.job_pk for row in rows}) if rows else {}
             watches = []
+            poll_after = self._options.poll_after
             for row in rows:
                 job = jobs[row.job_pk]
                 if State(job.state).is_final:
                     self._settled(connection, row.id, schedule.finished())
                 elif Provider(job.provider) not in self._providers:
-                    poll_after = self._options.poll_after
-                    self._settled(
-                        connection, row.id, schedule.not_configured(now, poll_after=poll_after)
+                    put_off = schedule.not_configured(
+                        now, poll_after=poll_after, give_up_at=row.give_up_at
                     )
+                    self._settled(connection, row.id, put_off)
+                elif (heard := schedule.heard_of_lately(row, job, now, poll_after)) is not None:
+                    self._settled(connection, row.id, heard)
                 else:
                     watches.append(_watch(row, job))
         return watches
@@ -376,10 +385,13 @@ def _count_finishing_poll(connection: Connection, polled: Polled) -> None:
 
 
 def _of(providers: Collection[Provider]) -> ColumnElement[bool]:
-    """Watches of jobs of these providers."""
+    """Watches of jobs of these providers: a correlated probe of each due watch's job (SQLite
+    would otherwise list every job of the providers first, in the writers' turn)."""
     job = models.Job
-    of_them = select(job.id).where(job.provider.in_([provider.value for provider in providers]))
-    return WATCHES.table.c.job_pk.in_(of_them)
+    return exists().where(
+        job.id == WATCHES.table.c.job_pk,
+        job.provider.in_([provider.value for provider in providers]),
+    )
 
 
 def _watch(row: Any, job: Any) -> Watch:
@@ -399,7 +411,14 @@ def _jobs_of(connection: Connection, job_pks: set[int]) -> dict[int, Any]:
     job = models.Job
     rows = connection.execute(
         select(
-            job.id, job.provider, job.job_id, job.state, job.input_bucket, job.input_region
+            job.id,
+            job.provider,
+            job.job_id,
+            job.state,
+            job.input_bucket,
+            job.input_region,
+            job.deliveries,
+            job.last_received_at,
         ).where(job.id.in_(job_pks))
     )
     return {row.id: row for row in rows}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
@@ -160,16 +160,20 @@ async def _touched_since(
     after: JobPosition | None,
     limit: int,
 ) -> list[tuple[datetime, models.Job]]:
-    """Jobs changed at or after the mark, keyed by their newest delivery below it."""
-    key = (
+    """Jobs changed at or after the mark, keyed by their newest delivery below it, or where
+    none is, by their registration if that was below it."""
+    job = models.Job
+    delivered = (
         select(func.max(models.Delivery.received_at))
         .join(models.DeliveryJob, models.DeliveryJob.delivery_id == models.Delivery.id)
         .where(
-            models.DeliveryJob.job_pk == models.Job.id,
+            models.DeliveryJob.job_pk == job.id,
             models.Delivery.tx < mark,
         )
         .scalar_subquery()
     )
+    registered = case((job.registered_tx < literal(mark, Id), job.first_received_at))
+    key = func.coalesce(delivered, registered)
     statement = (
         select(models.Job, key)
         .where(

@@ -4,9 +4,10 @@ A callback that never arrives was a job stemhook never heard of. Every job first
 unfinished now gets a watch row, written in the transaction that creates it, which the pollers
 (app/polling/) claim when no final state has come in time; the delivery that finishes the job
 ends its watch. A job registered by `PUT /v1/jobs/{provider}/{job_id}/expect` exists before any
-delivery, so the job's delivery bookkeeping may be null. Unfinished jobs already stored are
-watched from here on, with the defaults (first poll 10 minutes after they were last heard of,
-given up 48 hours after they were first).
+delivery, so the job's delivery bookkeeping may be null, and the transaction that registered it
+is kept (`registered_tx`: a listing begun after it places the job by its registration).
+Unfinished jobs already stored are watched from here on, with the defaults (first poll 10
+minutes after they were last heard of, given up 48 hours after they were first).
 
 On SQLite making a column nullable copies the table, which other tables' foreign keys point
 at: migrations/env.py runs every SQLite migration with foreign keys off (a dropped `job` would
@@ -19,6 +20,7 @@ Create Date: 2026-12-10 09:00:00
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -38,6 +40,7 @@ def upgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.alter_column("last_delivery_id", existing_type=ID, nullable=True)
         batch.alter_column("state_delivery_id", existing_type=ID, nullable=True)
+        batch.add_column(sa.Column("registered_tx", ID, nullable=True))
     op.create_table(
         "job_watch",
         sa.Column("id", ID, autoincrement=True, nullable=False),
@@ -97,19 +100,18 @@ def _watch_unfinished_jobs() -> None:
         rows = connection.execute(unfinished.where(job.c.id > after).limit(1000)).all()
         if not rows:
             return
-        connection.execute(
-            watch.insert(),
-            [
-                {
-                    "job_pk": row.id,
-                    "status": "waiting",
-                    "give_up_at": _naive(row.first_received_at) + GIVE_UP_AFTER,
-                    "run_after": _naive(row.last_received_at) + POLL_AFTER,
-                }
-                for row in rows
-            ],
-        )
+        connection.execute(watch.insert(), [_watch(row) for row in rows])
         after = rows[-1].id
+
+
+def _watch(row: sa.Row[Any]) -> dict[str, Any]:
+    """Waiting, or given up already where its give-up time has passed (rather than polled once
+    at the upgrade, however old)."""
+    give_up_at = _naive(row.first_received_at) + GIVE_UP_AFTER
+    if give_up_at <= datetime.now(UTC).replace(tzinfo=None):
+        return {"job_pk": row.id, "status": "gave_up", "give_up_at": give_up_at, "run_after": None}
+    run_after = _naive(row.last_received_at) + POLL_AFTER
+    return {"job_pk": row.id, "status": "waiting", "give_up_at": give_up_at, "run_after": run_after}
 
 
 def _naive(value: datetime) -> datetime:
@@ -119,8 +121,10 @@ def _naive(value: datetime) -> datetime:
 
 def downgrade() -> None:
     op.drop_table("job_watch")
-    # Jobs only registered, never delivered, cannot be kept without their deliveries.
+    # Jobs only registered, never delivered, cannot be kept without their deliveries (a job's
+    # first delivery always sets its state delivery too: statements.py, the merge rule).
     op.execute(sa.text("DELETE FROM job WHERE last_delivery_id IS NULL"))
     with op.batch_alter_table("job") as batch:
+        batch.drop_column("registered_tx")
         batch.alter_column("last_delivery_id", existing_type=ID, nullable=False)
         batch.alter_column("state_delivery_id", existing_type=ID, nullable=False)

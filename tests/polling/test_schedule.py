@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
-from app.polling.schedule import RETRY_BASE, RETRY_CAP, Held, after_poll, not_configured
+from app.polling.schedule import (
+    RETRY_BASE,
+    RETRY_CAP,
+    Held,
+    after_poll,
+    heard_of_lately,
+    not_configured,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FAR = NOW + timedelta(days=2)
@@ -78,7 +86,41 @@ def test_a_watch_whose_provider_was_not_asked_counts_no_poll() -> None:
 
 
 def test_a_watch_of_a_provider_without_credentials_is_only_put_off() -> None:
-    assert not_configured(NOW, poll_after=timedelta(minutes=10)) == (
+    assert not_configured(NOW, poll_after=timedelta(minutes=10), give_up_at=FAR) == (
         {},
         NOW + timedelta(minutes=10),
     )
+
+
+def test_a_watch_of_a_provider_without_credentials_is_given_up_in_time() -> None:
+    soon = NOW + timedelta(minutes=3)
+    assert not_configured(NOW, poll_after=timedelta(minutes=10), give_up_at=soon) == ({}, soon)
+    assert not_configured(soon, poll_after=timedelta(minutes=10), give_up_at=soon) == (
+        {"status": "gave_up"},
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("polls", "deliveries", "heard", "expected"),
+    [
+        # A progress report 3 minutes ago: the first poll waits until 10 minutes after it.
+        (0, 1, NOW - timedelta(minutes=3), ({}, NOW + timedelta(minutes=7))),
+        # Heard of 10 minutes ago or more: polled now.
+        (0, 1, NOW - timedelta(minutes=10), None),
+        # Only registered: its own delay stands.
+        (0, 0, NOW - timedelta(minutes=3), None),
+        # Polled already: the backoff stands, whatever callbacks said meanwhile.
+        (2, 3, NOW - timedelta(minutes=3), None),
+        # Past its give-up time by then: polled now, once, then given up.
+        (0, 1, FAR - timedelta(minutes=3), None),
+    ],
+)
+def test_the_first_poll_waits_for_a_job_last_heard_of_lately(
+    polls: int, deliveries: int, heard: datetime, expected: object
+) -> None:
+    row = SimpleNamespace(polls=polls, give_up_at=FAR)
+    job = SimpleNamespace(deliveries=deliveries, last_received_at=heard)
+    now = NOW if heard < NOW else FAR
+
+    assert heard_of_lately(row, job, now, timedelta(minutes=10)) == expected

@@ -1,6 +1,5 @@
-"""Review of issue 26: the watch of a provider without credentials is put off by
-STEMHOOK_POLL_AFTER for ever: past its give-up time it is still claimed every 10 minutes, by
-every background process, for as long as the job exists (jobs are never deleted)."""
+"""The watch of a provider without credentials is looked at again now and then, and given up at
+its give-up time like any other."""
 
 from __future__ import annotations
 
@@ -28,5 +27,4 @@ def test_an_unconfigured_providers_watch_ends_at_its_give_up_time(
     suno_only.run_once()
 
     watch = watch_of(engine, "m-1")
-    # Today: ('waiting', now + 10 min), and again every 10 minutes after that, for ever.
     assert watch["status"] == "gave_up" or watch["run_after"] is None

@@ -1,5 +1,5 @@
-"""Review of issue 26: migration 0010's downgrade with a registered job that has been answered
-without a change of state (a PENDING poll answer, a `submitted` callback)."""
+"""Migration 0010's downgrade keeps a registered job a delivery has spoken of and drops one only
+registered (it has no delivery to point at)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.polling.conftest import answer_of, expect
 from tests.test_migrations import _at_revision
 
 
-def test_downgrade_keeps_or_drops_a_registered_job_answered_pending(
+def test_downgrade_keeps_a_registered_job_answered_pending_and_drops_one_never_heard_of(
     backend: Backend, fresh_database_url: str
 ) -> None:
     config, engine = _at_revision(backend, fresh_database_url, "head")
@@ -27,17 +27,13 @@ def test_downgrade_keeps_or_drops_a_registered_job_answered_pending(
         intake = admit(polled(pending, Provider.SUNO), suno_key=None, max_jobs=10)
         with engine.begin() as connection:
             [receipt] = stored(connection, [intake])
-        assert receipt.outcome.value == "duplicate"
-        with engine.connect() as connection:
-            row = connection.execute(
-                text("SELECT last_delivery_id, state_delivery_id FROM job")
-            ).one()
-        assert row[0] is not None and row[1] is None  # what 0010's downgrade must handle
+        assert receipt.outcome.value == "accepted"  # the first word on a registered job
+        expect(engine, Provider.SUNO, "never-heard-of", at=datetime.now(UTC))
 
-        command.downgrade(config, "0009")  # fails: state_delivery_id NOT NULL
+        command.downgrade(config, "0009")
 
         with engine.connect() as connection:
-            jobs = connection.execute(text("SELECT count(*) FROM job")).scalar()
-        assert jobs in (0, 1)
+            jobs = connection.execute(text("SELECT job_id FROM job")).scalars().all()
+        assert jobs == ["t-1"]  # the job only registered goes: it has no delivery
     finally:
         engine.dispose()

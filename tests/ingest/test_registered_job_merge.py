@@ -1,6 +1,6 @@
-"""Review of issue 26: the first delivery of a registered job, in the state it was registered in
-(`submitted`: Suno's PENDING, Media Lab's state 1, CI's Submitted), is taken as a duplicate: the
-job keeps the registration's placeholders (kind 'unknown', provider_state '') and no event."""
+"""The first delivery of a registered job, even in the state it was registered in (`submitted`:
+Suno's PENDING, Media Lab's state 1, CI's Submitted), wins over the registration's placeholders
+(kind 'unknown', provider_state ''): it is the provider's first word on the job."""
 
 from __future__ import annotations
 

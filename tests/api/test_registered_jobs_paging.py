@@ -1,4 +1,5 @@
-"""Review of issue 26: a registered job (no delivery) touched while a listing pages is skipped."""
+"""A registered job (no delivery yet) that a delivery touches while a listing pages through keeps
+its place, by its registration, and is listed once."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.served_types import served_type
 from app.config import Settings
 from app.console.sessions import ConsoleSession
 from app.console.static import asset
@@ -138,6 +139,7 @@ def _environment() -> Environment:
     )
     environment.filters["when"] = _when
     environment.filters["segment"] = segment
+    environment.tests["playable"] = lambda content_type: served_type(content_type)[1] == "inline"
     return environment
 
 

@@ -6,6 +6,6 @@ path as /v1 (never a second way into the data), behind a session signed in with 
 
 from __future__ import annotations
 
-from app.console import auth, fallback, jobs, overview
+from app.console import auth, deliveries, fallback, jobs, overview
 
-routers = (auth.router, overview.router, jobs.router, fallback.router)
+routers = (auth.router, overview.router, jobs.router, deliveries.router, fallback.router)

@@ -13,7 +13,7 @@ from app.api.params import DeliveryParams
 from app.api.schemas.deliveries import DeliveryDetailOut
 from app.console.bodies import shown_body
 from app.console.guard import CheckedForm, SignedIn
-from app.console.listings import page_query, read_params
+from app.console.listings import in_use, page_query, read_params
 from app.console.pages import ConsoleRoute, Problem, redirect, render
 from app.errors import InvalidRequest
 from app.ingest.intake import Outcome
@@ -54,6 +54,7 @@ async def delivery_list(request: Request, _signed_in: SignedIn, session: Session
         deliveries=deliveries,
         error=error,
         asked=request.query_params,
+        filtered=in_use(request.query_params),
         next_query=next_query,
         providers=[provider.value for provider in Provider],
         outcomes=[outcome.value for outcome in Outcome],

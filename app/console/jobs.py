@@ -4,7 +4,7 @@ stored files' bytes (the API's own answer, behind the session instead of the bea
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
@@ -19,7 +19,7 @@ from app.api.params import JobParams
 from app.api.schemas.jobs import JobDetailOut, JobOut
 from app.console.bodies import shown_body
 from app.console.guard import SignedIn
-from app.console.listings import page_query, read_params
+from app.console.listings import in_use, page_query, read_params
 from app.console.pages import ConsoleRoute, Problem, redirect, render, segment
 from app.console.timeline import timeline
 from app.errors import InvalidRequest
@@ -63,6 +63,7 @@ async def job_list(
         jobs=jobs,
         error=error,
         asked=request.query_params,
+        filtered=in_use(request.query_params),
         next_query=next_query,
         providers=[provider.value for provider in Provider],
         states=[state.value for state in State],
@@ -77,7 +78,8 @@ async def find(
     _signed_in: SignedIn,
     session: SessionDep,
     job_id: Annotated[str, Query(max_length=255, pattern=r"^[^\x00]*$")] = "",
-    provider: Annotated[Provider | None, Query()] = None,
+    # A form's "any provider" is sent empty.
+    provider: Annotated[Provider | Literal[""], Query()] = "",
 ) -> Response:
     """Straight to the job with this id; with no provider named, any provider's."""
     job_id = job_id.strip()

@@ -41,3 +41,8 @@ def page_query(query: QueryParams, cursor: str | None) -> str | None:
         return None
     kept = [(name, value) for name, value in query.multi_items() if name != "cursor" and value]
     return urlencode([*kept, ("cursor", cursor)])
+
+
+def in_use(query: QueryParams) -> int:
+    """How many filters the query sets (paging aside)."""
+    return len({name for name, value in query.multi_items() if value} - {"cursor", "limit"})

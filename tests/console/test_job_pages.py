@@ -109,6 +109,7 @@ async def test_pages_follow_the_apis_cursors(seeded: httpx.AsyncClient) -> None:
     ("query", "location"),
     [
         ("job_id=ci-ok", "/ui/jobs/tencent-ci/ci-ok"),
+        ("job_id=ci-ok&provider=", "/ui/jobs/tencent-ci/ci-ok"),
         ("job_id=+s-1+&provider=suno", "/ui/jobs/suno/s-1"),
     ],
 )

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from app import models
-from app.api.deps import FilesDep, SessionDep, SettingsDep
+from app.api.deps import FilesDep, SessionDep, SessionsDep, SettingsDep, WatchDep
+from app.api.disconnect import client_gone
 from app.api.files import stored_file_answer
 from app.api.job_views import known_job, shown
 from app.api.jobs import JobIdPath, ProviderPath
@@ -28,10 +29,14 @@ from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
 from app.queries import deliveries as delivery_queries
 from app.queries import jobs as job_queries
+from app.watch import final_or_timeout
 
 router = APIRouter(prefix="/ui/jobs", route_class=ConsoleRoute, include_in_schema=False)
 # The deliveries a job page lists; a job with more shows the newest.
 TIMELINE_DELIVERIES = 100
+# How long the job page's script waits for a job to finish before it asks again: below the
+# proxy's read timeout (deploy/nginx.conf).
+WAIT_S = 25
 
 
 @router.get("")
@@ -124,6 +129,29 @@ async def job_page(
         moments=timeline(await job_queries.job_events(session, job.id), deliveries.items),
         more_deliveries=deliveries.next_before_id is not None,
     )
+
+
+@router.get("/{provider}/{job_id}/wait")
+async def wait_for_job(
+    request: Request,
+    _signed_in: SignedIn,
+    provider: ProviderPath,
+    job_id: JobIdPath,
+    sessions: SessionsDep,
+    watch: WatchDep,
+    settings: SettingsDep,
+) -> Response:
+    """The job's state once it is final, or as it is after a while: what the job page's script
+    waits on (the long poll of GET /v1/jobs/...?wait=, places counted alike)."""
+    async with sessions() as session:
+        await known_job(session, provider, job_id)  # an unknown job is not waited for
+    async with client_gone(request) as gone:
+        job = await final_or_timeout(
+            sessions, watch, provider, job_id, wait_s=min(WAIT_S, settings.max_wait_s), gone=gone
+        )
+    if job is None:
+        raise Problem(404, f"No {provider.value} job has the id {job_id!r}.")
+    return JSONResponse({"state": job.state, "last_received_at": job.last_received_at.isoformat()})
 
 
 @router.get("/{provider}/{job_id}/files/{position}")

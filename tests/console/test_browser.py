@@ -16,6 +16,7 @@ import os
 import threading
 import wave
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def seeded(tmp_path: Path) -> Iterator[tuple[Server, Engine]]:
     store(engine, ci_json("ci-ok", "Success"))
     store(engine, ci_json("ci-bad", "Failed", code="InvalidInput", message="no audio stream"))
     store(engine, suno_json(STEM_JOB))
+    store(engine, ci_json("ci-running", "Running"))
     set_files(
         engine,
         STEM_JOB,
@@ -88,6 +90,7 @@ def seeded(tmp_path: Path) -> Iterator[tuple[Server, Engine]]:
         md5=stem.md5,
         content_type="audio/wav",
         storage_key=stem.key,
+        stored_at=datetime.now(UTC),
     )
     set_files(engine, STEM_JOB, "failed", position=0, error="the source answered 404")
     env = server_env(backend.url, files_dir=files.root)
@@ -166,6 +169,7 @@ def test_the_console_in_a_real_browser(
 
         # The overview shows the seeded counts.
         assert text_of(driver, "td[data-provider=tencent-ci][data-state=succeeded]") == "1"
+        assert text_of(driver, "td[data-provider=tencent-ci][data-state=running]") == "1"
         assert text_of(driver, "td[data-provider=tencent-ci][data-state=failed]") == "1"
         assert text_of(driver, "td[data-provider=suno][data-state=succeeded]") == "1"
         assert text_of(driver, "#failed-jobs") == "1"
@@ -176,7 +180,13 @@ def test_the_console_in_a_real_browser(
         # Jobs filtered by state, with the form.
         driver.find_element(By.CSS_SELECTOR, "nav a[href$='/ui/jobs']").click()
         wait_until(driver, lambda d: d.find_elements(By.ID, "jobs"), "at the jobs")
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-state]")) == 3
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-state]")) == 4
+        # A new job appears without a reload (the marker would not survive one).
+        driver.execute_script("window.unreloaded = true")
+        posted = httpx.post(f"{server.url}/callbacks", content=ci_json("ci-new", "Success"))
+        assert posted.status_code == 200
+        wait_until(driver, lambda d: "ci-new" in text_of(d, "#job-rows"), "showing the new job")
+        assert driver.execute_script("return window.unreloaded") is True
         driver.find_element(By.CSS_SELECTOR, ".filters summary").click()
         driver.find_element(By.CSS_SELECTOR, "input[name=state][value=failed]").click()
         driver.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
@@ -212,6 +222,17 @@ def test_the_console_in_a_real_browser(
         assert any(start > 0 and status == 206 for start, status in ranges), ranges
         screenshots(driver, folder, "job")
         screenshots(driver, folder, "job-dark", dark=True)
+
+        # An unfinished job's page shows it finish, without a reload.
+        driver.get(f"{ui}/jobs/tencent-ci/ci-running")
+        wait_until(driver, lambda d: "Waiting" in text_of(d, "#live-status"), "waiting")
+        driver.execute_script("window.unreloaded = true")
+        posted = httpx.post(f"{server.url}/callbacks", content=ci_json("ci-running", "Success"))
+        assert posted.status_code == 200
+        wait_until(
+            driver, lambda d: d.find_elements(By.CSS_SELECTOR, "h1 .state-succeeded"), "finished"
+        )
+        assert driver.execute_script("return window.unreloaded") is True
 
         # A rejected delivery, replayed: the new delivery replays it.
         driver.get(f"{ui}/deliveries?outcome=rejected")

@@ -182,3 +182,24 @@ async def test_an_xml_payload_is_shown_one_element_a_line(backend: Backend, engi
 
     shown = page.text.split('id="latest-body" tabindex="0">')[1].split("</pre>")[0]
     assert "\n  &lt;EventName&gt;TaskFinish&lt;/EventName&gt;" in shown
+
+
+async def test_the_job_pages_script_waits_on_the_job(seeded: httpx.AsyncClient) -> None:
+    final = await seeded.get("/ui/jobs/tencent-ci/ci-bad/wait")
+    unknown = await seeded.get("/ui/jobs/tencent-ci/nobody/wait")
+
+    assert final.status_code == 200
+    assert final.json()["state"] == "failed"
+    assert unknown.status_code == 404
+    seeded.cookies.clear()
+    assert (await seeded.get("/ui/jobs/tencent-ci/ci-bad/wait")).status_code == 303
+
+
+async def test_only_the_first_page_of_a_list_renews_itself(seeded: httpx.AsyncClient) -> None:
+    first = await seeded.get("/ui/jobs?limit=1")
+    found = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert found is not None
+    later = await seeded.get(found[1].replace("&amp;", "&"))
+
+    assert '<tbody id="job-rows" data-refresh=' in first.text
+    assert '<tbody id="job-rows">' in later.text

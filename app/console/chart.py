@@ -37,6 +37,9 @@ class Chart:
     hours: list[Label]
     scale: list[Label]
     baseline: float
+    # The plot's left and right edges, where the scale's grid lines run.
+    left: float
+    right: float
     total: int
 
 
@@ -82,4 +85,6 @@ def hourly_chart(
         Label(LEFT - 6, TOP + plot_height * (1 - part), str(round(top * part)))
         for part in (0, 0.5, 1)
     ]
-    return Chart(WIDTH, HEIGHT, bars, labels, scale, TOP + plot_height, sum(totals))
+    return Chart(
+        WIDTH, HEIGHT, bars, labels, scale, TOP + plot_height, LEFT, WIDTH - RIGHT, sum(totals)
+    )

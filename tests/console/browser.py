@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -67,11 +68,15 @@ def chromium(log: Path) -> Iterator[webdriver.Chrome]:
 def wait_until(
     driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any], what: str
 ) -> Any:
-    """What `condition` returns once it is truthy, polled; an AssertionError naming `what`
-    after PATIENCE_S."""
-    return WebDriverWait(driver, PATIENCE_S, poll_frequency=0.05).until(
-        condition, message=f"still not {what} after {PATIENCE_S} s"
-    )
+    """What `condition` returns once it is truthy, polled; a TimeoutException naming `what`
+    after PATIENCE_S. An element replaced while the condition read it (the page renews its
+    lists) is read again at the next poll."""
+    return WebDriverWait(
+        driver,
+        PATIENCE_S,
+        poll_frequency=0.05,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, message=f"still not {what} after {PATIENCE_S} s")
 
 
 def viewport(driver: webdriver.Chrome, size: tuple[int, int], *, dark: bool = False) -> None:

@@ -42,7 +42,7 @@ from tests.servers import Server, server_process
 STEM_JOB = "suno-stem-1"
 STEM_URL = f"/ui/jobs/suno/{STEM_JOB}/files/1"
 # Long enough that the browser does not buffer all of it before a seek to the middle.
-STEM_SECONDS = 60
+STEM_SECONDS = 120
 HAVE_ENOUGH_DATA = 4
 
 

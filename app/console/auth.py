@@ -30,7 +30,7 @@ async def sign_in(request: Request, form: PostedForm) -> Response:
     wanted = _safe_next(form.get("next"))
     token = matching_token(form.get("token", ""), settings.api_tokens)
     if token is None:
-        # No attempt limit of its own, as for /v1: a token has at least 16 characters (record 17).
+        # No attempt limit of its own, as for /v1: a token has at least 16 characters (record 18).
         return render(request, "sign_in.html", status=401, wanted=wanted, failed=True)
     session = issue(token, now=datetime.now(UTC))
     answer = redirect(request, (wanted or "/ui/").removeprefix("/ui"))

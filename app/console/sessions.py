@@ -1,5 +1,5 @@
 """Console sessions and CSRF tokens, kept in a signed cookie and nowhere else
-(docs/decisions/0017-console-sessions-in-a-signed-cookie.md).
+(docs/decisions/0018-console-sessions-in-a-signed-cookie.md).
 
 A session is {fingerprint of the API token signed in with, issued at, expires at, nonce}, signed
 with a key derived from that token. Nothing is stored on the server: a session is valid while
@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from app.tokens import matching_token
 
 COOKIE = "stemhook_console"
-# Absolute: a session ends this long after sign-in, however busy (record 17).
+# Absolute: a session ends this long after sign-in, however busy (record 18).
 LIFETIME = timedelta(hours=12)
 _KEY_LABEL = b"stemhook console session key"
 _FINGERPRINT_LABEL = b"stemhook console token fingerprint"

@@ -31,13 +31,31 @@ lint: $(STAMP)
 # tests/deploy runs deploy/nginx.conf in a real nginx (Debian's); without one it skips, or fails
 # in CI. Installing needs root and the package mirror: anything else only says so.
 NGINX := $(firstword $(shell command -v nginx) $(wildcard /usr/sbin/nginx))
+# tests/console drives the console in Debian's headless Chromium through its chromedriver; the
+# same: installed when missing, else the browser tests skip (fail in CI).
+CHROMIUM := $(wildcard /usr/bin/chromium)
+CHROMEDRIVER := $(wildcard /usr/bin/chromedriver)
 
-test: lint
+test: lint browser
 ifeq ($(NGINX),)
 	@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) \
 	  >/dev/null 2>&1 || echo "nginx could not be installed: tests/deploy will skip (fail in CI)"
 endif
 	$(BIN)/pytest
+
+.PHONY: browser
+browser:
+ifeq ($(and $(CHROMIUM),$(CHROMEDRIVER)),)
+	@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser tests will skip (fail in CI)"
+endif
+
+# The console's pages at desktop and phone widths, light and dark, as the browser test sees them
+# (README "Console"): look at them after changing a page, and commit them.
+.PHONY: screenshots
+screenshots: $(STAMP) browser
+	STEMHOOK_TEST_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/console/test_browser.py
 
 .PHONY: bench-query
 bench-query: $(STAMP)

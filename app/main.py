@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from app import console
 from app.api import callbacks, deliveries, files, health, jobs, metrics, stats, watches
 from app.api.errors import install_error_handlers
 from app.api.openapi import document
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         metrics.router,
     )
-    for router in routers:
+    for router in (*routers, *console.routers):
         app.include_router(router)
     document(
         app,

@@ -13,16 +13,20 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app import models
 from app.config import Settings
-from app.errors import Conflict, Gone, StorageUnavailable
+from app.errors import Conflict, Gone, NotFound, StorageUnavailable
 from app.headers import kept
 from app.ingest.admission import BadSignature
 from app.ingest.intake import Arrival, Outcome, Receipt, Submission
 from app.ingest.writer import Writer
+from app.metrics import Metrics
 from app.providers.registry import endpoint_family
-from app.queries.deliveries import replay_candidates
+from app.queries.deliveries import first_arrival, replay_candidates
 from app.runtime import Runtime, running
+from app.watch import JobWatch
 
 log = logging.getLogger(__name__)
 # A bulk replay's waits before trying a delivery the database refused with 503 again: about half
@@ -31,6 +35,26 @@ BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 NOT_REPLAYED = "not replayed"
 UNAVAILABLE = "unavailable"
 Pause = Callable[[float], Awaitable[None]]
+
+
+async def replay_by_id(
+    session: AsyncSession,
+    delivery_id: int,
+    *,
+    writer: Writer,
+    watch: JobWatch,
+    metrics: Metrics,
+) -> Receipt:
+    """One stored delivery replayed on request (POST /v1/deliveries/{id}/replay, the console's
+    Replay button): its jobs' long polls woken and the outcome counted, as a live delivery's."""
+    delivery = await session.get(models.Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    arrived = await first_arrival(session, delivery)
+    receipt = await replay_delivery(delivery, first_arrival=arrived, writer=writer)
+    watch.notify(receipt.jobs)
+    metrics.stored(receipt)
+    return receipt
 
 
 async def replay_delivery(

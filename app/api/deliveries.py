@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from app import models
 from app.api.deps import (
     SessionDep,
     WatchDep,
@@ -21,7 +20,7 @@ from app.api.schemas.common import ErrorOut, Page
 from app.api.schemas.deliveries import DeliveryDetailOut, DeliveryOut, ReplayOut
 from app.errors import NotFound
 from app.queries import deliveries as delivery_queries
-from app.replay import replay_delivery
+from app.replay import replay_by_id
 
 router = APIRouter(
     prefix="/v1/deliveries",
@@ -76,11 +75,7 @@ async def replay(
     writer: WriterDep,
     watch: WatchDep,
 ) -> ReplayOut:
-    delivery = await session.get(models.Delivery, delivery_id)
-    if delivery is None:
-        raise NotFound(f"no delivery {delivery_id}")
-    first_arrival = await delivery_queries.first_arrival(session, delivery)
-    receipt = await replay_delivery(delivery, first_arrival=first_arrival, writer=writer)
-    watch.notify(receipt.jobs)
-    (await app_metrics(request)).stored(receipt)
+    receipt = await replay_by_id(
+        session, delivery_id, writer=writer, watch=watch, metrics=await app_metrics(request)
+    )
     return ReplayOut.of(receipt, replay_of=delivery_id)

@@ -11,7 +11,6 @@ AttributeError message (docs/decisions/0007-the-web-processs-hot-path.md).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from app.errors import Unauthorized
 from app.ingest.writer import Writer
 from app.metrics import Metrics
 from app.storage.store import FileStore
+from app.tokens import matching_token
 from app.watch import JobWatch
 
 
@@ -83,10 +83,6 @@ async def require_api_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    given = credentials.credentials.encode() if credentials else b""
-    # Compare with every token, so the time taken does not reveal which one nearly matched.
-    matched = False
-    for token in settings.api_tokens:
-        matched |= hmac.compare_digest(given, token.get_secret_value().encode())
-    if not matched:
+    given = credentials.credentials if credentials else ""
+    if matching_token(given, settings.api_tokens) is None:
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")

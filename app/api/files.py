@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import FilesDep, SessionDep, require_api_token
@@ -23,8 +24,9 @@ from app.api.ranges import byte_range
 from app.api.schemas.common import ErrorOut
 from app.api.served_types import served_type
 from app.errors import NotFound
+from app.providers.model import Provider
 from app.queries.files import stored_copy
-from app.storage.store import MissingFile
+from app.storage.store import FileStore, MissingFile
 from app.storage.streams import Chunks
 
 router = APIRouter(
@@ -58,17 +60,37 @@ async def stored_file(
     position: Annotated[int, Path(ge=0, le=10_000)],
     session: SessionDep,
     files: FilesDep,
+    # Declared for the OpenAPI document; stored_file_answer reads them from the request.
     if_none_match: Annotated[str | None, Header()] = None,
     if_range: Annotated[str | None, Header()] = None,
 ) -> Response:
+    return await stored_file_answer(
+        request, provider=provider, job_id=job_id, position=position, session=session, files=files
+    )
+
+
+async def stored_file_answer(
+    request: Request,
+    *,
+    provider: Provider,
+    job_id: str,
+    position: int,
+    session: AsyncSession,
+    files: FileStore,
+) -> Response:
+    """The stored copy's bytes as `request` asks for them (conditional, one range): the API's
+    answer, and the console's behind its session."""
     copy = await stored_copy(session, provider=provider.value, job_id=job_id, position=position)
     if copy is None:
         raise NotFound(f"no stored file at output {position} of {provider.value} job {job_id!r}")
     etag = f'"{copy.sha256}"'
     headers = _SANDBOX | {"ETag": etag}
+    if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and etag in (tag.strip() for tag in if_none_match.split(",")):
         return Response(status_code=304, headers=headers)
-    asked = request.headers.get("range") if if_range in (None, etag) else None
+    asked = (
+        request.headers.get("range") if request.headers.get("if-range") in (None, etag) else None
+    )
     span = byte_range(asked, copy.bytes)
     start, end = span or (0, copy.bytes)
     try:

@@ -4,12 +4,13 @@ deliveries by outcome."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
+from app.db import UtcDateTime
 from app.queries.files import FileCounts, file_counts
 
 
@@ -41,3 +42,28 @@ async def window_stats(session: AsyncSession, *, since: datetime, until: datetim
         await file_counts(session, received=(since, until)),
         [(outcome, count) for outcome, count in deliveries],
     )
+
+
+async def deliveries_by_hour(
+    session: AsyncSession, *, since: datetime, hours: int
+) -> dict[tuple[int, str], int]:
+    """Deliveries received in each of `hours` hours from `since`, by outcome: {(hour, outcome):
+    count}, hour 0 the first. One range scan of the received_at index."""
+    delivery = models.Delivery
+    ends = [literal(since + timedelta(hours=hour + 1), UtcDateTime()) for hour in range(hours)]
+    hour = case(*((delivery.received_at < end, index) for index, end in enumerate(ends)))
+    # Grouped outside: PostgreSQL cannot tell that a GROUP BY of the same CASE, its times bound
+    # anew, is the selected expression.
+    received = (
+        select(hour.label("hour"), delivery.outcome)
+        .where(
+            delivery.received_at >= literal(since, UtcDateTime()), delivery.received_at < ends[-1]
+        )
+        .subquery()
+    )
+    rows = await session.execute(
+        select(received.c.hour, received.c.outcome, func.count()).group_by(
+            received.c.hour, received.c.outcome
+        )
+    )
+    return {(hour_index, outcome): count for hour_index, outcome, count in rows}

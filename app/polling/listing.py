@@ -92,16 +92,18 @@ def not_yet(listed_to: datetime, *, now: datetime, every: timedelta) -> Settled:
 
 def failed(
     listing: Listing,
+    window: Window,
     *,
     now: datetime,
     error: str,
     retry_after_s: float | None = None,
     rng: random.Random | None = None,
 ) -> Settled:
-    """The row after a page could not be listed or stored: where it was, with the error, due
-    again after the pollers' backoff (or the provider's Retry-After)."""
+    """The row after a page of `window` could not be listed or stored: with the error, the
+    same page due again after the pollers' backoff (or the provider's Retry-After); a first
+    listing keeps the window it began (a later one would start later)."""
     wait = backoff(listing.attempts, base=RETRY_BASE, cap=RETRY_CAP, rng=rng)
-    return {"last_error": error}, now + retry_wait(wait, retry_after_s)
+    return {"last_error": error, "listed_to": window.start}, now + retry_wait(wait, retry_after_s)
 
 
 def _whole_seconds(at: datetime) -> datetime:

@@ -69,6 +69,14 @@ class PollRequests(Protocol):
         when there is none to send."""
 
 
+class ListRequests(Protocol):
+    def list_request(
+        self, queue: CiQueue, window: Window, *, size: int, now: datetime
+    ) -> PollRequest:
+        """The request for the page of `queue`'s jobs `window` names, at most `size` of them,
+        at `now`; NotPollable, saying why, when there is none to send."""
+
+
 @dataclass(frozen=True, slots=True)
 class MediaLabKeys:
     secret_id: str = field(repr=False)
@@ -124,8 +132,7 @@ class PollApis:
     def list_request(
         self, queue: CiQueue, window: Window, *, size: int, now: datetime
     ) -> PollRequest:
-        """The request for the page of `queue`'s jobs `window` names, at most `size` of them,
-        oldest first; NotPollable, saying why, when there is none to send."""
+        """See `ListRequests.list_request`: the oldest jobs first."""
         keys = self._cos_keys_for(queue.bucket, queue.region)
         # CI lists the jobs created strictly after the start and strictly before the end, in
         # whole seconds: from one second before the window's start, a job created at the very

@@ -111,13 +111,21 @@ def test_a_window_that_never_ends_is_cut_and_says_so() -> None:
 
 def test_a_page_that_failed_is_asked_for_again_after_a_backoff_from_where_it_was() -> None:
     paging = Listing(CLOSED - EVERY, CLOSED, "t2", pages=1, attempts=1)
+    page = window(paging, now=NOW, every=EVERY, lookback=LOOKBACK)
+    assert page is not None
 
-    values, due = failed(paging, now=NOW, error="HTTP 503 from ci", rng=random.Random(1))
-    assert values == {"last_error": "HTTP 503 from ci"}
+    values, due = failed(paging, page, now=NOW, error="HTTP 503 from ci", rng=random.Random(1))
+    assert values == {"last_error": "HTTP 503 from ci", "listed_to": CLOSED - EVERY}
     assert RETRY_BASE / 2 <= due - NOW <= RETRY_BASE
+    assert window(paging, now=due, every=EVERY, lookback=LOOKBACK) == page
 
     third = Listing(attempts=3)
-    _, due = failed(third, now=NOW, error="e", rng=random.Random(1))
+    first = window(third, now=NOW, every=EVERY, lookback=LOOKBACK)
+    assert first is not None
+    values, due = failed(third, first, now=NOW, error="e", rng=random.Random(1))
     assert 2 * RETRY_BASE <= due - NOW <= 4 * RETRY_BASE
-    _, due = failed(third, now=NOW, error="e", retry_after_s=3600, rng=random.Random(1))
+    # A first listing keeps the window it began: asked again later, it lists the same one.
+    again = Listing(listed_to=values["listed_to"], attempts=4)
+    assert window(again, now=due, every=EVERY, lookback=LOOKBACK) == first
+    _, due = failed(third, first, now=NOW, error="e", retry_after_s=3600, rng=random.Random(1))
     assert due - NOW == timedelta(hours=1)

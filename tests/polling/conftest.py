@@ -366,11 +366,19 @@ def committer(engine: Engine) -> Iterator[Committer]:
 
 
 @pytest.fixture
+def fetchers() -> Iterator[list[Fetcher]]:
+    """The fetchers a test's workers ask with, closed after it."""
+    made: list[Fetcher] = []
+    yield made
+    for fetcher in made:
+        fetcher.close()
+
+
+@pytest.fixture
 def poller_for(
-    engine: Engine, committer: Committer, clock: Clock
-) -> Iterator[Callable[..., Poller]]:
+    engine: Engine, committer: Committer, clock: Clock, fetchers: list[Fetcher]
+) -> Callable[..., Poller]:
     """A poller asking `providers` (each with its own credentials) on `fake`'s server."""
-    fetchers: list[Fetcher] = []
 
     def make(
         fake: FakeProviders,
@@ -392,24 +400,20 @@ def poller_for(
             clock=clock,
         )
 
-    yield make
-    for fetcher in fetchers:
-        fetcher.close()
+    return make
 
 
 @pytest.fixture
 def lister_for(
-    engine: Engine, committer: Committer, clock: Clock
-) -> Iterator[Callable[..., QueueLister]]:
-    """A lister of QUEUE asking `fake`'s server."""
-    fetchers: list[Fetcher] = []
+    engine: Engine, committer: Committer, clock: Clock, fetchers: list[Fetcher]
+) -> Callable[..., QueueLister]:
+    """A lister of QUEUE asking `fake`'s server, storing through `storing`."""
 
     def make(
         fake: FakeProviders,
         *,
         apis: PollApis | None = None,
         worker: str = "l1",
-        options: ListOptions = LIST_OPTIONS,
         storing: Committer = committer,
     ) -> QueueLister:
         fetchers.append(loopback_fetcher())
@@ -419,11 +423,9 @@ def lister_for(
             fetcher=fetchers[-1],
             apis=ToServer(apis or fake.apis(), fake.origin),
             queues=(QUEUE,),
-            options=options,
+            options=LIST_OPTIONS,
             worker=worker,
             clock=clock,
         )
 
-    yield make
-    for fetcher in fetchers:
-        fetcher.close()
+    return make

@@ -4,10 +4,11 @@ callback never came: pure, the time an argument.
 A queue is listed window after window of creation time, oldest first, each at most `every` long
 (STEMHOOK_POLL_AFTER) and listed only once it lies LAG in the past (CI lists a job by the time
 its own clock gave it, which may be behind ours); within a window page after page (NextToken),
-each page a delivery on the poll endpoint. The queue's `ci_listing` row keeps how far the
-listing got, so a restart, or another process, goes on from there. A first listing starts
-`lookback` (STEMHOOK_POLL_GIVE_UP_AFTER) before its first window closes: older jobs would not be
-polled either. After a window the next is due once it has closed, at once while catching up.
+each page listing jobs a delivery on the poll endpoint. The queue's `ci_listing` row keeps how
+far the listing got, so a restart, or another process, goes on from there. A first listing
+starts `lookback` (STEMHOOK_POLL_GIVE_UP_AFTER) before its first window closes: older jobs would
+not be polled either. After a window the next is due once it has closed, at once while catching
+up (docs/decisions/0019-listing-ci-queues-and-confirming-callbacks.md).
 
 Each job needs to be seen once: one listed unfinished is watched from then on (the write path
 gives a job first heard of unfinished its watch, app/polling/watches.py), one listed final is

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     # Polls each process has in flight at once per provider: a provider that is slow or never
     # answers holds up only its own.
     poll_concurrency: int = Field(default=4, ge=1, le=64)
+    # A poll whose process stopped renewing its hold (at each of its worker's one-second rounds)
+    # is made by another process once this has passed.
+    poll_lease_s: float = Field(default=60, ge=10, le=3600)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

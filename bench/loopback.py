@@ -3,7 +3,9 @@ heads read by hand from raw sockets (http.server spends far more per request), o
 connection, keep-alive as HTTP/1.1 has it, bodies never read (they answer GETs only).
 
 `serve(answer)` prints the port it listens on (127.0.0.1 only), then calls `answer(connection,
-head)` for each request head until killed; `target(head)` is a GET's request target.
+head)` for each request head until killed; `target(head)` is a GET's request target. A benchmark
+starts such a server as a process of its own (bench/stand_ins.py). Only the standard library:
+the server's start-up stays short.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@ stemhook parses into that task, still submitted."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -13,17 +11,13 @@ import pytest
 from app.polling.requests import SUNO_RECORD_INFO
 from app.providers.model import Provider, State
 from app.providers.registry import parse_poll_answer
+from bench.stand_ins import started
 
 
 @pytest.fixture
 def base_url() -> Iterator[str]:
-    command = [sys.executable, "-m", "bench.polling.provider"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
-        try:
-            assert server.stdout is not None
-            yield f"http://127.0.0.1:{int(server.stdout.readline())}"
-        finally:
-            server.kill()
+    with started("bench.polling.provider") as server:
+        yield server.origin
 
 
 def test_each_task_is_answered_pending_about_itself_on_one_connection(base_url: str) -> None:

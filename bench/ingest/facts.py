@@ -113,6 +113,14 @@ def machine(postgres_server: str) -> str:
     )
 
 
+def machine_or_cores(postgres_server: str) -> str:
+    """`machine`, or the cores alone on a machine without PostgreSQL (a SQLite-only run)."""
+    try:
+        return machine(postgres_server)
+    except psycopg.OperationalError:
+        return f"{os.cpu_count()} cores"
+
+
 def gather(scratch: Path, postgres_server: str) -> Facts:
     postgres_settings = _postgres(postgres_server, ("server_version", *POSTGRES_SETTINGS))
     facts = Facts(

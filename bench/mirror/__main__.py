@@ -13,24 +13,20 @@ runs small sets and short windows, a smoke run whose figures go into no report.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-
-from bench.ingest.databases import Backend
-from bench.ingest.facts import commit, load, machine
+from bench.ingest.databases import PG_SERVER, Backend
+from bench.ingest.facts import commit, load, machine_or_cores
 from bench.ingest.report import MIRROR
 from bench.mirror.report import Context, Outcome, latency_line, section, throughput_line
 from bench.mirror.runs import (
     GIB,
     KIB,
     MIB,
-    PG_ADMIN,
     FileSet,
     Plan,
     file_server,
@@ -71,7 +67,7 @@ def main() -> None:
         command=shlex.join(["python", "-m", "bench.mirror", *sys.argv[1:]]),
         commit=commit(),
         date=time.strftime("%Y-%m-%d", time.gmtime()),
-        machine=_machine(),
+        machine=machine_or_cores(PG_SERVER),
         loads=tuple(loads),
     )
     text = section(outcomes, plan, context)
@@ -80,13 +76,6 @@ def main() -> None:
         report = args.output.read_text() if args.output.exists() else ""
         args.output.write_text(MIRROR.placed(report, text))
         print(f"wrote its section of {args.output}")
-
-
-def _machine() -> str:
-    try:
-        return machine(PG_ADMIN.rsplit("/", 1)[0])
-    except psycopg.OperationalError:  # a SQLite-only run on a machine without PostgreSQL
-        return f"{os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from bench.ingest import lua, wrk
-from bench.ingest.databases import Backend, Scratch, fresh
+from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
 from bench.ingest.payloads import family
 from bench.ingest.processes import group_cpu_s
@@ -29,7 +29,6 @@ from bench.mirror.relay import Relay, written_bytes
 from bench.stand_ins import StandIn, started
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
-PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # Far beyond what these sets take on a quiet machine: a run this slow has stalled.
 PATIENCE_S = 600
 
@@ -167,7 +166,7 @@ def _window(invocation: wrk.Invocation, workdir: Path) -> Window:
 
 @contextmanager
 def _stemhook(backend: Backend, name: str, workdir: Path) -> Iterator[tuple[Server, Scratch, Path]]:
-    scratch = fresh(backend, name, workdir=workdir, postgres_server=PG_ADMIN.rsplit("/", 1)[0])
+    scratch = fresh(backend, name, workdir=workdir, postgres_server=PG_SERVER)
     files_dir = workdir / f"{name}-files"
     env = {
         "STEMHOOK_DATABASE_URL": scratch.url,

@@ -10,6 +10,7 @@ figures decided lives in docs/decisions/, not in this file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Facts
@@ -62,6 +63,10 @@ class Section:
             f"_Not measured yet in this run: `python -m bench.{self.name}`, which `make bench`"
             " runs after the ingest benchmark, writes its figures here._"
         )
+
+    def write_into(self, path: Path, section: str) -> None:
+        """`placed` into the markdown file at `path` (made if there is none)."""
+        path.write_text(self.placed(path.read_text() if path.exists() else "", section))
 
     def placed(self, report: str, section: str) -> str:
         """The report with this section replaced by `section`, or added at its end."""

@@ -220,6 +220,8 @@ def watch_of(engine: Engine, job_id: str) -> dict[str, Any]:
                 watch.last_error,
                 watch.run_after,
                 watch.leased_by,
+                watch.leased_until,
+                watch.attempts,
             )
             .join(job, job.id == watch.job_pk)
             .where(job.job_id == job_id)

@@ -20,7 +20,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +30,7 @@ from app.providers.model import Provider
 from tests.conftest import Backend
 from tests.fetching.servers import Handler
 from tests.mirror.conftest import Clock
-from tests.polling.conftest import SUNO_KEY, FakeProviders, answer_of, expect, replying
+from tests.polling.conftest import SUNO_KEY, FakeProviders, answer_of, expect, replying, watch_of
 from tests.polling.senders import sender_pid
 from tests.reliability.support import AUTH, figures, server_env
 from tests.servers import Server, server_process
@@ -103,17 +102,6 @@ def dead(pid: int) -> bool:
         return True
 
 
-def lease_of(engine: Engine, job_id: str) -> dict[str, Any]:
-    watch, job = models.JobWatch, models.Job
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(watch.leased_by, watch.leased_until, watch.attempts)
-            .join(job, job.id == watch.job_pk)
-            .where(job.job_id == job_id)
-        ).one()
-    return dict(row._mapping)
-
-
 @contextmanager
 def fake_suno(replies: dict[str, list[Callable[[Handler], None]]]) -> Iterator[FakeProviders]:
     providers = FakeProviders(Clock(), suno=replies)
@@ -153,7 +141,7 @@ def test_a_poll_killed_in_flight_is_made_again_after_its_lease_and_the_job_ends_
         else:
             os.kill(killed, signal.SIGKILL)
         wait_until(lambda: dead(killed), "dead", server)
-        lease = lease_of(engine, "k-1")  # the dead process's, renewed no more
+        lease = watch_of(engine, "k-1")  # the dead process's lease, renewed no more
         if restart == "server":
             servers.close()
             server = servers.enter_context(server_process(env, tmp_path))
@@ -172,7 +160,8 @@ def test_a_poll_killed_in_flight_is_made_again_after_its_lease_and_the_job_ends_
     assert second.sender == respawned != killed
     assert lease["leased_by"] is not None
     assert second.at >= lease["leased_until"].timestamp()
-    assert lease_of(engine, "k-1") == {"leased_by": None, "leased_until": None, "attempts": 2}
+    ended = watch_of(engine, "k-1")
+    assert (ended["leased_by"], ended["leased_until"], ended["attempts"]) == (None, None, 2)
     assert (job["state"], job["deliveries"]) == ("succeeded", 1)
     watch = {key: job["watch"][key] for key in ("status", "polls", "last_error")}
     assert watch == {"status": "done", "polls": 1, "last_error": None}

@@ -32,7 +32,7 @@ from app.providers.model import Provider
 from app.providers.registry import poll_endpoint
 from tests.api.payloads import suno_json
 from tests.conftest import Backend
-from tests.fetching.servers import Handler
+from tests.fetching.servers import Handler, Route
 from tests.ingest.batches import wait_for_a_lock_wait
 from tests.ingest.submissions import detected
 from tests.mirror.conftest import Clock
@@ -76,19 +76,49 @@ class Callbacks:
 
 @dataclass
 class Racers:
+    """Both sides: the callbacks' writer, and a poller whose committer stores its answers on an
+    engine of its own (`answers`); `engine` is the test's, `postgresql` says which database."""
+
+    engine: Engine
+    postgresql: bool
+    clock: Clock
     callbacks: Callbacks
-    answers: Engine  # the engine the poller's committer stores its answers on
+    answers: Engine
     storing: Committer
+    poller_for: PollerFor
+    fake: Fake
+
+    def poller(self, suno: dict[str, list[Route]]) -> tuple[Poller, FakeProviders]:
+        """A poller of a fake Suno API answering as `suno` says, and that API; each job in it
+        registered and due."""
+        providers = self.fake(suno=suno)
+        made = self.poller_for(providers, storing=self.storing)
+        for job_id in suno:
+            expect(self.engine, SUNO, job_id, at=self.clock.now)
+        self.clock.now += DEFAULT_WATCH.poll_after
+        return made, providers
 
 
 @pytest.fixture
-def racers(backend: Backend, engine: Engine) -> Iterator[Racers]:
+def racers(
+    backend: Backend, engine: Engine, clock: Clock, fake: Fake, poller_for: PollerFor
+) -> Iterator[Racers]:
     answers = create_sync_engine(backend.settings())
-    made = Racers(Callbacks(backend), answers, committer_on(answers))
+    callbacks = Callbacks(backend)
+    made = Racers(
+        engine,
+        backend.name == "postgresql",
+        clock,
+        callbacks,
+        answers,
+        committer_on(answers),
+        poller_for,
+        fake,
+    )
     yield made
     made.storing.close()
     answers.dispose()
-    made.callbacks.close()
+    callbacks.close()
 
 
 @contextmanager
@@ -170,13 +200,7 @@ def assert_settled_once(job: dict[str, Any], *, answers: int) -> None:
 
 @pytest.mark.parametrize("answer", sorted(ANSWERS))
 def test_a_callback_committing_while_the_answer_is_stored_wins_and_the_answer_changes_nothing(
-    backend: Backend,
-    engine: Engine,
-    clock: Clock,
-    fake: Fake,
-    poller_for: PollerFor,
-    racers: Racers,
-    answer: str,
+    racers: Racers, answer: str
 ) -> None:
     """The fake provider answers only once the callback's transaction has stored everything
     and is about to commit; on PostgreSQL that COMMIT waits until the answer's transaction is
@@ -192,17 +216,15 @@ def test_a_callback_committing_while_the_answer_is_stored_wins_and_the_answer_ch
 
     def holding_the_job() -> None:
         at_commit.set()
-        if backend.name == "postgresql":
-            wait_for_a_lock_wait(engine, lambda: True)
+        if racers.postgresql:
+            wait_for_a_lock_wait(racers.engine, lambda: True)
 
-    poller = poller_for(fake(suno={"t-1": [asked]}), storing=racers.storing)
-    expect(engine, SUNO, "t-1", at=clock.now)
-    clock.now += DEFAULT_WATCH.poll_after
+    poller, _ = racers.poller({"t-1": [asked]})
     with before_commit(racers.callbacks.engine, holding_the_job):
         assert poller.run_once() == 1
     callback.join(PATIENCE_S)
 
-    job = settled(engine, "t-1")
+    job = settled(racers.engine, "t-1")
     assert [receipt.outcome.value for receipt in sent] == ["accepted"]
     assert job["linked"] == [("auto", "accepted"), (poll_endpoint(SUNO), "duplicate")]
     assert_settled_once(job, answers=1)
@@ -211,13 +233,7 @@ def test_a_callback_committing_while_the_answer_is_stored_wins_and_the_answer_ch
 
 @pytest.mark.parametrize("answer", sorted(ANSWERS))
 def test_a_callback_arriving_while_the_answer_commits_is_merged_after_it(
-    backend: Backend,
-    engine: Engine,
-    clock: Clock,
-    fake: Fake,
-    poller_for: PollerFor,
-    racers: Racers,
-    answer: str,
+    racers: Racers, answer: str
 ) -> None:
     """The callback's commit starts just before the answer's COMMIT (on PostgreSQL it is seen
     waiting for the job's lock first), then runs on while the poller settles the watch."""
@@ -226,35 +242,26 @@ def test_a_callback_arriving_while_the_answer_commits_is_merged_after_it(
 
     def answer_committing() -> None:
         callback.start()
-        if backend.name == "postgresql":
-            wait_for_a_lock_wait(engine, callback.is_alive)
+        if racers.postgresql:
+            wait_for_a_lock_wait(racers.engine, callback.is_alive)
 
-    providers = fake(suno={"t-1": [replying(answer_of(SUNO, ANSWERS[answer], "t-1"))]})
-    poller = poller_for(providers, storing=racers.storing)
-    expect(engine, SUNO, "t-1", at=clock.now)
-    clock.now += DEFAULT_WATCH.poll_after
+    poller, _ = racers.poller({"t-1": [replying(answer_of(SUNO, ANSWERS[answer], "t-1"))]})
     with before_commit(racers.answers, answer_committing):
         assert poller.run_once() == 1
     callback.join(PATIENCE_S)
 
-    job = settled(engine, "t-1")
+    job = settled(racers.engine, "t-1")
     assert_settled_once(job, answers=1)
     if answer == "success":  # the answer finished the job: the callback is a duplicate
         assert job["linked"] == [(poll_endpoint(SUNO), "accepted"), ("auto", "duplicate")]
         assert [receipt.outcome.value for receipt in sent] == ["duplicate"]
-        assert (job["watch"]["polls"], job["watch"]["last_polled_at"]) == (1, clock.now)
+        assert (job["watch"]["polls"], job["watch"]["last_polled_at"]) == (1, racers.clock.now)
     else:  # no news in the answer: the callback finishes the job, settled before it or not
         assert job["linked"] == [(poll_endpoint(SUNO), "duplicate"), ("auto", "accepted")]
         assert [receipt.outcome.value for receipt in sent] == ["accepted"]
 
 
-def test_callbacks_and_polls_of_many_jobs_at_once_settle_each_job_once(
-    engine: Engine,
-    clock: Clock,
-    fake: Fake,
-    poller_for: PollerFor,
-    racers: Racers,
-) -> None:
+def test_callbacks_and_polls_of_many_jobs_at_once_settle_each_job_once(racers: Racers) -> None:
     """40 due jobs polled by a running poller while a writer commits their callbacks: those of
     10 from the start (racing the poller's claims), of 15 as soon as the provider is asked about
     them (racing the answer's commit), of 15 once the provider answered about them and the
@@ -285,13 +292,10 @@ def test_callbacks_and_polls_of_many_jobs_at_once_settle_each_job_once(
             sent.append(racers.callbacks.send(job_id))
 
     fixtures = [ANSWERS["success"], ANSWERS["pending"]]
-    providers = fake(
-        suno={job: [racing(job, fixtures[n % 2])] for n, job in enumerate(jobs)},
+    poller, providers = racers.poller(
+        {job: [racing(job, fixtures[n % 2])] for n, job in enumerate(jobs)}
     )
-    poller = poller_for(providers, storing=racers.storing)
-    for job_id in jobs:
-        expect(engine, SUNO, job_id, at=clock.now)
-    clock.now += DEFAULT_WATCH.poll_after
+    engine = racers.engine
     for job_id in called_first:
         due_callbacks.put(job_id)
     threads = [threading.Thread(target=writer), threading.Thread(target=poller.run)]

@@ -78,9 +78,9 @@ def mirror_options(settings: Settings) -> MirrorOptions:
 def poll_options(settings: Settings) -> PollOptions:
     return PollOptions(
         concurrency=settings.poll_concurrency,
-        # Renewed every poll of the worker while it asks: a dead process's polls are taken over
-        # a minute later.
-        lease=timedelta(minutes=1),
+        # Renewed at each round of the worker while it asks: a dead process's polls are taken
+        # over once it has run out.
+        lease=timedelta(seconds=settings.poll_lease_s),
         poll_after=settings.poll_after,
         write_timeout_s=settings.write_timeout_s,
         poll_s=_POLL_S,

@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     # that a job nobody registered and whose callback never came is found too; with the COS keys,
     # in buckets STEMHOOK_COS_BUCKETS names.
     ci_queues: Annotated[tuple[CiQueue, ...], NoDecode] = ()
+    # A poll whose process stopped renewing its hold (at each of its worker's one-second rounds)
+    # is made by another process once this has passed.
+    poll_lease_s: float = Field(default=60, ge=10, le=3600)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

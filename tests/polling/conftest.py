@@ -316,6 +316,8 @@ def watch_of(engine: Engine, job_id: str) -> dict[str, Any]:
                 watch.last_error,
                 watch.run_after,
                 watch.leased_by,
+                watch.leased_until,
+                watch.attempts,
             )
             .join(job, job.id == watch.job_pk)
             .where(job.job_id == job_id)
@@ -351,9 +353,9 @@ def fake(clock: Clock) -> Iterator[Callable[..., FakeProviders]]:
         providers.stop()
 
 
-@pytest.fixture
-def committer(engine: Engine) -> Iterator[Committer]:
-    made = Committer(
+def committer_on(engine: Engine) -> Committer:
+    """A committer as the writer process's and the poller's: mirroring on, no Suno key."""
+    return Committer(
         engine,
         suno_key=None,
         timeout_s=10,
@@ -361,6 +363,11 @@ def committer(engine: Engine) -> Iterator[Committer]:
         mirror=MirrorPolicy(enabled=True, cos=False),
         watch=DEFAULT_WATCH,
     )
+
+
+@pytest.fixture
+def committer(engine: Engine) -> Iterator[Committer]:
+    made = committer_on(engine)
     yield made
     made.close()
 
@@ -387,11 +394,13 @@ def poller_for(
         apis: PollApis | None = None,
         fetcher: Fetcher | None = None,
         worker: str = "p1",
+        storing: Committer | None = None,
     ) -> Poller:
+        """`storing`: the committer of the answers, when not the test's own."""
         fetchers.append(fetcher or loopback_fetcher())
         return Poller(
             engine,
-            committer=committer,
+            committer=storing or committer,
             fetcher=fetchers[-1],
             apis=ToServer(apis or fake.apis(), fake.origin),
             providers=providers,

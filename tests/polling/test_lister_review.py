@@ -11,22 +11,15 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from app.config import parse_ci_queue
-from app.fetching.fetcher import Fetcher
-from app.ingest.committer import Committer
 from app.polling import listing as listing_module
 from app.polling.lister import QueueLister
 from app.polling.listing import LAG
 from app.providers.model import Provider
-from app.providers.registry import poll_endpoint
 from tests.fetching.servers import Handler
 from tests.mirror.conftest import Clock
 from tests.polling.conftest import (
     LIST_OPTIONS,
-    QUEUE,
     FakeProviders,
-    ToServer,
-    loopback_fetcher,
     replying,
 )
 from tests.polling.test_lister import jobs, listing_of
@@ -182,40 +175,3 @@ def test_a_cut_window_is_reported_in_the_log(
     assert listing_of(engine)["last_error"] is None
     # On main nothing is logged: the cut's only trace was last_error, overwritten at once.
     assert any("cut" in record.getMessage() for record in caplog.records)
-
-
-# --- 5. A queue entry the settings accept but ci_listing.name (255) cannot hold.
-
-
-def test_a_long_queue_entry_does_not_stop_the_other_queues_being_listed(
-    engine: Engine,
-    clock: Clock,
-    fake: Fake,
-    committer: Committer,
-    fetchers: list[Fetcher],
-) -> None:
-    long_entry = f"{'q' * 128}@{'b' * 50}-123456789012@ap-{'a' * 20}-{'b' * 10}-12/T{'a' * 63}"
-    long_queue = parse_ci_queue(long_entry)  # accepted by the settings
-    assert len(long_queue.name) > 255
-    providers = fake()
-    providers.queue.add("jq", closed(clock) - timedelta(minutes=1))
-    fetchers.append(loopback_fetcher())
-    lister = QueueLister(
-        engine,
-        committer=committer,
-        fetcher=fetchers[-1],
-        apis=ToServer(providers.apis(), providers.origin),
-        queues=(QUEUE, long_queue),
-        options=LIST_OPTIONS,
-        worker="l1",
-        clock=clock,
-    )
-
-    # On PostgreSQL: registering the rows fails (value too long for varchar(255)), the lister
-    # lists no queue at all, and tries again every 30 s for ever.
-    lister.run_once()
-
-    assert "jq" in jobs(engine)
-    assert [row[:3] for row in deliveries(engine)][:1] == [
-        (poll_endpoint(CI), "application/xml", "accepted")
-    ]

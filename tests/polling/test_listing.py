@@ -109,6 +109,19 @@ def test_a_window_that_never_ends_is_cut_and_says_so() -> None:
     )
 
 
+def test_a_next_page_that_is_the_page_asked_for_ends_the_window_and_says_so() -> None:
+    paging = Window(CLOSED - EVERY, CLOSED, "t2", 1)
+
+    values, due = listed(paging, next_token="t2", now=NOW, every=EVERY, error="e")
+
+    assert (values["listed_to"], values["window_end"], values["next_token"]) == (CLOSED, None, None)
+    assert values["last_error"] == (
+        f"e; CI named the page asked for ('t2') as the next one: the window of jobs created"
+        f" {CLOSED - EVERY} to {CLOSED} was ended there"
+    )
+    assert due == CLOSED + EVERY + LAG
+
+
 def test_a_page_that_failed_is_asked_for_again_after_a_backoff_from_where_it_was() -> None:
     paging = Listing(CLOSED - EVERY, CLOSED, "t2", pages=1, attempts=1)
     page = window(paging, now=NOW, every=EVERY, lookback=LOOKBACK)

@@ -1,47 +1,32 @@
-"""Review of the CI queue listing (STEMHOOK_CI_QUEUES, merge 1b2d13d): failing tests, one per bug.
-
-Each test says what should hold; each fails on main as merged."""
+"""Listing a CI queue whose provider answers what a page should not be, on SQLite and
+PostgreSQL: an answer that is not a page keeps the listing's place and is stored once; a page
+whose jobs are not merged is stored once and listed past; a next page that is the one asked for
+ends the window; a window cut after its most pages says so in the log."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from app import models
 from app.polling import listing as listing_module
-from app.polling.lister import QueueLister
-from app.polling.listing import LAG
-from app.providers.model import Provider
 from tests.fetching.servers import Handler
 from tests.mirror.conftest import Clock
 from tests.polling.conftest import (
-    LIST_OPTIONS,
     FakeProviders,
     replying,
 )
-from tests.polling.test_lister import jobs, listing_of
+from tests.polling.test_lister import EVERY, Fake, ListerFor, closed, jobs, listing_of
 from tests.polling.test_worker import deliveries
-
-Fake = Callable[..., FakeProviders]
-ListerFor = Callable[..., QueueLister]
-CI = Provider.TENCENT_CI
-EVERY = LIST_OPTIONS.every
-
-
-def closed(clock: Clock) -> datetime:
-    return (clock.now - LAG).replace(microsecond=0)
 
 
 def _until_due(engine: Engine, clock: Clock) -> None:
     run_after = listing_of(engine)["run_after"]
     assert run_after is not None
     clock.now = max(clock.now, run_after)
-
-
-# --- 1. A 2xx answer that is not a DescribeMediaJobs <Response> is taken as an empty last page.
 
 
 @pytest.mark.parametrize(
@@ -63,15 +48,32 @@ def test_a_2xx_answer_that_is_not_a_page_keeps_the_listings_place(
     lister.run_once()
 
     listing = listing_of(engine)
-    # On main: listed_to moves to the window's end, last_error None, and "jx" is never listed.
     assert listing["last_error"] is not None
+    assert listing["last_error"].startswith("not a page of jobs: not a DescribeMediaJobs page")
     assert listing["listed_to"] == closed(clock) - EVERY
     _until_due(engine, clock)
     lister.run_once()
     assert "jx" in jobs(engine)
 
 
-# --- 2. A stored page the parsers refuse stalls the queue for ever, a new copy stored each retry.
+def test_an_answer_that_is_not_a_page_is_stored_on_the_pages_first_try_only(
+    engine: Engine, clock: Clock, fake: Fake, lister_for: ListerFor
+) -> None:
+    providers = fake()
+    providers.queue.add("jm", closed(clock) - timedelta(minutes=1))
+    maintenance = b"<html><body>Service temporarily in maintenance</body></html>"
+    providers.queue.answers += [replying(maintenance)] * 3
+    lister = lister_for(providers)
+
+    lister.run_once()
+    for _ in range(3):
+        _until_due(engine, clock)
+        lister.run_once()
+
+    assert len(providers.queue.asked) == 4
+    assert [row[2] for row in deliveries(engine)] == ["rejected", "accepted"]
+    assert jobs(engine) == {"jm": ("submitted", 1)}
+    assert listing_of(engine)["last_error"] is None
 
 
 def _poison(providers: FakeProviders, job_id: str, at: datetime) -> None:
@@ -84,7 +86,7 @@ def _poison(providers: FakeProviders, job_id: str, at: datetime) -> None:
     )
 
 
-def test_a_rejected_page_is_not_stored_again_at_every_retry(
+def test_a_page_with_a_job_the_parser_refuses_is_stored_once_and_listed_past(
     engine: Engine, clock: Clock, fake: Fake, lister_for: ListerFor
 ) -> None:
     providers = fake()
@@ -92,13 +94,19 @@ def test_a_rejected_page_is_not_stored_again_at_every_retry(
     lister = lister_for(providers)
 
     lister.run_once()
+
+    with engine.connect() as connection:
+        delivery_id = connection.execute(select(models.Delivery.id)).scalar_one()
+    listing = listing_of(engine)
+    assert listing["last_error"] is not None
+    assert listing["last_error"].startswith(
+        f"the page stored as delivery {delivery_id} was not merged (JobsDetail.State 'Retrying'"
+    )
+    assert listing["listed_to"] == closed(clock)
     for _ in range(6):
         _until_due(engine, clock)
         lister.run_once()
-
-    rejected = [row for row in deliveries(engine) if row[2] == "rejected"]
-    # On main: 7 rejected copies of the same page (one a retry, every 30 min for ever).
-    assert len(rejected) == 1
+    assert [row[2] for row in deliveries(engine)] == ["rejected"]
 
 
 def test_a_rejected_page_does_not_stop_later_jobs_of_the_queue_being_found(
@@ -114,13 +122,9 @@ def test_a_rejected_page_does_not_stop_later_jobs_of_the_queue_being_found(
         clock.now = max(clock.now + EVERY, listing_of(engine)["run_after"])
         lister.run_once()
 
-    # The rejected page is kept (replayable once the parser knows the state); on main the
-    # listing stays on it for ever and "jlater" (and every later job) is never listed.
+    # The rejected page is kept (replayable once the parser knows the state); the listing goes on.
     assert "jlater" in jobs(engine)
     assert [row[2] for row in deliveries(engine)].count("accepted") >= 1
-
-
-# --- 3. A provider naming as next page the token it was asked with: 500 pages back to back.
 
 
 def test_a_next_token_equal_to_the_one_asked_with_is_not_followed(
@@ -140,15 +144,12 @@ def test_a_next_token_equal_to_the_one_asked_with_is_not_followed(
     for _ in range(10):
         lister.run_once()
 
-    asked_again = [p for p in providers.queue.asked if p.get("nextToken") == "same"]
-    # On main: every run asks again at once (up to 500 pages a window, every window), and each
-    # answer is stored: 10 deliveries of the same page here.
-    assert len(asked_again) <= 1
-    assert len(deliveries(engine)) <= 2
-    assert listing_of(engine)["last_error"] is not None
-
-
-# --- 4. A window cut after MAX_PAGES loses its later jobs with no trace that lasts.
+    assert [p.get("nextToken") for p in providers.queue.asked] == [None, "same"]
+    assert [row[2] for row in deliveries(engine)] == ["accepted", "duplicate"]
+    listing = listing_of(engine)
+    assert (listing["listed_to"], listing["window_end"]) == (closed(clock), None)
+    assert listing["last_error"] is not None
+    assert listing["last_error"].startswith("CI named the page asked for ('same') as the next one")
 
 
 def test_a_cut_window_is_reported_in_the_log(
@@ -173,5 +174,5 @@ def test_a_cut_window_is_reported_in_the_log(
 
     assert "jc4" not in jobs(engine)  # lost: created in the window, after the cut
     assert listing_of(engine)["last_error"] is None
-    # On main nothing is logged: the cut's only trace was last_error, overwritten at once.
-    assert any("cut" in record.getMessage() for record in caplog.records)
+    # The row's error is overwritten by the next window's; the log keeps it.
+    assert any("was cut after 2 pages" in record.getMessage() for record in caplog.records)

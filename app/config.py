@@ -17,7 +17,7 @@ from app.fetching.addresses import admissible
 from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
 from app.mirror.cos import check_bucket, check_ci_id, check_region
 from app.mirror.sources import CosBucket, MirrorPolicy, may_read
-from app.polling.queues import DEFAULT_TAG, CiQueue
+from app.polling.queues import DEFAULT_TAG, LONGEST_NAME, CiQueue
 from app.polling.watches import DEFAULT_WATCH, WatchPolicy
 from app.providers.model import Provider
 
@@ -435,7 +435,7 @@ def parse_ci_queue(text: str) -> CiQueue:
         queue_id, bucket, region = parts
         if slash and not _CI_TAG.fullmatch(tag):
             raise ValueError(f"not a CI job tag (like VoiceSeparate or Tts): {tag[:80]!r}")
-        return CiQueue(
+        queue = CiQueue(
             check_ci_id(queue_id, "queue id"),
             check_bucket(bucket),
             check_region(region),
@@ -445,6 +445,12 @@ def parse_ci_queue(text: str) -> CiQueue:
         raise ValueError(
             f"{text.strip()!r} is not queueId@bucket@region or queueId@bucket@region/Tag: {error}"
         ) from None
+    if len(queue.name) > LONGEST_NAME:
+        raise ValueError(
+            f"the CI queue {queue.name[:80]}... is {len(queue.name)} characters long (its Tag"
+            f" included), more than the {LONGEST_NAME} its listing's name may hold"
+        )
+    return queue
 
 
 @lru_cache(maxsize=1)

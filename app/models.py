@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Id, Json, UtcDateTime
+from app.polling.queues import LONGEST_NAME
 
 SHORT = 32
 NAME = 255
@@ -317,7 +318,7 @@ class CiListing(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     # The setting's entry: queueId@bucket@region/Tag.
-    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    name: Mapped[str] = mapped_column(String(LONGEST_NAME), unique=True)
     # Every job CI created before this has been listed.
     listed_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # While a window is paged through: where it ends, the next page's token, the pages so far.

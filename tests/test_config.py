@@ -358,6 +358,22 @@ def test_a_ci_queue_that_ci_would_not_have_fails_start_up_naming_it(
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 
+def test_a_ci_queue_longer_than_its_listings_name_may_hold_fails_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bucket, region = f"{'b' * 50}-123456789012", f"ap-{'a' * 20}-{'b' * 10}-12"
+    _with_cos_keys(monkeypatch, bucket)
+    tag = "T" + "a" * (255 - len(f"{'q' * 128}@{bucket}@{region}/T"))
+    longest = f"{'q' * 128}@{bucket}@{region}/{tag}"
+    assert len(longest) == 255
+    monkeypatch.setenv("STEMHOOK_CI_QUEUES", longest)
+    assert Settings(_env_file=None).ci_queues[0].name == longest  # type: ignore[call-arg]
+
+    monkeypatch.setenv("STEMHOOK_CI_QUEUES", f"{longest}a")
+    with pytest.raises(ValidationError, match="is 256 characters long .* more than the 255"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 def test_a_ci_queue_is_listed_only_with_the_cos_keys_in_a_bucket_they_may_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

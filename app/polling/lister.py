@@ -5,11 +5,14 @@ names, stores it as a delivery on CI's poll endpoint, and settles the row.
 A page is stored as a poll's answer is (app/polling/answers.py), parsed and merged by the same
 rule: a job nobody registered is created, watched if unfinished (the write path gives a job
 first heard of unfinished its watch), recorded if final; a job stemhook knew merges as its
-callback would. A page listing no job is not stored: it holds nothing to merge. One that is not
-a page (an error answered 2xx) is stored, rejected with the reason, for inspection and replay;
-so is one listing more jobs than a delivery may create (pages are asked for smaller). Then, as
-when a page could not be asked for or stored, the row keeps its place and the error, and the
-page is asked for again after a backoff.
+callback would. A page listing no job is not stored: it holds nothing to merge. A stored page
+whose jobs were not merged (one the parsers refuse, more than a delivery may create) is listed
+past all the same, the row's error naming the delivery that keeps them for a replay: asked
+again, CI would answer the same. An answer that is not a page (an error or a maintenance page
+answered 2xx) is stored, rejected with the reason, on the page's first try only (kept for
+inspection, not once a retry); then, as when a page could not be asked for or stored, the row
+keeps its place and the error, and the page is asked for again after a backoff. Every error the
+row keeps is logged too: the row keeps only the latest.
 
 One process at a time lists a queue: the worker leases its row (app/work/queue.py) for longer
 than asking for a page and storing it take, one row and one page at a time, on its own thread;
@@ -34,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app import models
 from app.fetching.fetcher import Answer, Fetcher
+from app.ingest.committer import Answer as Stored
 from app.ingest.committer import Committer
 from app.ingest.turns import turn_transaction, writer_turns
 from app.polling import listing
@@ -52,6 +56,9 @@ LISTINGS = QueueTable.of(models.CiListing)
 _TURN_S = 30.0
 # The longest pause after the database failed the worker, however often it did.
 _MAX_PAUSE_S = 30.0
+# A stored page whose jobs were not merged is listed past (asked again, CI would answer the
+# same): the delivery keeps them, replayable once the parsers take them.
+UNMERGED = "the page stored as delivery {delivery} was not merged ({why}): replay it once it can be"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +138,7 @@ class QueueLister:
             if row is None:
                 break
             claimed += 1
-            self._settle(row.id, self._list(self._queues[row.name], _listing(row)))
+            self._settle(row, self._list(self._queues[row.name], _listing(row)))
         return claimed
 
     def _list(self, queue: CiQueue, held: listing.Listing) -> Settled:
@@ -154,17 +161,29 @@ class QueueLister:
         if asked.answer is None:
             return self._failed(held, window, asked.error or "no answer", asked.retry_after_s)
         page = _page(asked.answer)
-        if isinstance(page, str) or page.jobs:
-            [stored] = store(
-                self._committer,
-                [submission(asked.answer, Provider.TENCENT_CI, at=at)],
-                timeout_s=options.write_timeout_s,
-            ).values()
-            if (unstored := stored_error(stored)) is not None:
-                return self._failed(held, window, unstored)
         if isinstance(page, str):
+            if held.attempts == 1:  # kept for inspection once, not once a retry
+                self._store(asked.answer, at)
             return self._failed(held, window, page)
-        return listing.listed(window, next_token=page.next_token, now=at, every=options.every)
+        unmerged = None
+        if page.jobs:
+            stored = self._store(asked.answer, at)
+            if (why := stored_error(stored)) is not None:
+                if isinstance(stored, BaseException):
+                    return self._failed(held, window, why)
+                unmerged = UNMERGED.format(delivery=stored.delivery_id, why=why)
+        return listing.listed(
+            window, next_token=page.next_token, now=at, every=options.every, error=unmerged
+        )
+
+    def _store(self, answer: Answer, at: datetime) -> Stored:
+        """`answer` stored as a delivery on CI's poll endpoint received `at`."""
+        [stored] = store(
+            self._committer,
+            [submission(answer, Provider.TENCENT_CI, at=at)],
+            timeout_s=self._options.write_timeout_s,
+        ).values()
+        return stored
 
     def _failed(
         self,
@@ -173,7 +192,6 @@ class QueueLister:
         error: str,
         retry_after_s: float | None = None,
     ) -> Settled:
-        log.warning("lister: listing a CI queue failed: %s", error)
         return listing.failed(
             held, window, now=self._clock(), error=error, retry_after_s=retry_after_s, rng=self._rng
         )
@@ -203,11 +221,14 @@ class QueueLister:
             )
         return rows[0] if rows else None
 
-    def _settle(self, row_id: int, settled: Settled) -> None:
+    def _settle(self, row: Any, settled: Settled) -> None:
+        """The row settled; its error, if any, logged too (the row keeps only the latest)."""
         values, due = settled
+        if values.get("last_error") is not None:
+            log.warning("lister: listing CI queue %s: %s", row.name, values["last_error"])
         with self._transaction() as connection:
             kept = settle(
-                connection, LISTINGS, row_id, worker=self._worker, values=values, retry_at=due
+                connection, LISTINGS, row.id, worker=self._worker, values=values, retry_at=due
             )
         if not kept:
             log.warning("lister: a listing's lease ran out while its page was listed")

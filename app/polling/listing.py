@@ -35,11 +35,17 @@ MOST_PER_PAGE = 100
 # next page must not keep a lister asking at once forever (50,000 jobs in one window).
 MAX_PAGES = 500
 CUT = "the window of jobs created {start} to {end} was cut after {pages} pages"
+# A provider naming as the next page the one it was asked for would be asked for it forever.
+REPEATED = (
+    "CI named the page asked for ({token!r}) as the next one: the window of jobs created"
+    " {start} to {end} was ended there"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A claimed listing row: how far it got, and the claims since it last listed a page."""
+    """A claimed listing row: how far it got, and the claims since one last listed a page or
+    found none due (1: this page's first try)."""
 
     listed_to: datetime | None = None
     window_end: datetime | None = None
@@ -72,23 +78,35 @@ def window(
     return Window(start, end) if end > start else None
 
 
-def listed(window: Window, *, next_token: str | None, now: datetime, every: timedelta) -> Settled:
-    """The row after a page of `window` was listed at `now` (and stored, if it had jobs): the
-    next page due at once, or the window done and the next due once it closes."""
-    values: dict[str, Any] = {"last_listed_at": now, "last_error": None, "attempts": 0}
+def listed(
+    window: Window,
+    *,
+    next_token: str | None,
+    now: datetime,
+    every: timedelta,
+    error: str | None = None,
+) -> Settled:
+    """The row after a page of `window` was listed at `now` (and stored, if it had jobs; `error`
+    says what of it was not merged): the next page due at once, or the window done (its last
+    page, a cut, or a next page that is this one again) and the next due once it closes."""
+    values: dict[str, Any] = {"last_listed_at": now, "last_error": error, "attempts": 0}
     pages = window.pages + 1
-    if next_token is not None and pages < MAX_PAGES:
+    repeated = next_token is not None and next_token == window.next_token
+    if next_token is not None and pages < MAX_PAGES and not repeated:
         page = {"window_end": window.end, "next_token": next_token, "pages": pages}
         return values | page | {"listed_to": window.start}, now
     if next_token is not None:
-        values["last_error"] = CUT.format(start=window.start, end=window.end, pages=pages)
+        ended = REPEATED if repeated else CUT
+        why = ended.format(token=next_token[:80], start=window.start, end=window.end, pages=pages)
+        values["last_error"] = why if error is None else f"{error}; {why}"
     done = {"listed_to": window.end, "window_end": None, "next_token": None, "pages": 0}
     return values | done, not_yet(window.end, now=now, every=every)[1]
 
 
 def not_yet(listed_to: datetime, *, now: datetime, every: timedelta) -> Settled:
-    """The row unchanged, due when the window after `listed_to` closes."""
-    return {}, max(now, listed_to + every + LAG)
+    """The row unchanged but for its claims (none failed), due when the window after
+    `listed_to` closes."""
+    return {"attempts": 0}, max(now, listed_to + every + LAG)
 
 
 def failed(

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_TAG = "VoiceSeparate"
+# The longest entry (`CiQueue.name`, the Tag included): its listing row's name holds no more.
+LONGEST_NAME = 255
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,9 +115,14 @@ def parse_query_answer(document: Document) -> tuple[Job, ...]:
 
 
 def parse_jobs_page(document: Document) -> JobsPage:
-    """A DescribeMediaJobs answer's page: `<Response>` with its JobsDetail and NextToken (empty
-    on the last page); or CI's `<Error>`."""
+    """A DescribeMediaJobs answer's page: `<Response>` (JSON `{"Response": ...}`) with its
+    JobsDetail and NextToken (empty on the last page); or CI's `<Error>`. Anything else is not
+    a page (a maintenance page answered 2xx must not pass for an empty last one)."""
     answer = _answer(document)
+    data = document.data
+    if not (isinstance(data, Mapping) and list(data) == ["Response"]):
+        root = ", ".join(map(str, data)) if isinstance(data, Mapping) else "?"
+        raise ParseError(f"not a DescribeMediaJobs page: its root is {root[:80]!r}, not Response")
     next_token = (text(answer.get("NextToken"), "NextToken") or "").strip()
     return JobsPage(len(as_list(answer.get("JobsDetail"))), next_token or None)
 

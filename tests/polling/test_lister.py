@@ -255,7 +255,7 @@ def strict_committer(engine: Engine) -> Committer:
     )
 
 
-def test_a_page_with_more_jobs_than_a_delivery_may_create_is_kept_rejected_and_asked_again(
+def test_a_page_with_more_jobs_than_a_delivery_may_create_is_kept_rejected_and_listed_past(
     engine: Engine,
     clock: Clock,
     fake: Fake,
@@ -280,7 +280,13 @@ def test_a_page_with_more_jobs_than_a_delivery_may_create_is_kept_rejected_and_a
     ]
     assert jobs(engine) == {}
     listing = listing_of(engine)
-    assert (listing["last_error"], listing["listed_to"]) == (why, closed(clock) - EVERY)
+    with engine.connect() as connection:
+        delivery_id = connection.execute(select(models.Delivery.id)).scalar_one()
+    assert (listing["last_error"], listing["listed_to"]) == (
+        f"the page stored as delivery {delivery_id} was not merged ({why}): replay it once it"
+        " can be",
+        closed(clock),
+    )
 
 
 def test_a_page_listing_no_job_is_not_stored(
@@ -310,7 +316,7 @@ def test_an_error_answered_as_a_page_is_kept_rejected_with_what_ci_said(
     assert (endpoint, outcome) == (poll_endpoint(CI), "rejected")
     listing = listing_of(engine)
     assert listing["last_error"] is not None
-    assert listing["last_error"].startswith("CI answered error ")
+    assert listing["last_error"].startswith("not a page of jobs: CI answered error ")
     assert listing["listed_to"] == closed(clock) - EVERY
 
 

@@ -55,7 +55,7 @@ def test_a_listing_with_no_closed_second_since_lists_nothing_until_the_next_wind
     listing = Listing(listed_to=CLOSED)
 
     assert window(listing, now=NOW, every=EVERY, lookback=LOOKBACK) is None
-    assert not_yet(CLOSED, now=NOW, every=EVERY) == ({}, CLOSED + EVERY + LAG)
+    assert not_yet(CLOSED, now=NOW, every=EVERY) == ({"attempts": 0}, CLOSED + EVERY + LAG)
 
 
 def test_a_page_with_a_next_one_keeps_its_window_and_the_token_and_is_due_at_once() -> None:
@@ -99,14 +99,27 @@ def test_the_last_page_of_a_window_moves_the_listing_past_it() -> None:
 
 
 def test_a_window_that_never_ends_is_cut_and_says_so() -> None:
-    endless = Window(CLOSED - EVERY, CLOSED, "t", MAX_PAGES - 1)
+    endless = Window(CLOSED - EVERY, CLOSED, "t1", MAX_PAGES - 1)
 
-    values, _ = listed(endless, next_token="t", now=NOW, every=EVERY)
+    values, _ = listed(endless, next_token="t2", now=NOW, every=EVERY)
 
     assert (values["listed_to"], values["next_token"]) == (CLOSED, None)
     assert values["last_error"] == (
         f"the window of jobs created {CLOSED - EVERY} to {CLOSED} was cut after {MAX_PAGES} pages"
     )
+
+
+def test_a_next_page_that_is_the_page_asked_for_ends_the_window_and_says_so() -> None:
+    paging = Window(CLOSED - EVERY, CLOSED, "t2", 1)
+
+    values, due = listed(paging, next_token="t2", now=NOW, every=EVERY, error="e")
+
+    assert (values["listed_to"], values["window_end"], values["next_token"]) == (CLOSED, None, None)
+    assert values["last_error"] == (
+        f"e; CI named the page asked for ('t2') as the next one: the window of jobs created"
+        f" {CLOSED - EVERY} to {CLOSED} was ended there"
+    )
+    assert due == CLOSED + EVERY + LAG
 
 
 def test_a_page_that_failed_is_asked_for_again_after_a_backoff_from_where_it_was() -> None:

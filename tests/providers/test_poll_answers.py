@@ -262,6 +262,20 @@ def test_a_page_that_is_an_error_says_what_ci_answered() -> None:
         parse_jobs_page(_ci_answer("answer_error.xml").encode())
 
 
+@pytest.mark.parametrize(
+    ("body", "root"),
+    [
+        (b"<html><body>Service temporarily in maintenance</body></html>", "'html'"),
+        (b'{"code": 0, "message": "ok"}', "'code, message'"),
+        (b'{"Response": {}, "NextToken": ""}', "'Response, NextToken'"),
+    ],
+    ids=["html", "json-object", "json-beside-response"],
+)
+def test_an_answer_that_is_not_a_response_is_not_a_page(body: bytes, root: str) -> None:
+    with pytest.raises(ParseError, match=f"^not a DescribeMediaJobs page: its root is {root}"):
+        parse_jobs_page(body)
+
+
 # Tencent Media Lab
 
 

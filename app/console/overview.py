@@ -3,12 +3,12 @@ deliveries by outcome hour by hour, each count a link to the filtered list."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import SessionDep
+from app.api.deps import NowDep, SessionDep
 from app.console.chart import hourly_chart
 from app.console.guard import SignedIn
 from app.console.pages import ConsoleRoute, render
@@ -22,9 +22,11 @@ HOURS = 24
 
 
 @router.get("/")
-async def overview(request: Request, _session: SignedIn, session: SessionDep) -> Response:
+async def overview(
+    request: Request, _session: SignedIn, session: SessionDep, now: NowDep
+) -> Response:
     # Whole hours, so that each bar is one hour of the clock.
-    until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = until - timedelta(hours=HOURS)
     counted = await window_stats(session, since=since, until=until)
     hourly = await deliveries_by_hour(session, since=since, hours=HOURS)

@@ -15,7 +15,7 @@ from app.console.pages import ConsoleRoute, render
 from app.ingest.intake import Outcome
 from app.mirror.sources import FileStatus
 from app.providers.model import Provider, State
-from app.queries.stats import deliveries_by_hour, window_stats
+from app.queries.stats import hourly_stats
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 HOURS = 24
@@ -28,8 +28,7 @@ async def overview(
     # Whole hours, so that each bar is one hour of the clock.
     until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = until - timedelta(hours=HOURS)
-    counted = await window_stats(session, since=since, until=until)
-    hourly = await deliveries_by_hour(session, since=since, hours=HOURS)
+    counted, hourly = await hourly_stats(session, since=since, hours=HOURS)
     jobs = {(provider, state): count for provider, state, count in counted.jobs}
     deliveries = dict(counted.deliveries)
     return render(

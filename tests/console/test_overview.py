@@ -37,6 +37,12 @@ def cell(page: httpx.Response, provider: str, state: str) -> str:
     return found[1]
 
 
+def legend(page: httpx.Response) -> dict[str, int]:
+    """The chart's legend: deliveries by outcome, those with any."""
+    found = re.findall(r'aria-hidden="true"></span>(\w+) (\d+)</a>', page.text)
+    return {outcome: int(count) for outcome, count in found if count != "0"}
+
+
 async def test_the_overview_counts_the_last_day(backend: Backend, engine: Engine) -> None:
     async for client in open_console(backend.settings()):
         await seed(client)
@@ -53,6 +59,7 @@ async def test_the_overview_counts_the_last_day(backend: Backend, engine: Engine
         assert f'<span class="count" id="{name}">{count}</span>' in page.text
     assert "/ui/jobs?state=failed&amp;received_after=" in page.text
     assert "/ui/deliveries?outcome=rejected&amp;outcome=orphaned&amp;received_after=" in page.text
+    assert legend(page) == {"accepted": 4, "rejected": 1}
     assert page.text.count('<rect class="o-accepted"') == 1  # all in this hour
     assert page.text.count('<rect class="o-rejected"') == 1
     assert 'aria-label="5 deliveries in the last 24 hours' in page.text

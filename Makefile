@@ -72,9 +72,15 @@ bench-console: $(STAMP)
 bench-mirror: $(STAMP)
 	$(BIN)/python -m bench.mirror
 
+# Polling: polls per second against a fake provider on loopback, and ingest with 10,000 polls due
+# against none, side by side (~10 min, SQLite and PostgreSQL); wrk as below.
+.PHONY: bench-polling
+bench-polling: $(STAMP)
+	$(BIN)/python -m bench.polling --backend both
+
 # Ingest throughput/latency beside the references, parser cost, growth, profile, then the
-# reliability suite's figures, retention's purge at 2,000,000 deliveries, mirroring, and the
-# console's pages at 1,000,000 jobs: BENCHMARKS.md.
+# reliability suite's figures, retention's purge at 2,000,000 deliveries, mirroring, polling,
+# and the console's pages at 1,000,000 jobs: BENCHMARKS.md.
 # wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.
 WRK := $(firstword $(shell command -v wrk))
 
@@ -88,6 +94,7 @@ endif
 	$(BIN)/python -m bench.reliability
 	$(BIN)/python -m bench.retention
 	$(BIN)/python -m bench.mirror --backend both --output BENCHMARKS.md
+	$(BIN)/python -m bench.polling --backend both --output BENCHMARKS.md
 	$(BIN)/python -m bench.console --output BENCHMARKS.md
 
 clean:

@@ -1,6 +1,7 @@
 """The background process beside each web worker, started and stopped by the runtime: the
-mirror (app/mirror/worker.py) when mirroring is on, and the poller (app/polling/worker.py) when
-any provider has credentials to be polled with, each on a thread of its own.
+mirror (app/mirror/worker.py) when mirroring is on, the poller (app/polling/worker.py) when any
+provider has credentials to be polled with, and the queue lister (app/polling/lister.py) when
+STEMHOOK_CI_QUEUES names queues, each on a thread of its own.
 
 Fetching and hashing a gigabyte, or waiting on a provider's API, must not take the event loop's
 or the writer's time from the callbacks, so this work runs in a process of its own, forked from
@@ -30,10 +31,12 @@ from sqlalchemy import Engine
 from app.config import Settings
 from app.db import create_sync_engine
 from app.fetching.fetcher import Fetcher
-from app.ingest.committer import committer_for
+from app.ingest.committer import Committer, committer_for
 from app.logs import json_lines, log_config
 from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
+from app.polling.lister import ListOptions, QueueLister
+from app.polling.listing import MOST_PER_PAGE
 from app.polling.requests import MediaLabKeys, PollApis
 from app.polling.worker import Poller, PollOptions
 from app.storage.factory import open_store
@@ -75,10 +78,23 @@ def mirror_options(settings: Settings) -> MirrorOptions:
 def poll_options(settings: Settings) -> PollOptions:
     return PollOptions(
         concurrency=settings.poll_concurrency,
-        # Renewed every poll of the worker while it asks: a dead process's polls are taken over
-        # a minute later.
-        lease=timedelta(minutes=1),
+        # Renewed at each round of the worker while it asks: a dead process's polls are taken
+        # over once it has run out.
+        lease=timedelta(seconds=settings.poll_lease_s),
         poll_after=settings.poll_after,
+        write_timeout_s=settings.write_timeout_s,
+        poll_s=_POLL_S,
+    )
+
+
+def list_options(settings: Settings) -> ListOptions:
+    return ListOptions(
+        every=settings.poll_after,
+        lookback=settings.poll_give_up_after,
+        # A page is one delivery: no more jobs than one may create.
+        page_size=min(MOST_PER_PAGE, settings.max_jobs_per_delivery),
+        # Longer than asking for a page (POLL_TIMEOUT_S) and storing it, each turn waited for.
+        lease=timedelta(minutes=2),
         write_timeout_s=settings.write_timeout_s,
         poll_s=_POLL_S,
     )
@@ -106,6 +122,7 @@ def poll_apis(settings: Settings) -> PollApis:
         media_lab=media_lab,
         cos=cos_keys(settings),
         cos_buckets=frozenset(settings.cos_buckets),
+        ci_queues=settings.ci_queues,
     )
 
 
@@ -126,8 +143,7 @@ def serve(settings: Settings) -> None:
     engine = create_sync_engine(settings, background=True)
     closing: list[Callable[[], None]] = [engine.dispose]
     try:
-        workers = _workers(settings, engine, closing)
-        broke = _run(workers)
+        broke = _run(workers(settings, engine, closing))
     finally:
         for close in reversed(closing):
             close()
@@ -135,18 +151,18 @@ def serve(settings: Settings) -> None:
         sys.exit(1)  # started again by the web process
 
 
-def _workers(
+def workers(
     settings: Settings, engine: Engine, closing: list[Callable[[], None]]
 ) -> dict[str, _Worker]:
     """The workers the settings call for; what they hold is closed by `closing`, last first."""
     worker = secrets.token_hex(8)
-    workers: dict[str, _Worker] = {}
+    made: dict[str, _Worker] = {}
     if settings.mirror:
         files = fetcher(
             settings, max_bytes=settings.fetch_max_bytes, total_timeout_s=settings.fetch_timeout_s
         )
         closing.append(files.close)
-        workers["mirror"] = Mirror(
+        made["mirror"] = Mirror(
             engine,
             fetcher=files,
             store=open_store(settings),
@@ -158,18 +174,33 @@ def _workers(
     if settings.polled_providers:
         answers = fetcher(settings, max_bytes=POLL_ANSWER_MAX_BYTES, total_timeout_s=POLL_TIMEOUT_S)
         closing.append(answers.close)
-        committer = committer_for(engine, settings)
-        closing.append(committer.close)
-        workers["poller"] = Poller(
+        made["poller"] = Poller(
             engine,
-            committer=committer,
+            committer=_committer(engine, settings, closing),
             fetcher=answers,
             apis=poll_apis(settings),
             providers=settings.polled_providers,
             options=poll_options(settings),
             worker=worker,
         )
-    return workers
+        if settings.ci_queues:  # listed with the COS keys, which CI's jobs are polled with
+            made["lister"] = QueueLister(
+                engine,
+                committer=_committer(engine, settings, closing),
+                fetcher=answers,
+                apis=poll_apis(settings),
+                queues=settings.ci_queues,
+                options=list_options(settings),
+                worker=worker,
+            )
+    return made
+
+
+def _committer(engine: Engine, settings: Settings, closing: list[Callable[[], None]]) -> Committer:
+    """A committer of a worker's own: one holds a connection between its transactions."""
+    committer = committer_for(engine, settings)
+    closing.append(committer.close)
+    return committer
 
 
 def _run(workers: dict[str, _Worker]) -> bool:

@@ -15,8 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.fetching.addresses import admissible
 from app.fetching.deadline import DEFAULT_FETCH_TIMEOUT_S
-from app.mirror.cos import check_bucket, check_region
-from app.mirror.sources import CosBucket, MirrorPolicy
+from app.mirror.cos import check_bucket, check_ci_id, check_region
+from app.mirror.sources import CosBucket, MirrorPolicy, may_read
+from app.polling.queues import DEFAULT_TAG, CiQueue
 from app.polling.watches import DEFAULT_WATCH, WatchPolicy
 from app.providers.model import Provider
 
@@ -36,6 +37,8 @@ _CREDENTIAL_PAIRS = (
     ("s3_access_key_id", "s3_secret_access_key"),
 )
 _ONE_TOKEN = re.compile(r"[\x21-\x7e]+")
+# CI's job tags: VoiceSeparate, Tts, Transcode, SDRtoHDR, ...
+_CI_TAG = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _FILES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9][A-Za-z0-9._-]*)*/?")
 
 
@@ -181,6 +184,14 @@ class Settings(BaseSettings):
     # Polls each process has in flight at once per provider: a provider that is slow or never
     # answers holds up only its own.
     poll_concurrency: int = Field(default=4, ge=1, le=64)
+    # Tencent CI queues whose recent jobs are listed every poll_after (queueId@bucket@region, or
+    # queueId@bucket@region/Tag for jobs of another Tag than VoiceSeparate; comma-separated), so
+    # that a job nobody registered and whose callback never came is found too; with the COS keys,
+    # in buckets STEMHOOK_COS_BUCKETS names.
+    ci_queues: Annotated[tuple[CiQueue, ...], NoDecode] = ()
+    # A poll whose process stopped renewing its hold (at each of its worker's one-second rounds)
+    # is made by another process once this has passed.
+    poll_lease_s: float = Field(default=60, ge=10, le=3600)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -207,6 +218,13 @@ class Settings(BaseSettings):
     def _parse_cos_buckets(cls, value: object) -> object:
         return _comma_separated(
             value, lambda item: parse_cos_bucket(item) if isinstance(item, str) else item
+        )
+
+    @field_validator("ci_queues", mode="before")
+    @classmethod
+    def _parse_ci_queues(cls, value: object) -> object:
+        return _comma_separated(
+            value, lambda item: parse_ci_queue(item) if isinstance(item, str) else item
         )
 
     @field_validator(
@@ -293,6 +311,23 @@ class Settings(BaseSettings):
                 " bucket@region, comma-separated): a callback names the bucket, and without it"
                 " the keys would read any bucket a stranger names"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _ci_queues_are_listed_with_the_cos_keys(self) -> Settings:
+        if self.ci_queues and self.cos_secret_id is None:
+            raise ValueError(
+                "STEMHOOK_CI_QUEUES needs the COS keys (STEMHOOK_COS_SECRET_ID and"
+                " STEMHOOK_COS_SECRET_KEY): CI's job lists are signed with them"
+            )
+        buckets = frozenset(self.cos_buckets)
+        for queue in self.ci_queues:
+            if not may_read(buckets, queue.bucket, queue.region):
+                raise ValueError(
+                    f"the CI queue {queue.name} is in a bucket STEMHOOK_COS_BUCKETS does not"
+                    f" name ({queue.bucket}@{queue.region}): the COS keys sign requests to those"
+                    " buckets only"
+                )
         return self
 
     @property
@@ -388,6 +423,28 @@ def parse_cos_bucket(text: str) -> CosBucket:
         return CosBucket(check_bucket(bucket), check_region(region) if at else None)
     except ValueError as error:
         raise ValueError(f"{text.strip()!r} is not bucket or bucket@region: {error}") from None
+
+
+def parse_ci_queue(text: str) -> CiQueue:
+    """ "p893bc...@media-1250000000@ap-guangzhou" (VoiceSeparate jobs), or ".../Tts"."""
+    entry, slash, tag = text.strip().partition("/")
+    parts = entry.split("@")
+    try:
+        if len(parts) != 3:
+            raise ValueError("three parts joined by '@' are needed")
+        queue_id, bucket, region = parts
+        if slash and not _CI_TAG.fullmatch(tag):
+            raise ValueError(f"not a CI job tag (like VoiceSeparate or Tts): {tag[:80]!r}")
+        return CiQueue(
+            check_ci_id(queue_id, "queue id"),
+            check_bucket(bucket),
+            check_region(region),
+            tag if slash else DEFAULT_TAG,
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"{text.strip()!r} is not queueId@bucket@region or queueId@bucket@region/Tag: {error}"
+        ) from None
 
 
 @lru_cache(maxsize=1)

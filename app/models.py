@@ -11,6 +11,8 @@ job_file      each output file of a succeeded job that stemhook keeps a copy of:
               from, what became of it, and its place in the work queue (app/work/queue.py)
 job_watch     each job stemhook has heard of unfinished: when to ask its provider about it if
               no final state arrives, the polls so far, and its place in the work queue
+ci_listing    each Tencent CI queue listed for jobs whose callback never came: how far the
+              listing got, and its place in the work queue
 """
 
 from __future__ import annotations
@@ -280,7 +282,7 @@ class JobWatch(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
-    # waiting, polling, done, gave_up (app/polling/status.py).
+    # waiting, polling, done, gave_up (app/polling/watches.py).
     status: Mapped[str] = mapped_column(String(SHORT))
     polls: Mapped[int] = mapped_column(server_default=text("0"))
     last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -304,3 +306,28 @@ class JobWatch(Base):
             postgresql_where=text("run_after IS NOT NULL"),
         ),
     )
+
+
+class CiListing(Base):
+    """A Tencent CI queue listed for its jobs (STEMHOOK_CI_QUEUES, app/polling/listing.py): how
+    far its listing got, so that it goes on from there after a restart, and its place in the
+    work queue (app/work/queue.py), so that one process at a time lists it."""
+
+    __tablename__ = "ci_listing"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The setting's entry: queueId@bucket@region/Tag.
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    # Every job CI created before this has been listed.
+    listed_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # While a window is paged through: where it ends, the next page's token, the pages so far.
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_token: Mapped[str | None] = mapped_column(Text)
+    pages: Mapped[int] = mapped_column(server_default=text("0"))
+    last_listed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The work queue: claims since the last page listed, the next listing, who holds it.
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    run_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(SHORT))
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -18,7 +18,6 @@ also replace BENCHMARKS.md's retention section, between its markers (bench/inges
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import threading
@@ -38,13 +37,13 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.retention import MIN_PAUSE_S, TASK, purge_bodies
 from app.schema import upgrade_to_head
+from bench.ingest.databases import PG_ADMIN, PG_SERVER
 from bench.ingest.facts import commit, load, machine
 from bench.ingest.report import REPORT, RETENTION
 
 HISTORY, TO_DROP, RECENT = 1_800_000, 100_000, 100_000
 TOTAL = HISTORY + TO_DROP + RECENT
 AGE = timedelta(days=30)
-PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "stemhook_bench_retention"
 BODY = b'{"JobsDetail":{}}'
 BACKENDS = ["sqlite", "postgresql"]
@@ -174,7 +173,7 @@ def fresh_database(backend: str) -> str:
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+    return f"{PG_SERVER}/{PG_DATABASE}"
 
 
 def fill(engine: Engine) -> float:
@@ -286,7 +285,7 @@ def section(purges: list[Purge], loads: list[str]) -> str:
         " instructions on SQLite. Reproduce: `.venv/bin/python -m bench.retention` (about a"
         " minute; `make bench` runs it after the ingest benchmark).",
         "",
-        f"Machine: {machine(PG_ADMIN.rsplit('/', 1)[0])}. It is shared with other work, whose"
+        f"Machine: {machine(PG_SERVER)}. It is shared with other work, whose"
         " load moves the times but not what a batch reads; load average at"
         f" {'; at '.join(loads)}.",
     ]

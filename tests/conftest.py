@@ -38,6 +38,7 @@ TABLES = (
     "delivery",
     "signature_use",
     "purge_state",
+    "ci_listing",
 )
 # How long a provider waits for an answer before it gives up and retries (Tencent's and Suno's
 # 15 s): a bound where real time is the point, generous against a loaded machine. The faster

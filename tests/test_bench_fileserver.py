@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from bench.stand_ins import started
 
 SOURCE = bytes(range(256)) * 3 + b"end"  # 771 bytes: a size that is no multiple of it shows
 
@@ -17,13 +17,8 @@ SOURCE = bytes(range(256)) * 3 + b"end"  # 771 bytes: a size that is no multiple
 def base_url(tmp_path: Path) -> Iterator[str]:
     source = tmp_path / "source.bin"
     source.write_bytes(SOURCE)
-    command = [sys.executable, "-m", "bench.mirror.fileserver", str(source)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
-        try:
-            assert server.stdout is not None
-            yield f"http://127.0.0.1:{int(server.stdout.readline())}"
-        finally:
-            server.kill()
+    with started("bench.mirror.fileserver", str(source)) as server:
+        yield server.origin
 
 
 def test_a_file_is_the_source_repeated_to_its_size_on_one_connection(base_url: str) -> None:

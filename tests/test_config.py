@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.config import Settings, format_duration, parse_duration
 from app.fetching.addresses import why_refused
 from app.mirror.sources import CosBucket
+from app.polling.queues import CiQueue
 
 _HOLDS_IPV4_MAPPED = (
     "it holds ::ffff:0:0/96, all of IPv4 in IPv4-mapped form, which it would not admit:"
@@ -298,3 +299,75 @@ def test_a_refused_credential_is_named_never_quoted(name: str) -> None:
 
     assert name in str(refused.value)
     assert secret.strip() not in str(refused.value)
+
+
+_QUEUE = "p893bcda225bf4945a378da6662e81a89"
+
+
+def _with_cos_keys(monkeypatch: pytest.MonkeyPatch, buckets: str) -> None:
+    monkeypatch.setenv("STEMHOOK_COS_SECRET_ID", "AKIDexample")
+    monkeypatch.setenv("STEMHOOK_COS_SECRET_KEY", "a-secret")
+    monkeypatch.setenv("STEMHOOK_COS_BUCKETS", buckets)
+
+
+def test_ci_queues_name_a_queue_its_bucket_and_region_and_the_tag_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _with_cos_keys(monkeypatch, "media-1250000000,tts-1250000000@ap-beijing")
+    monkeypatch.setenv(
+        "STEMHOOK_CI_QUEUES",
+        f" {_QUEUE}@media-1250000000@ap-guangzhou, q2@tts-1250000000@ap-beijing/Tts,,",
+    )
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert settings.ci_queues == (
+        CiQueue(_QUEUE, "media-1250000000", "ap-guangzhou", "VoiceSeparate"),
+        CiQueue("q2", "tts-1250000000", "ap-beijing", "Tts"),
+    )
+    assert [queue.name for queue in settings.ci_queues] == [
+        f"{_QUEUE}@media-1250000000@ap-guangzhou/VoiceSeparate",
+        "q2@tts-1250000000@ap-beijing/Tts",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        (_QUEUE, "three parts joined by '@' are needed"),
+        (f"{_QUEUE}@media-1250000000", "three parts joined by '@' are needed"),
+        (f"{_QUEUE}@media-1250000000@ap-guangzhou@x", "three parts joined by '@' are needed"),
+        ("q/../x@media-1250000000@ap-guangzhou", "three parts joined by '@' are needed"),
+        ("q?a=1@media-1250000000@ap-guangzhou", "not a CI queue id"),
+        ("@media-1250000000@ap-guangzhou", "not a CI queue id"),
+        (f"{_QUEUE}@evil.example@ap-guangzhou", "not a COS bucket name"),
+        (f"{_QUEUE}@media-1250000000@mars", "not a COS region"),
+        (f"{_QUEUE}@media-1250000000@ap-guangzhou/", "not a CI job tag"),
+        (f"{_QUEUE}@media-1250000000@ap-guangzhou/Tts&size=1", "not a CI job tag"),
+    ],
+)
+def test_a_ci_queue_that_ci_would_not_have_fails_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, entry: str, why: str
+) -> None:
+    _with_cos_keys(monkeypatch, "media-1250000000")
+    monkeypatch.setenv("STEMHOOK_CI_QUEUES", entry)
+
+    with pytest.raises(ValidationError, match=f"{re.escape(repr(entry))} is not queueId@bucket"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_ci_queue_is_listed_only_with_the_cos_keys_in_a_bucket_they_may_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_CI_QUEUES", f"{_QUEUE}@media-1250000000@ap-guangzhou")
+    with pytest.raises(ValidationError, match="STEMHOOK_CI_QUEUES needs the COS keys"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    _with_cos_keys(monkeypatch, "media-1250000000@ap-beijing,other-1250000000")
+    with pytest.raises(ValidationError, match="in a bucket STEMHOOK_COS_BUCKETS does not name"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    _with_cos_keys(monkeypatch, "media-1250000000@ap-guangzhou")
+    assert len(Settings(_env_file=None).ci_queues) == 1  # type: ignore[call-arg]

@@ -11,7 +11,7 @@ from app.api.deps import SessionDep, WatchDep, WriterDep, app_metrics
 from app.api.pagination import decode_before_id, encode_before_id
 from app.api.params import DeliveryParams
 from app.api.schemas.deliveries import DeliveryDetailOut
-from app.console.bodies import shown_body
+from app.console.bodies import shown_off_the_loop
 from app.console.guard import CheckedForm, SignedIn
 from app.console.listings import in_use, page_query, read_params
 from app.console.pages import ConsoleRoute, Problem, redirect, render
@@ -75,7 +75,7 @@ async def delivery_page(
         "delivery.html",
         # The API's view of it: the headers it may show, never a credential (app/headers.py).
         delivery=DeliveryDetailOut.of_detail(detail),
-        body=None if body is None else shown_body(body),
+        body=await shown_off_the_loop(body),
         stands_out=STANDS_OUT,
     )
 

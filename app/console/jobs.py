@@ -18,7 +18,7 @@ from app.api.jobs import JobIdPath, ProviderPath
 from app.api.pagination import decode_job_position, encode_job_position
 from app.api.params import JobParams
 from app.api.schemas.jobs import JobDetailOut, JobOut
-from app.console.bodies import shown_body
+from app.console.bodies import shown_off_the_loop
 from app.console.guard import SignedIn
 from app.console.listings import in_use, page_query, read_params
 from app.console.pages import ConsoleRoute, Problem, redirect, render, segment
@@ -125,7 +125,7 @@ async def job_page(
         job=detail,
         job_path=f"/jobs/{provider.value}/{segment(job_id)}",
         latest=latest,
-        latest_body=None if latest is None or latest.body is None else shown_body(latest.body),
+        latest_body=await shown_off_the_loop(None if latest is None else latest.body),
         moments=timeline(await job_queries.job_events(session, job.id), deliveries.items),
         more_deliveries=deliveries.next_before_id is not None,
     )

@@ -32,6 +32,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
+    # Another port of this host is the same site to SameSite=Strict: its pages may not embed
+    # the console's answers (a stem in an <audio>, a long poll) with the session's cookie.
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 SESSION_KEY = "console_session"  # request.state: the session the guard found
 

@@ -92,7 +92,8 @@ def verify(cookie: str, tokens: Sequence[SecretStr], *, now: datetime) -> Consol
     if token is None:
         return None
     key = _key(token)
-    if not hmac.compare_digest(mac, _mac(key, payload)):
+    # As bytes: a cookie is whatever the client sends, and str comparison refuses non-ASCII.
+    if not hmac.compare_digest(mac.encode(), _mac(key, payload).encode()):
         return None
     moment = now.timestamp()
     if not issued - 60 <= moment < expires or expires - issued > LIFETIME.total_seconds():

@@ -1,8 +1,9 @@
 """Signed GETs of the result files Tencent CI and Media Lab leave in the user's own COS bucket,
-and of CI's answer about one of its jobs (DescribeMediaJob, which the pollers ask).
+of CI's answer about one of its jobs (DescribeMediaJob, which the pollers ask), and of a page of
+a CI queue's jobs (DescribeMediaJobs, which the queue listers ask).
 
-Pure: no I/O, and the clock is an argument; the guarded fetcher sends what `signed_get` and
-`signed_job_query` answer.
+Pure: no I/O, and the clock is an argument; the guarded fetcher sends what `signed_get`,
+`signed_job_query` and `signed_job_list` answer.
 
 The bucket, region, object key and job id come from a callback anyone may post, so the bucket and
 region are held to COS's own naming rules before they become a host name: nothing else may turn
@@ -28,8 +29,8 @@ from urllib.parse import quote
 _BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?-[0-9]{1,12}")
 # ap-guangzhou, na-siliconvalley, eu-frankfurt, ap-beijing-1, ap-shanghai-fsi, ...
 _REGION = re.compile(r"[a-z]{2}-[a-z]{2,20}(?:-[a-z]{2,10})?(?:-[0-9]{1,2})?")
-# CI's job ids: a letter and 32 hex digits ("j8d121820f5e411ec926ef19d53ba9c6f"); held to plain
-# letters, digits, _ and - so that an id never becomes more than one path segment.
+# CI's job and queue ids: a letter and 32 hex digits ("j8d121820f5e411ec926ef19d53ba9c6f"); held
+# to plain letters, digits, _ and - so that an id never becomes more than one path segment.
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # The SDK back-dates the start of a signature's validity by a minute, so that a clock running
 # slightly ahead of COS's does not make a fresh signature "not yet valid"; so do we.
@@ -78,28 +79,76 @@ def signed_job_query(
     """The URL and headers of CI's DescribeMediaJob of `job_id` (`GET /jobs/<jobId>` on the
     bucket's CI host), signed as `signed_get` signs; ValueError for a bucket, region or job id
     CI would not have."""
-    if not _JOB_ID.fullmatch(job_id):
-        raise ValueError(f"not a CI job id (letters, digits, _ and -): {job_id[:80]!r}")
-    host = f"{check_bucket(bucket)}.ci.{check_region(region)}.myqcloud.com"
     return _signed(
-        host, f"/jobs/{job_id}", secret_id=secret_id, secret_key=secret_key, now=now, expires_s=600
+        _ci_host(bucket, region),
+        f"/jobs/{check_ci_id(job_id)}",
+        secret_id=secret_id,
+        secret_key=secret_key,
+        now=now,
+        expires_s=600,
     )
 
 
-def _signed(
-    host: str, path: str, *, secret_id: str, secret_key: str, now: int, expires_s: int
+def signed_job_list(
+    bucket: str,
+    region: str,
+    params: Mapping[str, str],
+    *,
+    secret_id: str,
+    secret_key: str,
+    now: int,
 ) -> tuple[str, dict[str, str]]:
+    """The URL and headers of CI's DescribeMediaJobs (`GET /jobs?<params>` on the bucket's CI
+    host), every query parameter signed, as `signed_get` signs; ValueError for a bucket or
+    region CI would not have."""
+    return _signed(
+        _ci_host(bucket, region),
+        "/jobs",
+        secret_id=secret_id,
+        secret_key=secret_key,
+        now=now,
+        expires_s=600,
+        params=params,
+    )
+
+
+def check_ci_id(identifier: str, what: str = "job id") -> str:
+    """`identifier`, or ValueError unless it can be a CI job or queue id (one path segment or
+    query value of letters, digits, _ and -)."""
+    if not _JOB_ID.fullmatch(identifier):
+        raise ValueError(f"not a CI {what} (letters, digits, _ and -): {identifier[:80]!r}")
+    return identifier
+
+
+def _ci_host(bucket: str, region: str) -> str:
+    return f"{check_bucket(bucket)}.ci.{check_region(region)}.myqcloud.com"
+
+
+def _signed(
+    host: str,
+    path: str,
+    *,
+    secret_id: str,
+    secret_key: str,
+    now: int,
+    expires_s: int,
+    params: Mapping[str, str] | None = None,
+) -> tuple[str, dict[str, str]]:
+    params = params or {}
     signature = authorization(
         secret_id=secret_id,
         secret_key=secret_key,
         method="GET",
         path=path,
         headers={"host": host},
-        params={},
+        params=params,
         now=now - CLOCK_SKEW_S,
         expires_s=expires_s + CLOCK_SKEW_S,
     )
-    return f"https://{host}{_url_path(path)}", {"Host": host, "Authorization": signature}
+    # Each value encoded as the signature encodes it, so that CI decodes what was signed.
+    query = "&".join(f"{_encode(name)}={_encode(value)}" for name, value in params.items())
+    url = f"https://{host}{_url_path(path)}{'?' + query if query else ''}"
+    return url, {"Host": host, "Authorization": signature}
 
 
 def authorization(

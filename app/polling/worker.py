@@ -1,6 +1,6 @@
 """Polling: the worker that claims due watches (job_watch rows), asks each job's provider about it
-on threads of its own, stores each answer as a delivery through the write path, and settles the
-watch (app/polling/schedule.py).
+on threads of its own, stores each answer as a delivery through the write path
+(app/polling/answers.py), and settles the watch (app/polling/schedule.py).
 
 Each configured provider has STEMHOOK_POLL_CONCURRENCY places of its own, and the worker claims
 a provider's watches only for its free places: a provider that is slow or never answers holds up
@@ -22,44 +22,36 @@ import contextlib
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Connection, Engine, exists, select, update
 
 from app import models
-from app.fetching.errors import BadStatus, FetchError, Gone, Retryable
 from app.fetching.fetcher import Answer, Fetcher
-from app.headers import kept
 from app.ingest.committer import Answer as Stored
 from app.ingest.committer import Committer
-from app.ingest.intake import Arrival, Outcome, Receipt, Submission
-from app.ingest.turns import Turn, turn_transaction, writer_turns
+from app.ingest.intake import Submission
+from app.ingest.turns import turn_transaction, writer_turns
 from app.polling import schedule
+from app.polling.answers import ask, finishes, store, stored_error, submission
 from app.polling.requests import NotPollable, PollRequests, WatchedJob
 from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
-from app.providers.registry import poll_endpoint
 from app.work.pool import gathered, results
 from app.work.queue import QueueTable, claim, release, renew, settle
 
 log = logging.getLogger(__name__)
 WATCHES = QueueTable.of(models.JobWatch)
-USER_AGENT = "stemhook (poller)"
 # How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
 _TURN_S = 30.0
 # The longest pause after the database failed the worker, however often it did.
 _MAX_PAUSE_S = 30.0
 # Watches of providers without credentials put off in one transaction (nothing is asked).
 _UNCONFIGURED_BATCH = 100
-_NOT_STORED = "the answer could not be stored: {}"
-# Only the exception's type: the text of one raised while sending may quote a request header.
-_UNSENDABLE = "the request could not be sent ({})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,20 +181,8 @@ class Poller:
             request = self._apis.request(watch.job, now=self._clock())
         except NotPollable as error:
             return Polled(watch, self._clock(), error=str(error), asked=False)
-        headers = request.headers | {"User-Agent": USER_AGENT}
-        try:
-            answer = self._fetcher.exchange(request.method, request.url, headers, request.body)
-        except Retryable as error:
-            return Polled(watch, self._clock(), error=str(error), retry_after_s=error.retry_after_s)
-        except (BadStatus, Gone) as error:  # the fetch's words are a file's ("gone")
-            return Polled(watch, self._clock(), error=_refused(error.status, request.url))
-        except FetchError as error:
-            return Polled(watch, self._clock(), error=str(error))
-        except Exception as error:  # noqa: BLE001 - its text may quote a credential
-            host = urlsplit(request.url).hostname
-            log.warning("poller: a poll of %s raised %s", host, type(error).__name__)
-            return Polled(watch, self._clock(), error=_UNSENDABLE.format(type(error).__name__))
-        return Polled(watch, self._clock(), answer=answer)
+        asked = ask(self._fetcher, request)
+        return Polled(watch, self._clock(), asked.answer, asked.error, asked.retry_after_s)
 
     def _free(self, running: Iterable[Watch]) -> dict[Provider, int]:
         """The places free for each configured provider's polls."""
@@ -218,25 +198,10 @@ class Poller:
         answered = [(index, p) for index, p in enumerate(polled) if p.answer is not None]
         stored: dict[int, Stored] = {}
         if answered:
-            stored = self._committed([p for _, p in answered])
+            submissions = [_submission(p) for _, p in answered]
+            stored = store(self._committer, submissions, timeout_s=self._options.write_timeout_s)
             stored = {answered[index][0]: answer for index, answer in stored.items()}
         return [_ended(p, stored.get(index)) for index, p in enumerate(polled)]
-
-    def _committed(self, polled: Sequence[Polled]) -> dict[int, Stored]:
-        submissions = [_submission(p) for p in polled]
-        until = time.monotonic() + self._options.write_timeout_s
-        answers: dict[int, Stored] = {}
-        try:
-            with self._committer.turn(until=until) as turn:
-                if turn is Turn.MISSED:
-                    raise TimeoutError("the database stayed busy with writers")
-                for group in self._committer.commit(submissions, deadlines=[until] * len(polled)):
-                    answers.update(group)
-        except Exception as error:  # kept as the watches' error; polled again after a backoff
-            log.exception("poller: storing %d answers failed", len(polled))
-            failed = RuntimeError(f"{type(error).__name__}: {error}")
-            answers = dict.fromkeys(range(len(polled)), failed) | answers
-        return answers
 
     def _exchange(
         self, ended: Sequence[_Ended], running: Sequence[int], free: dict[Provider, int]
@@ -329,43 +294,16 @@ def _polled(finished: dict[Future[Polled], Watch]) -> list[Polled]:
     return results(finished, broken=lambda watch: Polled(watch, datetime.now(UTC)), what="poller")
 
 
-def _refused(status: int, url: str) -> str:
-    answered = f"HTTP {status} from {urlsplit(url).hostname}"
-    return f"{answered}: the credentials were refused" if status in (401, 403) else answered
-
-
 def _submission(polled: Polled) -> Submission:
-    """The answer as a delivery on its provider's poll endpoint: its body and the headers a
-    delivery keeps (app/headers.py), never the request's."""
-    answer, provider = polled.answer, polled.watch.job.provider
-    assert answer is not None
-    arrival = Arrival(
-        received_at=polled.at,
-        endpoint=poll_endpoint(provider),
-        content_type=answer.content_type,
-        client_addr=None,
-        headers={name: value for name, value in answer.headers.items() if kept(name)},
-        body=answer.body,
-    )
-    return Submission(arrival=arrival, expected=provider)
+    assert polled.answer is not None
+    return submission(polled.answer, polled.watch.job.provider, at=polled.at)
 
 
 def _ended(polled: Polled, stored: Stored | None) -> _Ended:
     if stored is None:
         return _Ended(polled, polled.error)
-    if isinstance(stored, BaseException):
-        return _Ended(polled, _NOT_STORED.format(stored))
-    return _Ended(polled, _receipt_error(stored), finished_job=_finishes(stored))
-
-
-def _receipt_error(receipt: Receipt) -> str | None:
-    if receipt.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-        return None
-    return receipt.error or f"the answer was {receipt.outcome.value}"
-
-
-def _finishes(receipt: Receipt) -> bool:
-    return any(job.state.is_final and not job.duplicate for job in receipt.jobs)
+    finished = not isinstance(stored, BaseException) and finishes(stored)
+    return _Ended(polled, stored_error(stored), finished_job=finished)
 
 
 def _count_finishing_poll(connection: Connection, polled: Polled) -> None:
@@ -403,6 +341,7 @@ def _watch(row: Any, job: Any) -> Watch:
             job_id=job.job_id,
             input_bucket=job.input_bucket,
             input_region=job.input_region,
+            queue_id=job.queue_id,
         ),
     )
 
@@ -419,6 +358,7 @@ def _jobs_of(connection: Connection, job_pks: set[int]) -> dict[int, Any]:
             job.input_region,
             job.deliveries,
             job.last_received_at,
+            job.queue_id,
         ).where(job.id.in_(job_pks))
     )
     return {row.id: row for row in rows}

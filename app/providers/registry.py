@@ -70,6 +70,12 @@ def parse_poll_answer(
     return ParsedCallback(provider, jobs)
 
 
+def parse_jobs_page(body: bytes, *, content_type: str | None = None) -> tencent_ci.JobsPage:
+    """What one page of a Tencent CI queue's job list (DescribeMediaJobs) says of itself: how
+    many jobs it lists and the next page's token; its jobs are `parse_poll_answer`'s."""
+    return tencent_ci.parse_jobs_page(decode(body, content_type))
+
+
 def poll_endpoint(provider: Provider) -> str:
     """The endpoint a delivery holding `provider`'s poll answer is stored under."""
     return f"{_POLL_PREFIX}{provider.value}"

@@ -9,6 +9,7 @@ such as Operation/DigitalWatermark/State describe a sub-step, not the job.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from app.providers.decode import Document, Format
@@ -85,16 +86,20 @@ def parse(document: Document) -> tuple[Job, ...]:
     return tuple(_task_job(mapping(detail, "JobsDetail")) for detail in details)
 
 
+@dataclass(frozen=True, slots=True)
+class JobsPage:
+    """What a DescribeMediaJobs answer says of itself: how many jobs it lists, and the token that
+    asks for the next page (None: it is the last)."""
+
+    jobs: int
+    next_token: str | None
+
+
 def parse_query_answer(document: Document) -> tuple[Job, ...]:
     """A DescribeMediaJob or DescribeMediaJobs answer: `<Response>` with one JobsDetail per job,
     each as a TaskFinish callback gives it, and the asked ids CI does not know under
     NonExistJobIds; or CI's `<Error>`."""
-    if isinstance(document.data, Mapping) and "Error" in document.data:
-        error = mapping(document.data["Error"], "Error")
-        code = text(error.get("Code"), "Error.Code")
-        message = text(error.get("Message"), "Error.Message")
-        raise ParseError(f"CI answered error {code}: {message}")
-    answer = mapping(_root(document), "Response")
+    answer = _answer(document)
     unknown = [
         job_id.strip()
         for item in as_list(answer.get("NonExistJobIds"))
@@ -107,6 +112,24 @@ def parse_query_answer(document: Document) -> tuple[Job, ...]:
     if not details:
         raise ParseError("the answer has no JobsDetail")
     return tuple(_task_job(mapping(detail, "JobsDetail")) for detail in details)
+
+
+def parse_jobs_page(document: Document) -> JobsPage:
+    """A DescribeMediaJobs answer's page: `<Response>` with its JobsDetail and NextToken (empty
+    on the last page); or CI's `<Error>`."""
+    answer = _answer(document)
+    next_token = (text(answer.get("NextToken"), "NextToken") or "").strip()
+    return JobsPage(len(as_list(answer.get("JobsDetail"))), next_token or None)
+
+
+def _answer(document: Document) -> Mapping[str, Any]:
+    """The `<Response>` of a query answer; ParseError saying what CI answered for its `<Error>`."""
+    if isinstance(document.data, Mapping) and "Error" in document.data:
+        error = mapping(document.data["Error"], "Error")
+        code = text(error.get("Code"), "Error.Code")
+        message = text(error.get("Message"), "Error.Message")
+        raise ParseError(f"CI answered error {code}: {message}")
+    return mapping(_root(document), "Response")
 
 
 def _root(document: Document) -> Any:

@@ -21,6 +21,11 @@ import psycopg
 
 from bench.query_data import PostgresTarget, SqliteTarget
 
+# The PostgreSQL server the later benchmarks (mirror, polling, retention) make their databases
+# on, through this database of it.
+PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SERVER = PG_ADMIN.rsplit("/", 1)[0]
+
 
 class Backend(StrEnum):
     SQLITE = "sqlite"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shlex
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -111,6 +113,37 @@ def machine(postgres_server: str) -> str:
         f" {platform.system()} {platform.release()}; Python {platform.python_version()},"
         f" SQLite {sqlite3.sqlite_version}, PostgreSQL {postgresql}"
     )
+
+
+def machine_or_cores(postgres_server: str) -> str:
+    """`machine`, or the cores alone on a machine without PostgreSQL (a SQLite-only run)."""
+    try:
+        return machine(postgres_server)
+    except psycopg.OperationalError:
+        return f"{os.cpu_count()} cores"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a later benchmark's section says of its run: how it was started, at which commit,
+    when, on what, and the machine's load average at its start and end."""
+
+    command: str
+    commit: str
+    date: str
+    machine: str
+    loads: tuple[str, ...]
+
+    @classmethod
+    def of(cls, module: str, loads: list[str], postgres_server: str) -> Context:
+        """The run of `python -m module` with this process's arguments."""
+        return cls(
+            command=shlex.join(["python", "-m", module, *sys.argv[1:]]),
+            commit=commit(),
+            date=time.strftime("%Y-%m-%d", time.gmtime()),
+            machine=machine_or_cores(postgres_server),
+            loads=tuple(loads),
+        )
 
 
 def gather(scratch: Path, postgres_server: str) -> Facts:

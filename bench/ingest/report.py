@@ -2,14 +2,15 @@
 
 Every full run overwrites the whole file: nothing of an earlier run, and nothing written by hand,
 is kept. Its last sections, each between its own markers (LATER), are left pending here and
-filled by bench/reliability.py, bench/retention.py, bench/mirror/ and bench/console.py, which
-`make bench` runs next. What the
-figures decided lives in docs/decisions/, not in this file.
+filled by bench/reliability.py, bench/retention.py, bench/mirror/, bench/polling/ and
+bench/console.py, which `make bench` runs next. What the figures decided lives in
+docs/decisions/, not in this file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Facts
@@ -63,6 +64,10 @@ class Section:
             " runs after the ingest benchmark, writes its figures here._"
         )
 
+    def write_into(self, path: Path, section: str) -> None:
+        """`placed` into the markdown file at `path` (made if there is none)."""
+        path.write_text(self.placed(path.read_text() if path.exists() else "", section))
+
     def placed(self, report: str, section: str) -> str:
         """The report with this section replaced by `section`, or added at its end."""
         if self.begin in report and self.end in report:
@@ -74,9 +79,10 @@ class Section:
 RELIABILITY = Section("reliability", "Reliability: faults, hostile input, fuzzing")
 RETENTION = Section("retention", "Retention: 100,000 bodies out of 2,000,000 deliveries")
 MIRROR = Section("mirror", "Mirroring: throughput, and callback latency during a download")
+POLLING = Section("polling", "Polling: polls per second, and ingest while polls are due")
 CONSOLE = Section("console", "Console: page latency at 1,000,000 jobs")
 # In the order they follow the ingest report, which is the order a run appends them in.
-LATER = (RELIABILITY, RETENTION, MIRROR, CONSOLE)
+LATER = (RELIABILITY, RETENTION, MIRROR, POLLING, CONSOLE)
 
 
 def render(outcome: Outcome, pending: tuple[Section, ...] = ()) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ STARTED = "Application startup complete."
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 20
 SLOW_COMMIT_LOGGER = "app.ingest.committer"
+_BACKGROUND_STARTED = re.compile(rb"background process (\d+) started")
 
 
 class ServerFailed(Exception):
@@ -50,6 +52,14 @@ class Server:
 
     def log_size(self) -> int:
         return self.log.stat().st_size
+
+    def background_pid(self) -> int:
+        """The background process (mirror, poller) the server started last (app/background.py
+        logs its pid)."""
+        started = _BACKGROUND_STARTED.findall(self.log.read_bytes())
+        if not started:
+            raise ServerFailed(f"{self.name} logged no background process: has it work?")
+        return int(started[-1])
 
     def slow_commits_ms(self, since: int) -> tuple[float, ...]:
         """The durations of the commits stemhook logged as slow (app/ingest/committer.py)

@@ -13,24 +13,17 @@ runs small sets and short windows, a smoke run whose figures go into no report.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psycopg
-
-from bench.ingest.databases import Backend
-from bench.ingest.facts import commit, load, machine
+from bench.ingest.databases import PG_SERVER, Backend
+from bench.ingest.facts import Context, load
 from bench.ingest.report import MIRROR
-from bench.mirror.report import Context, Outcome, latency_line, section, throughput_line
+from bench.mirror.report import Outcome, latency_line, section, throughput_line
 from bench.mirror.runs import (
     GIB,
     KIB,
     MIB,
-    PG_ADMIN,
     FileSet,
     Plan,
     file_server,
@@ -67,26 +60,12 @@ def main() -> None:
             )
             print(latency_line(backend, outcomes[-1].latency), flush=True)
     loads.append(load("end"))
-    context = Context(
-        command=shlex.join(["python", "-m", "bench.mirror", *sys.argv[1:]]),
-        commit=commit(),
-        date=time.strftime("%Y-%m-%d", time.gmtime()),
-        machine=_machine(),
-        loads=tuple(loads),
-    )
+    context = Context.of("bench.mirror", loads, PG_SERVER)
     text = section(outcomes, plan, context)
     print(text)
     if args.output:
-        report = args.output.read_text() if args.output.exists() else ""
-        args.output.write_text(MIRROR.placed(report, text))
+        MIRROR.write_into(args.output, text)
         print(f"wrote its section of {args.output}")
-
-
-def _machine() -> str:
-    try:
-        return machine(PG_ADMIN.rsplit("/", 1)[0])
-    except psycopg.OperationalError:  # a SQLite-only run on a machine without PostgreSQL
-        return f"{os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

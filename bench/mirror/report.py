@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.ingest.databases import Backend
+from bench.ingest.facts import Context
 from bench.ingest.report import MIRROR
 from bench.mirror.runs import GIB, KIB, MIB, Latency, Plan, Throughput, Window
 
@@ -15,15 +16,6 @@ class Outcome:
     backend: Backend
     throughputs: tuple[Throughput, ...]
     latency: Latency
-
-
-@dataclass(frozen=True)
-class Context:
-    command: str
-    commit: str
-    date: str
-    machine: str
-    loads: tuple[str, ...]
 
 
 def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:

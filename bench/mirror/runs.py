@@ -9,10 +9,7 @@ bench/mirror/fileserver.py on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,18 +20,17 @@ import httpx
 import orjson
 
 from bench.ingest import lua, wrk
-from bench.ingest.databases import Backend, Scratch, fresh
+from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
 from bench.ingest.payloads import family
 from bench.ingest.processes import group_cpu_s
 from bench.ingest.servers import Server, free_port, serving, stemhook_command
 from bench.mirror.relay import Relay, written_bytes
+from bench.stand_ins import StandIn, started
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
-PG_ADMIN = os.environ.get("STEMHOOK_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # Far beyond what these sets take on a quiet machine: a run this slow has stalled.
 PATIENCE_S = 600
-_MIRROR_STARTED = re.compile(rb"background process (\d+) started")
 
 
 @dataclass(frozen=True)
@@ -80,37 +76,32 @@ class Latency:
     stored: int  # large files stored by the end of it
 
 
+@dataclass(frozen=True)
 class FileServer:
-    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
-        self.process = process
-        self.port = port
+    stand_in: StandIn
 
     def url(self, size: int, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{size}/{name}"
+        return f"{self.stand_in.origin}/{size}/{name}"
 
     def cpu_s(self) -> float:
-        return sum(group_cpu_s(self.process.pid).values())
+        return self.stand_in.cpu_s()
 
 
 @contextmanager
 def file_server(workdir: Path) -> Iterator[FileServer]:
     source = workdir / "source.bin"
     source.write_bytes(os.urandom(16 * MIB))  # what every file repeats: nothing compressible
-    command = [sys.executable, "-m", "bench.mirror.fileserver", str(source)]
-    # A session of its own: its process group is then the file server alone, for its CPU time.
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True) as p:
-        try:
-            assert p.stdout is not None
-            yield FileServer(p, int(p.stdout.readline()))
-        finally:
-            p.kill()
-            source.unlink()
+    try:
+        with started("bench.mirror.fileserver", str(source)) as stand_in:
+            yield FileServer(stand_in)
+    finally:
+        source.unlink()
 
 
 def throughput(files: FileServer, file_set: FileSet, backend: Backend, workdir: Path) -> Throughput:
     with _stemhook(backend, f"stemhook_bench_mirror_{file_set.name}", workdir) as running:
         server, scratch, _ = running
-        mirror = _mirror_pid(server)
+        mirror = server.background_pid()
         server_before, files_before = group_cpu_s(server.pid), files.cpu_s()
         started = time.perf_counter()
         with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -149,7 +140,7 @@ def latency(files: FileServer, plan: Plan, backend: Backend, workdir: Path) -> L
         def stream(number: int, http: httpx.Client) -> None:
             post_suno(http, f"stream-{number}", [files.url(plan.stream_size, f"{number}.wav")])
 
-        mirror = _mirror_pid(server)
+        mirror = server.background_pid()
         with Relay(server.url, scratch, stream) as relay:
             relay.until_streaming(files_dir)
             before = written_bytes(mirror)
@@ -175,7 +166,7 @@ def _window(invocation: wrk.Invocation, workdir: Path) -> Window:
 
 @contextmanager
 def _stemhook(backend: Backend, name: str, workdir: Path) -> Iterator[tuple[Server, Scratch, Path]]:
-    scratch = fresh(backend, name, workdir=workdir, postgres_server=PG_ADMIN.rsplit("/", 1)[0])
+    scratch = fresh(backend, name, workdir=workdir, postgres_server=PG_SERVER)
     files_dir = workdir / f"{name}-files"
     env = {
         "STEMHOOK_DATABASE_URL": scratch.url,
@@ -192,15 +183,6 @@ def _stemhook(backend: Backend, name: str, workdir: Path) -> Iterator[tuple[Serv
     finally:
         shutil.rmtree(files_dir, ignore_errors=True)  # gigabytes: the logs are what is kept
         scratch.drop()
-
-
-def _mirror_pid(server: Server) -> int:
-    """The background process (the mirror's) the server started last (app/background.py logs
-    its pid)."""
-    started = _MIRROR_STARTED.findall(server.log.read_bytes())
-    if not started:
-        raise RuntimeError(f"{server.name} logged no mirror process: is mirroring on?")
-    return int(started[-1])
 
 
 def _until_stored(scratch: Scratch, count: int) -> None:

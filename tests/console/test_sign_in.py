@@ -178,6 +178,7 @@ async def test_every_answer_carries_the_security_headers(browser: httpx.AsyncCli
     csp = SECURITY_HEADERS["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
+    assert SECURITY_HEADERS["Cross-Origin-Resource-Policy"] == "same-origin"
     assert answers[-1].status_code == 404
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, text
 
 from app.ingest.driver import Cursor
 from app.ingest.intake import Intake, Receipt
@@ -42,3 +45,19 @@ def stored(
         )
     finally:
         cursor.close()
+
+
+def wait_for_a_lock_wait(engine: Engine, waiter_alive: Callable[[], bool]) -> None:
+    """Until a session of this PostgreSQL database waits for a lock (the waiter's, which must
+    not end meanwhile)."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 30
+    with engine.connect() as observer:
+        while observer.execute(waiting).scalar_one() == 0:
+            assert waiter_alive(), "the other transaction finished without waiting"
+            assert time.monotonic() < deadline, "the other transaction never waited"
+            observer.rollback()  # a fresh snapshot of pg_stat_activity
+            time.sleep(0.01)

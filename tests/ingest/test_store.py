@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from app.ingest.admission import admit
 from app.ingest.intake import Intake, Outcome, Receipt
 from tests.api.payloads import ci_json, media_lab_list, suno_json, suno_signed
-from tests.ingest.batches import stored, transaction_number
+from tests.ingest.batches import stored, transaction_number, wait_for_a_lock_wait
 from tests.ingest.submissions import detected
 
 SUNO_KEY = "suno-hmac-key"
@@ -266,7 +266,7 @@ def test_two_transactions_reusing_a_signature_for_two_bodies_never_both_win(
 
         racer = threading.Thread(target=second_writer)
         racer.start()
-        _wait_for_a_lock_wait(engine, racer)
+        wait_for_a_lock_wait(engine, racer.is_alive)
         transaction.commit()
     racer.join(timeout=30)
 
@@ -297,18 +297,3 @@ def test_a_job_merged_last_by_the_older_transaction_keeps_the_newer_ones_number(
 
     assert older_tx < newer_tx
     assert (last_tx, state) == (newer_tx, "succeeded")
-
-
-def _wait_for_a_lock_wait(engine: Engine, racer: threading.Thread) -> None:
-    """Until a session of this database waits for a lock (the racer)."""
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    deadline = time.monotonic() + 30
-    with engine.connect() as observer:
-        while observer.execute(waiting).scalar_one() == 0:
-            assert racer.is_alive(), "the second transaction finished without waiting"
-            assert time.monotonic() < deadline, "the second transaction never waited"
-            observer.rollback()  # a fresh snapshot of pg_stat_activity
-            time.sleep(0.01)

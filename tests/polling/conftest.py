@@ -9,10 +9,10 @@ import hmac
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from ipaddress import ip_network
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
@@ -24,7 +24,10 @@ from app.ingest.committer import Committer
 from app.mirror.cos import CosKeys, authorization
 from app.mirror.sources import CosBucket, MirrorPolicy
 from app.polling.expect import NO_PROVIDER_STATE, UNKNOWN_KIND
-from app.polling.requests import MediaLabKeys, PollApis, PollRequest, PollRequests, WatchedJob
+from app.polling.lister import ListOptions, QueueLister
+from app.polling.listing import Window
+from app.polling.queues import CiQueue
+from app.polling.requests import MediaLabKeys, PollApis, PollRequest, WatchedJob
 from app.polling.watches import DEFAULT_WATCH, WatchPolicy
 from app.polling.worker import Poller, PollOptions
 from app.providers.model import Provider
@@ -36,6 +39,7 @@ SUNO_KEY = "suno-api-key-0123456789"
 MEDIA_LAB_KEYS = MediaLabKeys("AKIDmedialab0123", "media-lab-secret-0123")
 COS = CosKeys("AKIDQjz3ltompVjBni5LitkWHFlFpwkn9U5q", "BQYIM75p8x0iWVFSIgqEKwFprpRSVHlz")
 BUCKET, REGION = "test-123456789", "ap-chongqing"
+QUEUE = CiQueue("p893bcda225bf4945a378da6662e81a89", BUCKET, REGION)
 RECORD_INFO = "/api/v1/vocal-removal/record-info"
 MEDIA_LAB_PATH = "/release/job"
 OPTIONS = PollOptions(
@@ -46,6 +50,14 @@ OPTIONS = PollOptions(
     poll_s=0.05,
 )
 POLLED_ALL = frozenset(Provider)
+LIST_OPTIONS = ListOptions(
+    every=timedelta(minutes=10),
+    lookback=timedelta(minutes=10),
+    page_size=2,
+    lease=timedelta(minutes=2),
+    write_timeout_s=10,
+    poll_s=0.05,
+)
 
 
 def answer_of(provider: Provider, fixture: str, job_id: str) -> bytes:
@@ -105,9 +117,11 @@ def _asked(provider: Provider, handler: Handler, now: datetime) -> tuple[str, bo
     return path.removeprefix("/jobs/"), _signed_by_cos_keys(handler, path, now)
 
 
-def _signed_by_cos_keys(handler: Handler, path: str, now: datetime) -> bool:
-    """CI's check: the Authorization is the COS keys' signature of this GET, its Host the
-    bucket's CI host, and `now` inside its window."""
+def _signed_by_cos_keys(
+    handler: Handler, path: str, now: datetime, params: dict[str, str] | None = None
+) -> bool:
+    """CI's check: the Authorization is the COS keys' signature of this GET (and its query
+    parameters), its Host the bucket's CI host, and `now` inside its window."""
     fields = dict(
         part.split("=", 1) for part in handler.headers.get("Authorization", "").split("&")
     )
@@ -119,7 +133,7 @@ def _signed_by_cos_keys(handler: Handler, path: str, now: datetime) -> bool:
         method="GET",
         path=path,
         headers={"host": host},
-        params={},
+        params=params or {},
         now=start,
         expires_s=end - start,
     )
@@ -130,16 +144,92 @@ def _signed_by_cos_keys(handler: Handler, path: str, now: datetime) -> bool:
     )
 
 
+class FakeQueue:
+    """CI's DescribeMediaJobs over one queue's jobs, as its documents describe it: the jobs of the
+    queue and Tag created strictly after startCreationTime and strictly before endCreationTime,
+    oldest first, `size` a page, NextToken naming the next page (empty on the last); a request
+    not signed by the COS keys over every parameter is answered 403. `answers`, when given, are
+    answered first, one a request."""
+
+    def __init__(self, queue: CiQueue, clock: Clock) -> None:
+        self.queue = queue
+        self.clock = clock
+        self.jobs: list[tuple[datetime, str]] = []
+        self.asked: list[dict[str, str]] = []
+        self.answers: list[Route] = []
+        self.ignore_size = False
+
+    def add(self, job_id: str, created_at: datetime, *, final: bool = False) -> None:
+        """A job of the queue created at `created_at`: VoiceSeparate, submitted (naming no input
+        bucket, as the DescribeMediaJobs example) or succeeded (the seed's job)."""
+        source = "describe_media_job_voice_separate.xml" if final else _LISTED
+        found = re.search(r"<JobsDetail>.*?</JobsDetail>", _ci_fixture(source), re.DOTALL)
+        assert found is not None
+        detail = found.group(0)
+        created = created_at.astimezone(_BEIJING).strftime("%Y-%m-%dT%H:%M:%S%z")
+        for element, value in (
+            ("JobId", job_id),
+            ("CreationTime", created),
+            ("QueueId", self.queue.queue_id),
+        ):
+            detail = re.sub(
+                rf"<{element}>[^<]*</{element}>", f"<{element}>{value}</{element}>", detail
+            )
+        self.jobs.append((created_at, detail))
+
+    def __call__(self, handler: Handler) -> None:
+        params = dict(parse_qsl(urlsplit(handler.path).query, keep_blank_values=True))
+        self.asked.append(params)
+        if not _signed_by_cos_keys(handler, "/jobs", self.clock(), params):
+            handler.answer(403, _ci_fixture("answer_error.xml").encode())
+            return
+        (self.answers.pop(0) if self.answers else self.answer_page)(handler)
+
+    def answer_page(self, handler: Handler) -> None:
+        """The page the request asks for."""
+        params = dict(parse_qsl(urlsplit(handler.path).query, keep_blank_values=True))
+        if (params["queueId"], params["tag"]) != (self.queue.queue_id, self.queue.tag):
+            handler.answer(200, b"<Response><NextToken></NextToken></Response>")
+            return
+        start, end = (_ci_time(params[name]) for name in ("startCreationTime", "endCreationTime"))
+        listed = sorted(job for job in self.jobs if start < job[0] < end)
+        offset = int(params.get("nextToken") or 0)
+        size = len(listed) if self.ignore_size else int(params["size"])
+        page = listed[offset : offset + size]
+        token = str(offset + size) if offset + size < len(listed) else ""
+        body = "".join(detail for _, detail in page) + f"<NextToken>{token}</NextToken>"
+        replying(f"<Response>{body}</Response>".encode())(handler)
+
+
+_LISTED = "describe_media_jobs_voice_separate.xml"
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def _ci_fixture(name: str) -> str:
+    return (FIXTURES / Provider.TENCENT_CI.value / "poll" / name).read_text()
+
+
+def _ci_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+
+
 @dataclass(frozen=True, slots=True)
 class ToServer:
     """The requests of `apis`, sent to the fake server instead: CI's host is a name only the
     real service has, so its request goes to loopback with the Host it was signed for."""
 
-    apis: PollRequests
+    apis: PollApis
     origin: str
 
     def request(self, job: WatchedJob, *, now: datetime) -> PollRequest:
-        request = self.apis.request(job, now=now)
+        return self._here(self.apis.request(job, now=now))
+
+    def list_request(
+        self, queue: CiQueue, window: Window, *, size: int, now: datetime
+    ) -> PollRequest:
+        return self._here(self.apis.list_request(queue, window, size=size, now=now))
+
+    def _here(self, request: PollRequest) -> PollRequest:
         url = urlsplit(request.url)
         return replace(
             request, url=f"{self.origin}{url.path}{'?' + url.query if url.query else ''}"
@@ -153,19 +243,25 @@ class FakeProviders:
         self.suno = Script(Provider.SUNO, scripts.get("suno", {}), clock)
         self.media_lab = Script(Provider.MEDIA_LAB, scripts.get("media_lab", {}), clock)
         self.ci = Script(Provider.TENCENT_CI, scripts.get("ci", {}), clock)
-        routes: dict[str, Route] = {RECORD_INFO: self.suno, MEDIA_LAB_PATH: self.media_lab}
+        self.queue = FakeQueue(QUEUE, clock)
+        routes: dict[str, Route] = {
+            RECORD_INFO: self.suno,
+            MEDIA_LAB_PATH: self.media_lab,
+            "/jobs": self.queue,
+        }
         routes |= {f"/jobs/{job_id}": self.ci for job_id in self.ci.replies}
         self.server = FileServer("127.0.0.1", routes, None)
         self.origin = f"http://127.0.0.1:{self.server.port}"
 
-    def apis(self, *, suno_key: str = SUNO_KEY) -> PollApis:
+    def apis(self, *, suno_key: str = SUNO_KEY, cos: CosKeys = COS) -> PollApis:
         return PollApis(
             suno_base=self.origin,
             suno_key=suno_key,
             media_lab_base=f"{self.origin}{MEDIA_LAB_PATH}",
             media_lab=MEDIA_LAB_KEYS,
-            cos=COS,
+            cos=cos,
             cos_buckets=frozenset({CosBucket(BUCKET)}),
+            ci_queues=(QUEUE,),
         )
 
     def stop(self) -> None:
@@ -220,6 +316,8 @@ def watch_of(engine: Engine, job_id: str) -> dict[str, Any]:
                 watch.last_error,
                 watch.run_after,
                 watch.leased_by,
+                watch.leased_until,
+                watch.attempts,
             )
             .join(job, job.id == watch.job_pk)
             .where(job.job_id == job_id)
@@ -255,9 +353,9 @@ def fake(clock: Clock) -> Iterator[Callable[..., FakeProviders]]:
         providers.stop()
 
 
-@pytest.fixture
-def committer(engine: Engine) -> Iterator[Committer]:
-    made = Committer(
+def committer_on(engine: Engine) -> Committer:
+    """A committer as the writer process's and the poller's: mirroring on, no Suno key."""
+    return Committer(
         engine,
         suno_key=None,
         timeout_s=10,
@@ -265,16 +363,29 @@ def committer(engine: Engine) -> Iterator[Committer]:
         mirror=MirrorPolicy(enabled=True, cos=False),
         watch=DEFAULT_WATCH,
     )
+
+
+@pytest.fixture
+def committer(engine: Engine) -> Iterator[Committer]:
+    made = committer_on(engine)
     yield made
     made.close()
 
 
 @pytest.fixture
+def fetchers() -> Iterator[list[Fetcher]]:
+    """The fetchers a test's workers ask with, closed after it."""
+    made: list[Fetcher] = []
+    yield made
+    for fetcher in made:
+        fetcher.close()
+
+
+@pytest.fixture
 def poller_for(
-    engine: Engine, committer: Committer, clock: Clock
-) -> Iterator[Callable[..., Poller]]:
+    engine: Engine, committer: Committer, clock: Clock, fetchers: list[Fetcher]
+) -> Callable[..., Poller]:
     """A poller asking `providers` (each with its own credentials) on `fake`'s server."""
-    fetchers: list[Fetcher] = []
 
     def make(
         fake: FakeProviders,
@@ -283,11 +394,13 @@ def poller_for(
         apis: PollApis | None = None,
         fetcher: Fetcher | None = None,
         worker: str = "p1",
+        storing: Committer | None = None,
     ) -> Poller:
+        """`storing`: the committer of the answers, when not the test's own."""
         fetchers.append(fetcher or loopback_fetcher())
         return Poller(
             engine,
-            committer=committer,
+            committer=storing or committer,
             fetcher=fetchers[-1],
             apis=ToServer(apis or fake.apis(), fake.origin),
             providers=providers,
@@ -296,6 +409,32 @@ def poller_for(
             clock=clock,
         )
 
-    yield make
-    for fetcher in fetchers:
-        fetcher.close()
+    return make
+
+
+@pytest.fixture
+def lister_for(
+    engine: Engine, committer: Committer, clock: Clock, fetchers: list[Fetcher]
+) -> Callable[..., QueueLister]:
+    """A lister of QUEUE asking `fake`'s server, storing through `storing`."""
+
+    def make(
+        fake: FakeProviders,
+        *,
+        apis: PollApis | None = None,
+        worker: str = "l1",
+        storing: Committer = committer,
+    ) -> QueueLister:
+        fetchers.append(loopback_fetcher())
+        return QueueLister(
+            engine,
+            committer=storing,
+            fetcher=fetchers[-1],
+            apis=ToServer(apis or fake.apis(), fake.origin),
+            queues=(QUEUE,),
+            options=LIST_OPTIONS,
+            worker=worker,
+            clock=clock,
+        )
+
+    return make

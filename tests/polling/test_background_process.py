@@ -5,14 +5,16 @@ there is something to do."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from sqlalchemy import Engine
 
-from app.background import needed
+from app.background import list_options, needed, workers
 from app.config import Settings
 from app.providers.model import Provider
 from tests.conftest import Backend
@@ -89,3 +91,39 @@ def test_the_background_process_starts_only_with_something_to_do(
     settings: dict[str, object], wanted: bool
 ) -> None:
     assert needed(Settings(_env_file=None, **settings)) is wanted  # type: ignore[call-arg]
+
+
+CI_LISTED = {
+    "mirror": False,
+    "cos_secret_id": "AKIDexample",
+    "cos_secret_key": "a-secret",
+    "cos_buckets": "media-1250000000@ap-guangzhou",
+}
+
+
+@pytest.mark.parametrize(
+    ("queues", "wanted"),
+    [("", {"poller"}), ("p1@media-1250000000@ap-guangzhou", {"poller", "lister"})],
+)
+def test_ci_queues_are_listed_on_a_thread_beside_the_poller(
+    backend: Backend, engine: Engine, queues: str, wanted: set[str]
+) -> None:
+    settings = backend.settings(**CI_LISTED, ci_queues=queues)
+    closing: list[Callable[[], None]] = []
+    try:
+        assert set(workers(settings, engine, closing)) == wanted
+    finally:
+        for close in reversed(closing):
+            close()
+
+
+@pytest.mark.parametrize(("most", "page"), [(100, 100), (30, 30), (250, 100)])
+def test_a_queue_is_listed_in_pages_no_larger_than_one_delivery_may_be(
+    most: int, page: int
+) -> None:
+    settings = Settings(_env_file=None, max_jobs_per_delivery=most)  # type: ignore[call-arg]
+
+    options = list_options(settings)
+
+    assert options.page_size == page
+    assert (options.every, options.lookback) == (settings.poll_after, settings.poll_give_up_after)

@@ -18,10 +18,12 @@ from app.providers.registry import (
     AUTO_ENDPOINT,
     endpoint_family,
     parse_callback,
+    parse_jobs_page,
     parse_poll_answer,
     poll_endpoint,
     polled_provider,
 )
+from app.providers.tencent_ci import JobsPage
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 # A record-info answer has its own word for the state and the task's times; the callback has none.
@@ -198,6 +200,13 @@ def _ci(body: str) -> tuple[Job, ...]:
     return parse_poll_answer(body.encode(), provider=Provider.TENCENT_CI).jobs
 
 
+_NEXT_TOKEN = "31c3a8a0f2e64e9b8bd5b4e2a1e6f1d3"
+
+
+def _ci_answer(name: str) -> str:
+    return (FIXTURES / "tencent-ci" / "poll" / name).read_text()
+
+
 _DETAIL = "<JobsDetail><JobId>j1</JobId><State>Running</State><Tag>VoiceSeparate</Tag></JobsDetail>"
 
 
@@ -221,6 +230,36 @@ def test_an_answer_with_no_job_is_refused() -> None:
 def test_a_job_listed_twice_is_refused_as_in_a_callback() -> None:
     with pytest.raises(ParseError, match="'j1' appears more than once"):
         _ci(f"<Response>{_DETAIL}{_DETAIL}</Response>")
+
+
+@pytest.mark.parametrize(
+    ("body", "page"),
+    [
+        (
+            (FIXTURES / "tencent-ci" / "poll" / "describe_media_jobs_next_page.xml").read_text(),
+            JobsPage(1, "31c3a8a0f2e64e9b8bd5b4e2a1e6f1d3"),
+        ),
+        (
+            (
+                FIXTURES / "tencent-ci" / "poll" / "describe_media_jobs_voice_separate.xml"
+            ).read_text(),
+            JobsPage(2, None),
+        ),
+        (f"<Response>{_DETAIL}<NextToken> </NextToken></Response>", JobsPage(1, None)),
+        ("<Response><NextToken></NextToken></Response>", JobsPage(0, None)),
+        ("<Response/>", JobsPage(0, None)),
+        ('{"Response": {"JobsDetail": [{}, {}, {}], "NextToken": "n2"}}', JobsPage(3, "n2")),
+    ],
+)
+def test_a_page_of_a_queue_says_how_many_jobs_it_lists_and_where_the_next_one_is(
+    body: str, page: JobsPage
+) -> None:
+    assert parse_jobs_page(body.encode()) == page
+
+
+def test_a_page_that_is_an_error_says_what_ci_answered() -> None:
+    with pytest.raises(ParseError, match="^CI answered error "):
+        parse_jobs_page(_ci_answer("answer_error.xml").encode())
 
 
 # Tencent Media Lab

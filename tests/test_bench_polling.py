@@ -1,0 +1,76 @@
+"""bench/polling's pieces: the watches it makes due or not on a real database, and its ratios,
+taken within each round."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, select, update
+
+from app import models
+from app.providers.model import Provider
+from bench.ingest.databases import Backend as BenchBackend
+from bench.ingest.databases import Scratch
+from bench.ingest.facts import Context
+from bench.ingest.payloads import family
+from bench.ingest.report import POLLING
+from bench.ingest.wrk import Load
+from bench.polling.report import section
+from bench.polling.runs import DUE, NONE_A, NONE_B, Outcome, Plan, PollRate, Watches, Window
+from tests.conftest import Backend
+from tests.polling.conftest import expect
+
+
+def test_none_due_puts_off_every_open_watch_and_polls_are_counted(
+    backend: Backend, engine: Engine
+) -> None:
+    now = datetime.now(UTC)
+    for job_id in ("waiting", "polling", "done"):
+        expect(engine, Provider.SUNO, job_id, at=now)
+    watch, job = models.JobWatch, models.Job
+    with engine.begin() as connection:
+        for job_id, values in (
+            ("polling", {"status": "polling", "polls": 2, "run_after": now}),
+            ("done", {"status": "done", "polls": 1, "run_after": None}),
+        ):
+            of_job = select(job.id).where(job.job_id == job_id).scalar_subquery()
+            connection.execute(update(watch).where(watch.job_pk == of_job).values(**values))
+
+    with closing(Watches(Scratch(BenchBackend(backend.name), backend.url))) as watches:
+        watches.none_due()
+        polls = watches.polls()
+
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(job.job_id, watch.run_after).join(job, job.id == watch.job_pk)
+        )
+        due = {job_id: run_after for job_id, run_after in rows}
+    assert polls == 3
+    assert due["done"] is None
+    for job_id in ("waiting", "polling"):
+        assert due[job_id] > now + timedelta(hours=23)
+
+
+def test_ratios_are_taken_within_each_round_and_shown_with_their_range() -> None:
+    rates = {0: {DUE: 90, NONE_A: 100, NONE_B: 100}, 1: {DUE: 110, NONE_A: 100, NONE_B: 120}}
+    windows = tuple(
+        Window(kind, number, _load(rate), polls=50 if kind == DUE else 0)
+        for number, by_kind in rates.items()
+        for kind, rate in by_kind.items()
+    )
+    rate = PollRate(4, 600, 10.0, 1.2, 0.1, 0.05, None)
+    outcome = Outcome(BenchBackend.SQLITE, 2.0, (rate,), windows, ())
+    plan = Plan(10_000, (4,), 20, family("tencent-ci"), 2, 5, 128, 20, 64)
+
+    text = section([outcome], plan, Context("cmd", "abc", "today", "2 cores", ("start: 0",)))
+
+    assert outcome.due_over_none() == [0.9, 1.0]
+    assert outcome.noise() == [1.0, 1.2]
+    assert text.startswith(POLLING.begin) and text.endswith(POLLING.end + "\n")
+    assert "| SQLite | 4 | 600 | 10.0 | 60.0 | 2,000 | 167 | — | 83 |" in text
+    assert "| 0.950 (0.900–1.000) | 1.100 (1.000–1.200) |" in text
+
+
+def _load(rate: float) -> Load:
+    return Load(requests=int(rate * 5), duration_s=5, p50_ms=1, p90_ms=2, p99_ms=3, max_ms=4)

@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import shlex
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -40,8 +38,7 @@ from app.config import Settings
 from app.console.jobs import TIMELINE_DELIVERIES
 from app.db import create_sync_engine
 from app.main import create_app
-from bench.ingest.facts import commit, load
-from bench.ingest.facts import machine as machine_line
+from bench.ingest.facts import Context, load
 from bench.ingest.report import CONSOLE
 from bench.query_api import (
     WARMUP,
@@ -235,11 +232,10 @@ class Measured:
     results: list[Timed]
 
 
-def section(measured: list[Measured], *, repeat: int, machine: str, loads: list[str]) -> str:
-    command = shlex.join(["python", "-m", "bench.console", *sys.argv[1:]])
+def section(measured: list[Measured], *, repeat: int, context: Context) -> str:
     lines = [
-        f"Written by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())} at commit"
-        f" `{commit()}`. Each database holds the query benchmark's data (bench/query_data.py:"
+        f"Written by `{context.command}` on {context.date} at commit `{context.commit}`."
+        " Each database holds the query benchmark's data (bench/query_data.py:"
         " jobs over 90 days with their deliveries, state changes, output files and watches,"
         " one in 50,000 with a long history of poll answers), as `make bench-query` keeps it."
         f" The console is signed in to once through its form; then each page is asked {repeat}"
@@ -249,8 +245,8 @@ def section(measured: list[Measured], *, repeat: int, machine: str, loads: list[
         f" {TARGET_MS:.0f} ms on PostgreSQL. How each figure is taken:"
         " [bench/README.md](bench/README.md).",
         "",
-        f"Machine: {machine}. Shared with other work, so these move with its load: load average"
-        f" at {'; at '.join(loads)}.",
+        f"Machine: {context.machine}. Shared with other work, so these move with its load: load"
+        f" average at {'; at '.join(context.loads)}.",
     ]
     for m in measured:
         lines += [
@@ -293,9 +289,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     loads.append(load("end"))
     if args.output:
         server = args.postgres_url.rsplit("/", 1)[0]
-        text = section(measured, repeat=args.repeat, machine=machine_line(server), loads=loads)
-        report_text = args.output.read_text() if args.output.exists() else ""
-        args.output.write_text(CONSOLE.placed(report_text, text))
+        context = Context.of("bench.console", loads, server)
+        CONSOLE.write_into(args.output, section(measured, repeat=args.repeat, context=context))
         print(f"\nwrote its section of {args.output}")
 
 

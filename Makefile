@@ -61,6 +61,11 @@ screenshots: $(STAMP) browser
 bench-query: $(STAMP)
 	$(BIN)/python -m bench.query_api
 
+# Every console page's p50/p99 on the same data, through the real app in-process.
+.PHONY: bench-console
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console
+
 # Mirroring: result-file throughput, callback latency while a 1 GiB file streams in (~3 min).
 # wrk paces the callbacks (installed by `make bench` below, or Debian's package).
 .PHONY: bench-mirror
@@ -74,8 +79,8 @@ bench-polling: $(STAMP)
 	$(BIN)/python -m bench.polling --backend both
 
 # Ingest throughput/latency beside the references, parser cost, growth, profile, then the
-# reliability suite's figures, retention's purge at 2,000,000 deliveries, mirroring and polling:
-# BENCHMARKS.md.
+# reliability suite's figures, retention's purge at 2,000,000 deliveries, mirroring, polling,
+# and the console's pages at 1,000,000 jobs: BENCHMARKS.md.
 # wrk is the load generator (Debian's package, installed like nginx above); py-spy the profiler.
 WRK := $(firstword $(shell command -v wrk))
 
@@ -90,6 +95,7 @@ endif
 	$(BIN)/python -m bench.retention
 	$(BIN)/python -m bench.mirror --backend both --output BENCHMARKS.md
 	$(BIN)/python -m bench.polling --backend both --output BENCHMARKS.md
+	$(BIN)/python -m bench.console --output BENCHMARKS.md
 
 clean:
 	rm -rf .venv .venv-* $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,10 +23,11 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -156,9 +157,21 @@ def queries(probes: Probes) -> list[Query]:
     ]
 
 
+class Asked(Protocol):
+    """Something timed: its label, and the path repetition i asks."""
+
+    @property
+    def label(self) -> str: ...
+
+    def path(self, i: int) -> str: ...
+
+
+A = TypeVar("A", bound=Asked)
+
+
 @dataclass
 class Timed:
-    query: Query
+    label: str
     samples_ms: list[float]
     full_collections: int  # the interpreter's generation-2 collections while they were taken
 
@@ -175,11 +188,7 @@ class FullCollections:
 
 
 async def time_queries(settings: Settings, planned: list[Query], repeat: int) -> list[Timed]:
-    """Each query `repeat` times after a warm-up, one request at a time; milliseconds."""
     app = create_app(settings)
-    results = []
-    collections = FullCollections()
-    gc.callbacks.append(collections)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(
@@ -187,19 +196,35 @@ async def time_queries(settings: Settings, planned: list[Query], repeat: int) ->
             base_url="http://stemhook",
             headers={"Authorization": f"Bearer {TOKEN}"},
         ) as client:
-            for query in planned:
-                samples = []
-                for i in range(-WARMUP, repeat):
-                    if i == 0:
-                        collections.count = 0
-                    started = time.perf_counter()
-                    response = await client.get(query.path(i))
-                    elapsed_ms = (time.perf_counter() - started) * 1000
-                    _check(query, i, response)
-                    if i >= 0:
-                        samples.append(elapsed_ms)
-                results.append(Timed(query, samples, collections.count))
-    gc.callbacks.remove(collections)
+            return await time_requests(client, planned, repeat, _check)
+
+
+async def time_requests(
+    client: httpx.AsyncClient,
+    planned: Sequence[A],
+    repeat: int,
+    check: Callable[[A, int, httpx.Response], None],
+) -> list[Timed]:
+    """Each `repeat` times after a warm-up, one request at a time, every answer checked;
+    milliseconds."""
+    results = []
+    collections = FullCollections()
+    gc.callbacks.append(collections)
+    try:
+        for asked in planned:
+            samples = []
+            for i in range(-WARMUP, repeat):
+                if i == 0:
+                    collections.count = 0
+                started = time.perf_counter()
+                response = await client.get(asked.path(i))
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                check(asked, i, response)
+                if i >= 0:
+                    samples.append(elapsed_ms)
+            results.append(Timed(asked.label, samples, collections.count))
+    finally:
+        gc.callbacks.remove(collections)
     return results
 
 
@@ -219,18 +244,25 @@ def percentile(samples: list[float], p: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
 
 
-def report(target: Target, how: str, results: list[Timed]) -> None:
+def report(
+    target: Target,
+    how: str,
+    results: list[Timed],
+    *,
+    target_ms: float = TARGET_MS,
+    what: str = "query",
+) -> None:
     size_gb = target.size_bytes() / 1e9
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"\n{target.version()} ({target.url}), {size_gb:.2f} GB, {how}; load now {load}")
-    width = max(len(timed.query.label) for timed in results)
-    target_ms = f"p99 < {TARGET_MS:.0f} ms"
-    print(f"  {'query':<{width}}  {'p50 ms':>7}  {'p99 ms':>7}  {target_ms}  full GCs")
+    width = max(len(timed.label) for timed in results)
+    bound = f"p99 < {target_ms:.0f} ms"
+    print(f"  {what:<{width}}  {'p50 ms':>7}  {'p99 ms':>7}  {bound}  full GCs")
     for timed in results:
         p50, p99 = statistics.median(timed.samples_ms), percentile(timed.samples_ms, 99)
-        verdict = "yes" if p99 < TARGET_MS else "NO"
+        verdict = "yes" if p99 < target_ms else "NO"
         print(
-            f"  {timed.query.label:<{width}}  {p50:7.2f}  {p99:7.2f}  {verdict:<{len(target_ms)}}"
+            f"  {timed.label:<{width}}  {p50:7.2f}  {p99:7.2f}  {verdict:<{len(bound)}}"
             f"  {timed.full_collections:8}"
         )
 
@@ -249,11 +281,12 @@ def machine() -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.query_api", description=__doc__)
+def parser_of(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a benchmark on the query benchmark's data (bench.query_api's own)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     parser.add_argument("--jobs", type=int, default=1_000_000, help="jobs in the database")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--repeat", type=int, default=200, help="timed requests per query")
+    parser.add_argument("--repeat", type=int, default=200, help="timed requests of each")
     parser.add_argument("--refill", action="store_true", help="rebuild even a matching database")
     parser.add_argument("--sqlite-path", type=Path, default=DEFAULT_SQLITE)
     parser.add_argument(
@@ -261,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=DEFAULT_POSTGRES,
         help="a database of its own: dropped and rebuilt unless it holds --jobs jobs",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def targets_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Target]:
     if args.jobs < 1000 or args.repeat < 2:
         parser.error("--jobs needs at least 1000 and --repeat at least 2")
     targets: list[Target] = []
@@ -269,6 +305,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         targets.append(SqliteTarget(args.sqlite_path))
     if args.backend in ("postgresql", "both"):
         targets.append(PostgresTarget(args.postgres_url))
+    return targets
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = parser_of("bench.query_api", __doc__)
+    args = parser.parse_args(argv)
+    targets = targets_of(parser, args)
     print(machine())
     print(f"{args.jobs:,} jobs; {args.repeat} timed requests per query, after {WARMUP} warm-up")
     for target in targets:

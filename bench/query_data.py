@@ -1,7 +1,8 @@
 """The data of the query benchmark: N realistic jobs written straight into a migrated database.
 
 Per backend, a database built by the migrations is filled with N jobs and what goes with them
-(deliveries, delivery-job links, outputs) by COPY or executemany, and kept: a rerun that finds
+(deliveries, delivery-job links, outputs, state changes, output files, watches; a few jobs with
+a long history of poll answers) by COPY or executemany, and kept: a rerun that finds
 N jobs already there only applies pending migrations. Secondary indexes are dropped during the
 fill and rebuilt from their own definitions, so the final schema is exactly the migrations'.
 """
@@ -19,7 +20,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -27,8 +29,12 @@ import psycopg
 from app import models
 from app.config import Settings
 from app.ingest.store import output_document
-from app.providers.model import OutputFile, Role
+from app.mirror.sources import CosBucket, FileStatus, MirrorPolicy
+from app.polling.watches import DEFAULT_WATCH, WatchStatus
+from app.providers.model import OutputFile, Provider, Role
+from app.providers.registry import poll_endpoint
 from app.schema import upgrade_to_head
+from app.storage.keys import file_key
 
 TOKEN = "bench-token-0123456789abcdef"
 DEFAULT_SQLITE = Path(tempfile.gettempdir()) / "stemhook_bench.db"
@@ -81,10 +87,24 @@ STEMS = {
     (SUNO, "split_stem"): ("vocals", "drums", "bass"),
 }
 CUSTOM_GROUP_SIZES = ((1, 70), (2, 12), (3, 8), (4, 6), (5, 4))
+# One job in this many (at least one) has a long history: submitted, running, then this many
+# poll answers saying it still runs before the callback that finishes it.
+LONG_EVERY = 50_000
+LONG_POLLS = 150
+# Output files: the share whose fetch failed (a link gone), and how long before the fill's end
+# a succeeded job's files are still waiting to be fetched.
+FILES_FAILED = 0.02
+FILES_PENDING_S = 600
+MIRROR = MirrorPolicy(
+    enabled=True, cos=True, cos_buckets=frozenset({CosBucket("media-1250000000")})
+)
 # Every filled row's transaction number (delivery.tx, job.last_tx): below every mark on both
 # databases, so readers take the whole fill as final (app/queries/marks.py), and what migration
 # 0007 gave a fill made before it, so a reused fill and a fresh one hold the same.
 FILLED_TX = 0
+# Which rows a fill holds: a kept database of another version is filled again, not measured
+# short of rows (2 added state changes, output files, watches and long histories).
+FILL_VERSION = 2
 
 
 def _hex(pk: int, salt: int) -> str:
@@ -100,11 +120,25 @@ class Skeleton:
     states: bytes
     first_s: array[float]
     custom: array[int]  # custom id group, -1 for none
-    second: bytes  # 0 one delivery, 1 submitted/running then final, 2 a duplicate retry
+    # 0 one delivery, 1 submitted/running then final, 2 a duplicate retry, LONG a long history
+    second: bytes
     first_delivery: array[int]
     last_delivery: array[int]
-    # every delivery in id order: (received, job index or -1 for a rejected one, is second)
-    deliveries: list[tuple[float, int, bool]]
+    # every delivery in id order: (received, job index or -1 for a rejected one, its place
+    # among the job's deliveries)
+    deliveries: list[tuple[float, int, int]]
+
+
+LONG = 3
+
+
+class Said(NamedTuple):
+    """What one delivery of a job said: its state, whether that changed the job (else it is a
+    duplicate), and whether it was a poll's answer."""
+
+    state: str
+    changed: bool = True
+    polled: bool = False
 
 
 def plan(n: int) -> Skeleton:
@@ -128,18 +162,31 @@ def plan(n: int) -> Skeleton:
             second[j] = 1
         elif r < 0.07:
             second[j] = 2
-    events = [(first_s[j], j, False) for j in range(n)]
+    separated = [
+        j
+        for j in range(n)
+        if KINDS[kinds[j]][:2] in ((CI, "voice_separate"), (LAB, "music_separate"))
+        and STATES[states[j]][0] == "succeeded"
+    ]
+    for j in rng.sample(separated, min(len(separated), max(1, n // LONG_EVERY))):
+        second[j] = LONG
+    events = [(first_s[j], j, 0) for j in range(n)]
     for j in range(n):
-        if second[j]:
+        if second[j] == LONG:
+            at = first_s[j]
+            for step in range(1, LONG_POLLS + 3):
+                at = min(at + rng.uniform(30, 90), SPAN_S)
+                events.append((at, j, step))
+        elif second[j]:
             delay = rng.uniform(20, 900) if second[j] == 1 else rng.uniform(60, 7200)
-            events.append((min(first_s[j] + delay, SPAN_S), j, True))
-    events += [(rng.random() * SPAN_S, -1, False) for _ in range(n // 300)]
+            events.append((min(first_s[j] + delay, SPAN_S), j, 1))
+    events += [(rng.random() * SPAN_S, -1, 0) for _ in range(n // 300)]
     events.sort()
     first_delivery, last_delivery = array("q", bytes(8 * n)), array("q", bytes(8 * n))
-    for delivery_id, (_at, j, is_second) in enumerate(events, start=1):
+    for delivery_id, (_at, j, step) in enumerate(events, start=1):
         if j >= 0:
             last_delivery[j] = delivery_id
-            if not is_second:
+            if step == 0:
                 first_delivery[j] = delivery_id
     return Skeleton(
         kinds, states, first_s, custom, bytes(second), first_delivery, last_delivery, events
@@ -158,6 +205,9 @@ class Rows:
             (models.Delivery, self.deliveries()),
             (models.Job, self.jobs()),
             (models.DeliveryJob, self.links()),
+            (models.JobEvent, self.events()),
+            (models.JobFile, self.files()),
+            (models.JobWatch, self.watches()),
         ):
             columns = [column.name for column in model.__table__.columns]
             yield model.__tablename__, columns, self._ordered(columns, rows)
@@ -182,27 +232,43 @@ class Rows:
             return ("i" if kind == "workflow" else "j") + _hex(j, 1)
         return _hex(j, 2)
 
-    def state(self, j: int, *, first: bool = False) -> str:
+    def state(self, j: int) -> str:
+        """The job's state as its last delivery left it."""
         provider, kind = self.kind(j)
         state = STATES[self.s.states[j]][0]
         if provider == SUNO:  # Suno calls back once, when the job is over
             return "succeeded" if state == "succeeded" and kind != "vocal_separation" else "failed"
-        if first and self.s.second[j] == 1:
-            return "running" if j % 2 else "submitted"
         return state
+
+    def history(self, j: int) -> list[Said]:
+        """What each of the job's deliveries said, in order."""
+        state, second = self.state(j), self.s.second[j]
+        if second == 1:
+            return [Said("running" if j % 2 else "submitted"), Said(state)]
+        if second == 2:
+            return [Said(state), Said(state, changed=False)]
+        if second == LONG:
+            polls = [Said("running", changed=False, polled=True)] * LONG_POLLS
+            return [Said("submitted"), Said("running"), *polls, Said(state)]
+        return [Said(state)]
+
+    def received(self, delivery_id: int) -> datetime:
+        return START + timedelta(seconds=self.s.deliveries[delivery_id - 1][0])
 
     def deliveries(self) -> Iterator[dict[str, Any]]:
         rng = random.Random(SEED + 1)
-        for delivery_id, (at, j, is_second) in enumerate(self.s.deliveries, start=1):
+        for delivery_id, (at, j, step) in enumerate(self.s.deliveries, start=1):
             provider: str | None = None
+            endpoint = "auto"
             if j < 0:
                 body = b'<?xml version="1.0"?><Response><JobsDetail><JobId>j3feb7ccc9e</Response>'
                 outcome, error = "rejected", "XML: mismatched tag: line 1, column 64"
             else:
                 provider = self.kind(j)[0]
-                body = self._body(j, self.state(j, first=not is_second))
-                duplicate = is_second and self.s.second[j] == 2
-                outcome, error = "duplicate" if duplicate else "accepted", None
+                said = self.history(j)[step]
+                body = self._body(j, said.state)
+                endpoint = poll_endpoint(Provider(provider)) if said.polled else provider
+                outcome, error = "accepted" if said.changed else "duplicate", None
             headers = {
                 "host": "hooks.example.com",
                 "user-agent": "python-requests/2.31" if provider == SUNO else "Go-http-client/1.1",
@@ -213,7 +279,7 @@ class Rows:
             yield {
                 "id": delivery_id,
                 "received_at": START + timedelta(seconds=at),
-                "endpoint": provider or "auto",
+                "endpoint": endpoint,
                 "provider": provider,
                 "outcome": outcome,
                 "error": error,
@@ -259,13 +325,20 @@ class Rows:
         for j in range(len(self.s.kinds)):
             row = self._job(j, rng)
             if row["state"] == "succeeded":
-                row["outputs"] = orjson.dumps(next(outputs)).decode()
+                files = [output_document(output) for output in next(outputs)]
+                row["outputs"] = orjson.dumps(files).decode()
             yield row
+
+    def state_delivery(self, j: int) -> int:
+        """The delivery that made the job's state what it is."""
+        changed = self.history(j)[-1].changed
+        return self.s.last_delivery[j] if changed else self.s.first_delivery[j]
 
     def _job(self, j: int, rng: random.Random) -> dict[str, Any]:
         s, (provider, kind), state = self.s, self.kind(j), self.state(j)
-        first_d, last_d = s.first_delivery[j], s.last_delivery[j]
-        state_d = last_d if s.second[j] == 1 else first_d
+        last_d, state_d = s.last_delivery[j], self.state_delivery(j)
+        history = self.history(j)
+        changes = [said.state for said in history if said.changed]
         row: dict[str, Any] = {
             "id": j + 1,
             "provider": provider,
@@ -273,14 +346,14 @@ class Rows:
             "kind": kind,
             "state": state,
             "custom_id": None if s.custom[j] < 0 else f"order-{s.custom[j]:07d}",
-            "deliveries": 2 if s.second[j] else 1,
+            "deliveries": len(history),
             "first_received_at": START + timedelta(seconds=s.first_s[j]),
             "last_received_at": START + timedelta(seconds=s.deliveries[last_d - 1][0]),
             "last_delivery_id": last_d,
             "last_tx": FILLED_TX,
             "state_delivery_id": state_d,
             "outputs_delivery_id": state_d if state == "succeeded" else None,
-            "previous_state": self.state(j, first=True) if s.second[j] == 1 else None,
+            "previous_state": changes[-2] if len(changes) > 1 else None,
         }
         if state == "failed":
             errors = {CI: CI_ERRORS, LAB: (("ERROR", ""),), SUNO: SUNO_ERRORS}[provider]
@@ -318,12 +391,30 @@ class Rows:
         return row
 
     def links(self) -> Iterator[dict[str, Any]]:
-        for delivery_id, (_at, j, is_second) in enumerate(self.s.deliveries, start=1):
+        for delivery_id, (_at, j, step) in enumerate(self.s.deliveries, start=1):
             if j >= 0:
-                duplicate = is_second and self.s.second[j] == 2
+                duplicate = not self.history(j)[step].changed
                 yield {"delivery_id": delivery_id, "job_pk": j + 1, "duplicate": duplicate}
 
-    def outputs(self) -> Iterator[list[dict[str, str | None]]]:
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Each state change, written with the delivery that made it, as the write path does."""
+        event_id = 0
+        for delivery_id, (_at, j, step) in enumerate(self.s.deliveries, start=1):
+            history = self.history(j) if j >= 0 else []
+            if not history or not history[step].changed:
+                continue
+            before = [said.state for said in history[:step] if said.changed]
+            event_id += 1
+            yield {
+                "id": event_id,
+                "job_pk": j + 1,
+                "delivery_id": delivery_id,
+                "from_state": before[-1] if before else None,
+                "to_state": history[step].state,
+                "at": self.received(delivery_id),
+            }
+
+    def outputs(self) -> Iterator[list[OutputFile]]:
         """The outputs of each succeeded job, in job order."""
         rng = random.Random(SEED + 3)
         output_id = 0
@@ -350,8 +441,77 @@ class Rows:
                     fields |= {"file_name": name, "object": f"separated/{name}"}
                 else:
                     fields |= {"url": f"https://file.aiquickdraw.com/s/{name}", "file_name": name}
-                files.append(output_document(OutputFile(role=Role(role), **fields)))
+                files.append(OutputFile(role=Role(role), **fields))
             yield files
+
+    def files(self) -> Iterator[dict[str, Any]]:
+        """The job_file rows the write path queued for each succeeded job's outputs (mirroring
+        on, COS keys for the bucket CI writes to; Media Lab names no bucket), then what the
+        mirror made of them: most stored, some failed, the last minutes' still pending."""
+        rng, outputs = random.Random(SEED + 5), self.outputs()
+        file_id = 0
+        for j in range(len(self.s.kinds)):
+            if self.state(j) != "succeeded":
+                continue
+            provider, job_id = self.kind(j)[0], self.job_id(j)
+            succeeded_at = self.received(self.state_delivery(j))
+            pending = succeeded_at > END - timedelta(seconds=FILES_PENDING_S)
+            for position, output in enumerate(next(outputs)):
+                row = MIRROR.file_row(output, job_pk=j + 1, position=position, now=succeeded_at)
+                if row is None:
+                    continue
+                file_id += 1
+                row |= {"id": file_id, "attempts": 0}
+                if row["status"] == FileStatus.PENDING and not pending:
+                    row |= _fetched(rng, file_id, output, succeeded_at) | {"run_after": None}
+                    if rng.random() < FILES_FAILED:
+                        host = urlsplit(output.url).hostname if output.url else "cos"
+                        row |= {"status": FileStatus.FAILED.value, "attempts": 2}
+                        row["error"] = f"gone: HTTP 404 from {host}"
+                    else:
+                        name = output.file_name or output.url or output.object or ""
+                        role, version = output.role.value, f"{file_id:08x}"
+                        key = file_key(provider, job_id, position, role, name, version=version)
+                        row |= {"status": FileStatus.STORED.value, "storage_key": key}
+                yield row
+
+    def watches(self) -> Iterator[dict[str, Any]]:
+        """The watch of each job first heard of unfinished: done once it finished, else given up
+        past its give-up time (providers not configured to be polled), else waiting."""
+        watch_id = 0
+        for j in range(len(self.s.kinds)):
+            history = self.history(j)
+            if history[0].state in FINAL:
+                continue
+            watch_id += 1
+            first, last = self.s.first_delivery[j], self.s.last_delivery[j]
+            row = DEFAULT_WATCH.watch_row(job_pk=j + 1, heard_at=self.received(first))
+            row |= {"id": watch_id, "polls": 0, "attempts": 0}
+            polled = [step for step, said in enumerate(history) if said.polled]
+            if polled:
+                row["polls"] = len(polled)
+                row["last_polled_at"] = self.received(last) - timedelta(seconds=45)
+            if history[-1].state in FINAL:
+                row |= {"status": WatchStatus.DONE.value, "run_after": None}
+            elif row["give_up_at"] <= END:
+                row |= {"status": WatchStatus.GAVE_UP.value, "run_after": None}
+            yield row
+
+
+def _fetched(
+    rng: random.Random, file_id: int, output: OutputFile, queued_at: datetime
+) -> dict[str, Any]:
+    """What the mirror writes of a file it fetched: its size, digests, type and when."""
+    md5 = output.md5 or _hex(file_id, 7)
+    return {
+        "bytes": rng.randrange(2_000_000, 16_000_000),
+        "sha256": _hex(file_id, 5) + _hex(file_id, 6),
+        "md5": md5,
+        "md5_verified": True if output.md5 else None,
+        "content_type": "audio/mpeg",
+        "stored_at": queued_at + timedelta(seconds=rng.uniform(1, 30)),
+        "attempts": 1,
+    }
 
 
 def _media_info(duration_s: float) -> str:
@@ -413,14 +573,16 @@ class SqliteTarget:
         return f"SQLite {sqlite3.sqlite_version}"
 
     def job_count(self) -> int:
+        """The jobs of a fill of this FILL_VERSION, or -1."""
         if not self.path.exists():
             return -1
         try:
             with closing(sqlite3.connect(self.path)) as connection:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
                 count: int = connection.execute("SELECT count(*) FROM job").fetchone()[0]
-                return count
         except sqlite3.DatabaseError:
             return -1
+        return count if version == FILL_VERSION else -1
 
     def recreate(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -444,6 +606,7 @@ class SqliteTarget:
             connection.execute("COMMIT")
             connection.execute("ANALYZE")
             connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA user_version = {FILL_VERSION}")
 
     def size_bytes(self) -> int:
         return self.path.stat().st_size
@@ -458,7 +621,7 @@ JOIN pg_class index ON index.oid = pg_index.indexrelid
 JOIN pg_class tab ON tab.oid = pg_index.indrelid
 JOIN pg_namespace ON pg_namespace.oid = tab.relnamespace
 WHERE pg_namespace.nspname = current_schema()
-  AND tab.relname IN ('delivery', 'job', 'delivery_job')
+  AND tab.relname IN ('delivery', 'job', 'delivery_job', 'job_event', 'job_file', 'job_watch')
   AND NOT EXISTS (
     SELECT FROM pg_constraint
     WHERE pg_constraint.conindid = pg_index.indexrelid AND pg_constraint.contype IN ('p', 'u')
@@ -481,12 +644,20 @@ class PostgresTarget:
         return f"PostgreSQL {row[0] if row else '?'}"
 
     def job_count(self) -> int:
+        """The jobs of a fill of this FILL_VERSION, or -1."""
         try:
             with psycopg.connect(self.url, connect_timeout=5) as connection:
-                row = connection.execute("SELECT count(*) FROM job").fetchone()
+                row = connection.execute(
+                    "SELECT (SELECT count(*) FROM job), shobj_description(oid, 'pg_database')"
+                    " FROM pg_database WHERE datname = current_database()"
+                ).fetchone()
         except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
             return -1
-        return row[0] if row else -1
+        return row[0] if row and row[1] == self._fill_comment else -1
+
+    @property
+    def _fill_comment(self) -> str:
+        return f"stemhook bench fill {FILL_VERSION}"
 
     def recreate(self) -> None:
         admin_url = self.url.rsplit("/", 1)[0] + "/postgres"
@@ -509,7 +680,7 @@ class PostgresTarget:
                             copy.write_row(row)
             for _name, ddl in indexes:
                 connection.execute(ddl)
-            for table in ("delivery", "job"):
+            for table in ("delivery", "job", "job_event", "job_file", "job_watch"):
                 connection.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
                 )
@@ -517,6 +688,7 @@ class PostgresTarget:
             # VACUUM as autovacuum would soon: statistics, and the visibility map that lets
             # index-only scans skip the table.
             connection.execute("VACUUM (ANALYZE)")
+            connection.execute(f"COMMENT ON DATABASE \"{self.database}\" IS '{self._fill_comment}'")
 
     def size_bytes(self) -> int:
         with psycopg.connect(self.url) as connection:

@@ -25,6 +25,7 @@ GENERATED = [
     "Retention: 100,000 bodies out of 2,000,000 deliveries",
     "Mirroring: throughput, and callback latency during a download",
     "Polling: polls per second, and ingest while polls are due",
+    "Console: page latency at 1,000,000 jobs",
 ]
 INGEST = "# Benchmarks\n\n## Machine\n\n- 2 cores\n"
 

@@ -12,6 +12,7 @@ AttributeError message (docs/decisions/0007-the-web-processs-hot-path.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -58,6 +59,12 @@ async def app_files(request: Request) -> FileStore:
     return files
 
 
+async def request_time() -> datetime:
+    """Now, for a page that shows a window of time up to now: a dependency, so that a test or a
+    benchmark looking at data of another day can set it (FastAPI's dependency_overrides)."""
+    return datetime.now(UTC)
+
+
 async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state["read_db"].sessions
     return sessions
@@ -75,6 +82,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 WatchDep = Annotated[JobWatch, Depends(app_watch)]
 FilesDep = Annotated[FileStore, Depends(app_files)]
+NowDep = Annotated[datetime, Depends(request_time)]
 
 _bearer = HTTPBearer(auto_error=False, description="One of STEMHOOK_API_TOKENS.")
 

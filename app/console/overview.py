@@ -3,31 +3,32 @@ deliveries by outcome hour by hour, each count a link to the filtered list."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import SessionDep
+from app.api.deps import NowDep, SessionDep
 from app.console.chart import hourly_chart
 from app.console.guard import SignedIn
 from app.console.pages import ConsoleRoute, render
 from app.ingest.intake import Outcome
 from app.mirror.sources import FileStatus
 from app.providers.model import Provider, State
-from app.queries.stats import deliveries_by_hour, window_stats
+from app.queries.stats import hourly_stats
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 HOURS = 24
 
 
 @router.get("/")
-async def overview(request: Request, _session: SignedIn, session: SessionDep) -> Response:
+async def overview(
+    request: Request, _session: SignedIn, session: SessionDep, now: NowDep
+) -> Response:
     # Whole hours, so that each bar is one hour of the clock.
-    until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = until - timedelta(hours=HOURS)
-    counted = await window_stats(session, since=since, until=until)
-    hourly = await deliveries_by_hour(session, since=since, hours=HOURS)
+    counted, hourly = await hourly_stats(session, since=since, hours=HOURS)
     jobs = {(provider, state): count for provider, state, count in counted.jobs}
     deliveries = dict(counted.deliveries)
     return render(

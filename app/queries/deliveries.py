@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, Select, exists, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -58,8 +58,6 @@ async def list_deliveries(
 ) -> DeliveryPage:
     delivery = models.Delivery
     conditions: list[ColumnElement[bool]] = []
-    if where.outcomes:
-        conditions.append(delivery.outcome.in_(where.outcomes))
     if where.provider is not None:
         conditions.append(delivery.provider == where.provider)
     if where.received_after is not None:
@@ -69,10 +67,34 @@ async def list_deliveries(
 
     if before_id is not None:
         conditions.append(delivery.id < before_id)
-    statement = select(delivery).where(*conditions).order_by(delivery.id.desc()).limit(limit + 1)
+    statement = _newest(conditions, where.outcomes, limit + 1)
     found = list((await session.scalars(statement)).all())
     page = found[:limit]
     return DeliveryPage(page, page[-1].id if len(found) > limit else None)
+
+
+def _newest(
+    conditions: list[ColumnElement[bool]], outcomes: tuple[Outcome, ...], limit: int
+) -> Select[models.Delivery]:
+    """The newest `limit` deliveries meeting the conditions with one of the outcomes (any when
+    none is given). Several outcomes are one walk of the (outcome, id) index each, merged: as one
+    IN, SQLite with statistics walks every delivery by id when fewer than a page match (a day's
+    rejected ones: 86 ms at 200,000 deliveries), not knowing how rare they are."""
+    delivery = models.Delivery
+    if len(outcomes) > 1:
+        walks = [
+            select(delivery.id)
+            .where(delivery.outcome == outcome, *conditions)
+            .order_by(delivery.id.desc())
+            .limit(limit)
+            .subquery()
+            for outcome in outcomes
+        ]
+        merged = union_all(*(select(walk.c.id) for walk in walks)).subquery()
+        conditions = [delivery.id.in_(select(merged.c.id))]
+    elif outcomes:
+        conditions = [delivery.outcome == outcomes[0], *conditions]
+    return select(delivery).where(*conditions).order_by(delivery.id.desc()).limit(limit)
 
 
 async def job_deliveries(

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import models
-from app.mirror.sources import FileStatus
+from app.mirror.sources import MAX_FILES_PER_JOB, FileStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,13 +74,11 @@ async def file_counts(
 ) -> FileCounts:
     """Files by status and the bytes stored: of every job, or of the jobs last received in
     [since, until) when `received` is given."""
-    f, job = models.JobFile, models.Job
-    statement = select(f.status, func.count(), func.sum(f.bytes)).group_by(f.status)
-    if received is not None:
-        since, until = received
-        statement = statement.join(job, job.id == f.job_pk).where(
-            job.last_received_at >= since, job.last_received_at < until
-        )
+    f = models.JobFile
+    if received is None:
+        statement = select(f.status, func.count(), func.sum(f.bytes)).group_by(f.status)
+    else:
+        statement = _files_of_jobs_received(*received, session.get_bind().dialect.name)
     by_status = dict.fromkeys(FileStatus, 0)
     stored_bytes = 0
     for status, count, size in await session.execute(statement):
@@ -89,6 +87,23 @@ async def file_counts(
             # PostgreSQL sums a bigint as a numeric (a Decimal here).
             stored_bytes = int(size or 0)
     return FileCounts(by_status, stored_bytes)
+
+
+def _files_of_jobs_received(
+    since: datetime, until: datetime, dialect: str
+) -> Select[str, int, int | None]:
+    """Files by status of the jobs last received in [since, until), each job's looked up in the
+    (job_pk, position) index. Given a join, PostgreSQL hashes the window's jobs against a scan of
+    every file (85 ms at 200,000 jobs, against 5 ms probing): a lateral subquery, which its LIMIT
+    (the most files a job has) keeps it from flattening into a join, makes it probe."""
+    f, job = models.JobFile, models.Job
+    in_window = (job.last_received_at >= since, job.last_received_at < until)
+    if dialect != "postgresql":  # SQLite probes the index for a plain join
+        counted = select(f.status, func.count(), func.sum(f.bytes))
+        return counted.join(job, job.id == f.job_pk).where(*in_window).group_by(f.status)
+    files = select(f.status, f.bytes).where(f.job_pk == job.id).limit(MAX_FILES_PER_JOB).lateral()
+    counted = select(files.c.status, func.count(), func.sum(files.c.bytes)).select_from(job)
+    return counted.join(files, true()).where(*in_window).group_by(files.c.status)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

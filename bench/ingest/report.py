@@ -2,8 +2,9 @@
 
 Every full run overwrites the whole file: nothing of an earlier run, and nothing written by hand,
 is kept. Its last sections, each between its own markers (LATER), are left pending here and
-filled by bench/reliability.py, bench/retention.py, bench/mirror/ and bench/polling/, which
-`make bench` runs next. What the figures decided lives in docs/decisions/, not in this file.
+filled by bench/reliability.py, bench/retention.py, bench/mirror/, bench/polling/ and
+bench/console.py, which `make bench` runs next. What the figures decided lives in
+docs/decisions/, not in this file.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ RELIABILITY = Section("reliability", "Reliability: faults, hostile input, fuzzin
 RETENTION = Section("retention", "Retention: 100,000 bodies out of 2,000,000 deliveries")
 MIRROR = Section("mirror", "Mirroring: throughput, and callback latency during a download")
 POLLING = Section("polling", "Polling: polls per second, and ingest while polls are due")
+CONSOLE = Section("console", "Console: page latency at 1,000,000 jobs")
 # In the order they follow the ingest report, which is the order a run appends them in.
-LATER = (RELIABILITY, RETENTION, MIRROR, POLLING)
+LATER = (RELIABILITY, RETENTION, MIRROR, POLLING, CONSOLE)
 
 
 def render(outcome: Outcome, pending: tuple[Section, ...] = ()) -> str:

@@ -61,6 +61,12 @@ async def test_deliveries_list_filters_and_pages(client: httpx.AsyncClient) -> N
         rejected["delivery_id"],
         duplicate["delivery_id"],
     ]
+    one = await get(client, "/v1/deliveries", outcome=["duplicate", "rejected"], limit=1)
+    other = await get(
+        client, "/v1/deliveries", outcome=["duplicate", "rejected"], cursor=one["next_cursor"]
+    )
+    assert [d["id"] for d in one["items"] + other["items"]] == [d["id"] for d in refused["items"]]
+    assert other["next_cursor"] is None
     by_suno = await get(client, "/v1/deliveries", provider="suno")
     assert [d["id"] for d in by_suno["items"]] == [suno["delivery_id"], rejected["delivery_id"]]
     first = await get(client, "/v1/deliveries", limit=3)

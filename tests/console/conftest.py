@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.api.deps import request_time
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import API_TOKEN
@@ -19,10 +21,13 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 async def open_console(
-    settings: Settings, *, base_url: str = ORIGIN, root_path: str = ""
+    settings: Settings, *, base_url: str = ORIGIN, root_path: str = "", now: datetime | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app as a browser sees it behind a proxy that strips `root_path`."""
+    """A client of the app as a browser sees it behind a proxy that strips `root_path`; its
+    pages' clock set to `now` when given."""
     app = create_app(settings)
+    if now is not None:
+        app.dependency_overrides[request_time] = lambda: now
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(
             app=manager.app, client=("203.0.113.7", 4242), root_path=root_path

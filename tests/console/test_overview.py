@@ -4,7 +4,7 @@ deliveries by outcome hour by hour; all of it under a proxy's prefix too."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -37,6 +37,12 @@ def cell(page: httpx.Response, provider: str, state: str) -> str:
     return found[1]
 
 
+def legend(page: httpx.Response) -> dict[str, int]:
+    """The chart's legend: deliveries by outcome, those with any."""
+    found = re.findall(r'aria-hidden="true"></span>(\w+) (\d+)</a>', page.text)
+    return {outcome: int(count) for outcome, count in found if count != "0"}
+
+
 async def test_the_overview_counts_the_last_day(backend: Backend, engine: Engine) -> None:
     async for client in open_console(backend.settings()):
         await seed(client)
@@ -53,9 +59,25 @@ async def test_the_overview_counts_the_last_day(backend: Backend, engine: Engine
         assert f'<span class="count" id="{name}">{count}</span>' in page.text
     assert "/ui/jobs?state=failed&amp;received_after=" in page.text
     assert "/ui/deliveries?outcome=rejected&amp;outcome=orphaned&amp;received_after=" in page.text
+    assert legend(page) == {"accepted": 4, "rejected": 1}
     assert page.text.count('<rect class="o-accepted"') == 1  # all in this hour
     assert page.text.count('<rect class="o-rejected"') == 1
     assert 'aria-label="5 deliveries in the last 24 hours' in page.text
+
+
+@pytest.mark.parametrize(("later", "shown"), [(timedelta(hours=22), 5), (timedelta(hours=25), 0)])
+async def test_the_overview_counts_the_24_hours_up_to_its_clock(
+    backend: Backend, later: timedelta, shown: int
+) -> None:
+    async for client in open_console(backend.settings()):
+        await seed(client)
+    async for client in open_console(backend.settings(), now=datetime.now(UTC) + later):
+        await sign_in(client)
+        page = await client.get("/ui/")
+
+    assert page.status_code == 200
+    assert f'aria-label="{shown} deliveries in the last 24 hours' in page.text
+    assert cell(page, "tencent-ci", "succeeded") == str(min(shown, 2))
 
 
 async def test_every_page_renders_under_a_prefix(backend: Backend) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, create_engine, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from app import models
 from app.db import sync_url
@@ -134,6 +135,9 @@ class Outcome:
         return [rounds[number] for number in sorted(rounds)]
 
 
+_DEADLOCK_TRIES = 5
+
+
 class Watches:
     """The scratch database's watches: made due or not, and their polls counted."""
 
@@ -161,12 +165,21 @@ class Watches:
         self._due_at(datetime.now(UTC) + timedelta(days=1), held_too=False)
 
     def _due_at(self, when: datetime, *, held_too: bool) -> None:
+        """Every open watch (but those held, unless `held_too`) due at `when`. The running
+        poller updates watches meanwhile, in its own order: on PostgreSQL the one UPDATE of them
+        all may meet it in a deadlock, and is tried again."""
         c = _WATCH.c
         chosen = update(_WATCH).where(c.status.in_(_OPEN))
         if not held_too:
             chosen = chosen.where(c.leased_by.is_(None))
-        with self._engine.begin() as connection:
-            connection.execute(chosen.values(run_after=when))
+        for attempt in range(_DEADLOCK_TRIES):
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(chosen.values(run_after=when))
+                return
+            except OperationalError as error:
+                if "deadlock detected" not in str(error) or attempt == _DEADLOCK_TRIES - 1:
+                    raise
 
     def _held(self) -> int:
         with self._engine.connect() as connection:

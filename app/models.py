@@ -283,6 +283,9 @@ class JobWatch(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
+    # The job's, which never changes: a poller claims one provider's due watches by index,
+    # without reading their jobs.
+    provider: Mapped[str] = mapped_column(String(SHORT))
     # waiting, polling, done, gave_up (app/polling/watches.py).
     status: Mapped[str] = mapped_column(String(SHORT))
     polls: Mapped[int] = mapped_column(server_default=text("0"))
@@ -299,9 +302,10 @@ class JobWatch(Base):
     __table_args__ = (
         # Listing jobs by their watch (?watch=).
         Index(None, "status", "job_pk"),
-        # What a poller claims next: only watches still to poll are in it.
+        # What a poller claims next, a provider at a time: only watches still to poll are in it.
         Index(
             None,
+            "provider",
             "run_after",
             sqlite_where=text("run_after IS NOT NULL"),
             postgresql_where=text("run_after IS NOT NULL"),

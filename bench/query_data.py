@@ -485,7 +485,10 @@ class Rows:
                 continue
             watch_id += 1
             first, last = self.s.first_delivery[j], self.s.last_delivery[j]
-            row = DEFAULT_WATCH.watch_row(job_pk=j + 1, heard_at=self.received(first))
+            provider = Provider(self.kind(j)[0])
+            row = DEFAULT_WATCH.watch_row(
+                job_pk=j + 1, provider=provider, heard_at=self.received(first)
+            )
             row |= {"id": watch_id, "polls": 0, "attempts": 0}
             polled = [step for step, said in enumerate(history) if said.polled]
             if polled:

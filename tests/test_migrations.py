@@ -248,6 +248,36 @@ def test_watches_begin_for_unfinished_jobs_and_the_job_table_copy_keeps_its_chil
         engine.dispose()
 
 
+def test_watches_take_their_jobs_provider(backend: Backend, fresh_database_url: str) -> None:
+    """Migration 0013 copies each job's provider onto its watch, which the claim index needs."""
+    config, engine = _at_revision(backend, fresh_database_url, "0012")
+    try:
+        with engine.begin() as connection:
+            for pk, provider in ((1, "suno"), (2, "tencent-ci")):
+                connection.execute(
+                    text(
+                        "INSERT INTO job (id, provider, job_id, kind, state, provider_state,"
+                        " deliveries, first_received_at, last_received_at) VALUES (:pk,"
+                        " :provider, :job_id, 'unknown', 'submitted', '', 0,"
+                        " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    ),
+                    {"pk": pk, "provider": provider, "job_id": f"j{pk}"},
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO job_watch (job_pk, status, give_up_at, run_after) VALUES"
+                        " (:pk, 'waiting', '2026-01-03 00:00:00', '2026-01-01 00:10:00')"
+                    ),
+                    {"pk": pk},
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            watches = connection.execute(text("SELECT job_pk, provider FROM job_watch ORDER BY 1"))
+            assert [tuple(row) for row in watches] == [(1, "suno"), (2, "tencent-ci")]
+    finally:
+        engine.dispose()
+
+
 def _at_revision(backend: Backend, url: str, revision: str) -> tuple[Config, Engine]:
     """A fresh database of the backend's kind migrated up to `revision`: its Alembic config and
     an engine on it."""

@@ -142,7 +142,7 @@ SIGNATURE_KEY = ("provider", "task_id", "signed_timestamp")
 JOB_KEY = ("provider", "job_id")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
-WATCH_COLUMNS = ("job_pk", "status", "run_after", "give_up_at")
+WATCH_COLUMNS = ("job_pk", "provider", "status", "run_after", "give_up_at")
 FILE_COLUMNS = (
     "job_pk",
     "position",

@@ -241,7 +241,9 @@ def _merged(
     job_pk, state, previous_state, state_delivery_id, outputs_delivery_id = result
     changed = state_delivery_id == delivery_id
     if changed and previous_state is None and not State(state).is_final:
-        later.watches.append(later.watch.watch_row(job_pk=job_pk, heard_at=received_at))
+        later.watches.append(
+            later.watch.watch_row(job_pk=job_pk, provider=job.provider, heard_at=received_at)
+        )
     elif changed and State(state).is_final and _was_unfinished(previous_state):
         later.ended.append({"job_pk": job_pk})
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:

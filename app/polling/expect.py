@@ -80,6 +80,7 @@ async def expect_job(
             return False
         row = policy.watch_row(
             job_pk=created,
+            provider=provider,
             heard_at=now,
             poll_after=registration.poll_after,
             give_up_after=registration.give_up_after,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from app.providers.model import State
+from app.providers.model import Provider, State
 
 
 class WatchStatus(StrEnum):
@@ -39,6 +39,7 @@ class WatchPolicy:
         self,
         *,
         job_pk: int,
+        provider: Provider,
         heard_at: datetime,
         poll_after: timedelta | None = None,
         give_up_after: timedelta | None = None,
@@ -47,6 +48,7 @@ class WatchPolicy:
         may choose its own delays."""
         return {
             "job_pk": job_pk,
+            "provider": provider.value,
             "status": WatchStatus.WAITING.value,
             "run_after": heard_at + (self.poll_after if poll_after is None else poll_after),
             "give_up_at": heard_at

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, exists, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, select, update
 
 from app import models
 from app.fetching.fetcher import Answer, Fetcher
@@ -220,11 +220,12 @@ class Poller:
                 row
                 for provider, places in free.items()
                 if places > 0
-                for row in self._claim(connection, now, _of({provider}), places)
+                for row in self._claim(connection, now, provider, places)
             ]
             if free:
-                unconfigured = ~_of(self._providers)
-                rows += self._claim(connection, now, unconfigured, _UNCONFIGURED_BATCH)
+                for provider in Provider:
+                    if provider not in self._providers:
+                        rows += self._claim(connection, now, provider, _UNCONFIGURED_BATCH)
             jobs = _jobs_of(connection, {row.job_pk for row in rows}) if rows else {}
             watches = []
             poll_after = self._options.poll_after
@@ -244,8 +245,9 @@ class Poller:
         return watches
 
     def _claim(
-        self, connection: Connection, now: datetime, where: ColumnElement[bool], limit: int
+        self, connection: Connection, now: datetime, provider: Provider, limit: int
     ) -> Sequence[Any]:
+        """Up to `limit` due watches of `provider`'s jobs."""
         return claim(
             connection,
             WATCHES,
@@ -253,7 +255,7 @@ class Poller:
             now=now,
             lease=self._options.lease,
             limit=limit,
-            where=where,
+            where=_of(provider),
         )
 
     def _settle(self, connection: Connection, done: _Ended) -> None:
@@ -322,14 +324,10 @@ def _count_finishing_poll(connection: Connection, polled: Polled) -> None:
     )
 
 
-def _of(providers: Collection[Provider]) -> ColumnElement[bool]:
-    """Watches of jobs of these providers: a correlated probe of each due watch's job (SQLite
-    would otherwise list every job of the providers first, in the writers' turn)."""
-    job = models.Job
-    return exists().where(
-        job.id == WATCHES.table.c.job_pk,
-        job.provider.in_([provider.value for provider in providers]),
-    )
+def _of(provider: Provider) -> ColumnElement[bool]:
+    """The watches of `provider`'s jobs: a range of the (provider, run_after) index, whose first
+    rows are the ones due first (the job is never read to choose)."""
+    return WATCHES.table.c.provider == provider.value
 
 
 def _watch(row: Any, job: Any) -> Watch:

@@ -70,11 +70,17 @@ def claim(
     due = select(c.id).where(queue.due(now)).order_by(c.run_after).limit(limit)
     if where is not None:
         due = due.where(where)
-    if connection.dialect.name == "postgresql":
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
         due = due.with_for_update(skip_locked=True)
+    chosen = due.cte("due")
+    if postgresql:
+        # Chosen once: as a subquery the planner may rescan (a nested loop's inner side), each
+        # scan skipping the rows the last one locked, and more than `limit` rows are claimed.
+        chosen = chosen.prefix_with("MATERIALIZED")
     claimed = (
         update(queue.table)
-        .where(c.id.in_(due.scalar_subquery()))
+        .where(c.id.in_(select(chosen.c.id)))
         .values(leased_by=worker, leased_until=now + lease, attempts=c.attempts + 1)
         .returning(*c)
     )

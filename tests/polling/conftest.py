@@ -299,7 +299,9 @@ def expect(
             .returning(models.Job.id)
         ).scalar_one()
         connection.execute(
-            insert(models.JobWatch).values(policy.watch_row(job_pk=job_pk, heard_at=at))
+            insert(models.JobWatch).values(
+                policy.watch_row(job_pk=job_pk, provider=provider, heard_at=at)
+            )
         )
     return job_pk
 

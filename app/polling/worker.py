@@ -129,6 +129,8 @@ class Poller:
         self._rng = rng
         self._turns = writer_turns(engine)
         self._stop = threading.Event()
+        # When the due watches of providers without credentials are next looked at.
+        self._unconfigured_at = datetime.min.replace(tzinfo=UTC)
 
     def stop(self) -> None:
         self._stop.set()
@@ -222,7 +224,9 @@ class Poller:
                 if places > 0
                 for row in self._claim(connection, now, provider, places)
             ]
-            if free:
+            if free and now >= self._unconfigured_at:
+                # Once a poll_s, not once a round: a round may end with every poll.
+                self._unconfigured_at = now + timedelta(seconds=self._options.poll_s)
                 for provider in Provider:
                     if provider not in self._providers:
                         rows += self._claim(connection, now, provider, _UNCONFIGURED_BATCH)

@@ -121,8 +121,7 @@ def test_a_claim_on_sqlite_searches_one_providers_range_in_order(
             for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
         ]
     assert any(
-        "job_watch USING INDEX ix_job_watch_provider_run_after (provider=?" in step
-        for step in plan
+        "job_watch USING INDEX ix_job_watch_provider_run_after (provider=?" in step for step in plan
     ), plan
     # In index order: no sort of the due rows, and the job table is never read.
     assert not any("TEMP B-TREE" in step or " job " in f"{step} " for step in plan), plan

@@ -137,11 +137,14 @@ class Committer:
         self._watchdog.stop()
         self._turns.close()
 
-    def turn(self, *, until: float) -> contextlib.AbstractContextManager[Turn]:
+    def turn(
+        self, *, until: float, patient: bool = False
+    ) -> contextlib.AbstractContextManager[Turn]:
         """This writer's turn at the database among the writer processes of other workers (on
         SQLite; app/ingest/turns.py). Taken before the batch is chosen, so that what arrives
-        while another writer commits joins the batch rather than waiting for the next one."""
-        return self._turns.taken(until=until)
+        while another writer commits joins the batch rather than waiting for the next one;
+        `patient`: by background work (turns.py)."""
+        return self._turns.taken(until=until, patient=patient)
 
     def commit(
         self, submissions: list[Submission], *, deadlines: list[float]

@@ -25,6 +25,11 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, text
 
 _RETRY_S = 0.0002
+# Background work waits its turn patiently: it tries again after a pause that doubles up to
+# this, leaving the moments between ingest writers' turns to them, and costs next to no CPU
+# while it waits (tried every _RETRY_S, a waiting worker's wake-ups took CPU from the writers
+# it waited for).
+_PATIENT_RETRY_MAX_S = 0.01
 
 
 class Turn(Enum):
@@ -34,8 +39,11 @@ class Turn(Enum):
 
 
 class Turns(Protocol):
-    def taken(self, *, until: float) -> contextlib.AbstractContextManager[Turn]:
-        """The turn, waited for until `until` (time.monotonic()) at most."""
+    def taken(
+        self, *, until: float, patient: bool = False
+    ) -> contextlib.AbstractContextManager[Turn]:
+        """The turn, waited for until `until` (time.monotonic()) at most; `patient`: by
+        background work, which yields to writers."""
 
     def close(self) -> None: ...
 
@@ -43,7 +51,9 @@ class Turns(Protocol):
 class _Untaken:
     """No turns: PostgreSQL (writers in parallel) or an in-memory database (one connection)."""
 
-    def taken(self, *, until: float) -> contextlib.AbstractContextManager[Turn]:
+    def taken(
+        self, *, until: float, patient: bool = False
+    ) -> contextlib.AbstractContextManager[Turn]:
         return contextlib.nullcontext(Turn.FREE)
 
     def close(self) -> None:
@@ -55,8 +65,8 @@ class _LockFile:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @contextlib.contextmanager
-    def taken(self, *, until: float) -> Iterator[Turn]:
-        turn = Turn.FREE
+    def taken(self, *, until: float, patient: bool = False) -> Iterator[Turn]:
+        turn, retry_s = Turn.FREE, _RETRY_S
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,7 +76,9 @@ class _LockFile:
                     yield Turn.MISSED
                     return
                 turn = Turn.WAITED
-                time.sleep(_RETRY_S)
+                time.sleep(retry_s)
+                if patient:
+                    retry_s = min(2 * retry_s, _PATIENT_RETRY_MAX_S)
         try:
             yield turn
         finally:
@@ -88,9 +100,9 @@ def writer_turns(engine: Engine) -> Turns:
 @contextlib.contextmanager
 def turn_transaction(engine: Engine, turns: Turns, *, wait_s: float) -> Iterator[Connection]:
     """A write transaction of a background task in the writers' turn, waited for `wait_s` at
-    most (TimeoutError past it): an ingest writer then waits for it without the busy handler's
-    sleeps."""
-    with turns.taken(until=time.monotonic() + wait_s) as turn:
+    most (TimeoutError past it), patiently: an ingest writer then waits for it without the
+    busy handler's sleeps, and goes first when both wait."""
+    with turns.taken(until=time.monotonic() + wait_s, patient=True) as turn:
         if turn is Turn.MISSED:
             raise TimeoutError("the database stayed busy with writers")
         with engine.begin() as connection:

@@ -82,7 +82,7 @@ def store(
     until = time.monotonic() + timeout_s
     answers: dict[int, Stored] = {}
     try:
-        with committer.turn(until=until) as turn:
+        with committer.turn(until=until, patient=True) as turn:
             if turn is Turn.MISSED:
                 raise TimeoutError("the database stayed busy with writers")
             for group in committer.commit(list(submissions), deadlines=[until] * len(submissions)):

@@ -95,6 +95,47 @@ def test_a_turn_that_does_not_come_by_the_deadline_is_missed(
     waiter.close()
 
 
+class SleepLog(FakeTime):
+    """FakeTime that keeps each retry's pause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        super().sleep(seconds)
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_background_work_waits_its_turn_with_pauses_that_grow_and_writers_with_short_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patient: bool
+) -> None:
+    """A writer tries again every fraction of a millisecond; background work (patient) doubles
+    its pause up to 10 ms, leaving the turn to writers and its CPU to them while it waits."""
+    clock = SleepLog()
+    monkeypatch.setattr(turns_module, "time", clock)
+    holder, waiter = (
+        turns_on(f"sqlite:///{tmp_path / 'db'}"),
+        turns_on(f"sqlite:///{tmp_path / 'db'}"),
+    )
+    with (
+        holder.taken(until=clock.now + 5),
+        waiter.taken(until=clock.now + 0.1, patient=patient) as turn,
+    ):
+        assert turn is Turn.MISSED
+    pauses = [round(pause, 6) for pause in clock.pauses]
+    if patient:
+        assert pauses[:7] == [0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.01]
+        assert set(pauses[7:]) == {0.01}
+        assert len(pauses) < 20
+    else:
+        assert set(pauses) == {0.0002}
+        assert len(pauses) >= 500
+    holder.close()
+    waiter.close()
+
+
 def test_the_turn_of_a_killed_writer_is_free_at_once(tmp_path: Path) -> None:
     turns = turns_on(f"sqlite:///{tmp_path / 'db'}")
     lock = f"{tmp_path / 'db'}-writer.lock"

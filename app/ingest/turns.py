@@ -28,8 +28,11 @@ _RETRY_S = 0.0002
 # Background work waits its turn patiently: it tries again after a pause that doubles up to
 # this, leaving the moments between ingest writers' turns to them, and costs next to no CPU
 # while it waits (tried every _RETRY_S, a waiting worker's wake-ups took CPU from the writers
-# it waited for).
+# it waited for)...
 _PATIENT_RETRY_MAX_S = 0.01
+# ...for this long; then it tries as often as a writer, so that writers that never pause (a
+# saturating load) cannot starve it.
+_PATIENCE_S = 1.0
 
 
 class Turn(Enum):
@@ -66,19 +69,22 @@ class _LockFile:
 
     @contextlib.contextmanager
     def taken(self, *, until: float, patient: bool = False) -> Iterator[Turn]:
-        turn, retry_s = Turn.FREE, _RETRY_S
+        turn, pause_s = Turn.FREE, _RETRY_S
+        impatient_at = time.monotonic() + _PATIENCE_S if patient else 0.0
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= until:
+                now = time.monotonic()
+                if now >= until:
                     yield Turn.MISSED
                     return
                 turn = Turn.WAITED
-                time.sleep(retry_s)
-                if patient:
-                    retry_s = min(2 * retry_s, _PATIENT_RETRY_MAX_S)
+                if now >= impatient_at:
+                    pause_s = _RETRY_S
+                time.sleep(pause_s)
+                pause_s = min(2 * pause_s, _PATIENT_RETRY_MAX_S)
         try:
             yield turn
         finally:

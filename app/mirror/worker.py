@@ -18,7 +18,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,15 +33,13 @@ from app.mirror.cos import CosKeys
 from app.mirror.sources import CosBucket
 from app.storage.keys import file_key
 from app.storage.store import FileStore
-from app.work.pool import gathered, results
+from app.work.pool import Rounds, go_rounds, results
 from app.work.queue import QueueTable, claim, release, renew, settle
 
 log = logging.getLogger(__name__)
 FILES = QueueTable.of(models.JobFile)
 # How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
 _TURN_S = 30.0
-# The longest pause after the database failed the worker, however often it did.
-_MAX_PAUSE_S = 30.0
 _FETCHING_NICENESS = 19
 
 
@@ -93,39 +91,26 @@ class Mirror:
 
     def run(self) -> None:
         """Settle, renew and claim, have the claimed fetched, until stopped; then settle what
-        ended and give back the rest. A database that fails the worker is tried again after a
-        pause that doubles up to _MAX_PAUSE_S, never given up on; what ended meanwhile waits."""
+        ended and give back the rest (app/work/pool.py `go_rounds`)."""
         options = self._options
-        in_flight: dict[Future[Outcome], Task] = {}
-        ended: list[Outcome] = []
-        pause = 0.0
-        with ThreadPoolExecutor(
-            options.concurrency, thread_name_prefix="mirror", initializer=_lowest_priority
-        ) as pool:
-            try:
-                while not self._stop.is_set():
-                    free = options.concurrency - len(in_flight)
-                    try:
-                        running = [task.id for task in in_flight.values()]
-                        claimed = self._exchange(ended, running, limit=free)
-                        ended, pause = [], 0.0
-                    except Exception:
-                        log.exception("mirror: the database failed the worker")
-                        claimed, pause = [], min(max(2 * pause, options.poll_s), _MAX_PAUSE_S)
-                        self._stop.wait(pause)
-                    for task in claimed:
-                        in_flight[pool.submit(self._attempts.outcome, task)] = task
-                    ended += _outcomes(gathered(in_flight, stop=self._stop, poll_s=options.poll_s))
-            finally:
-                self._stop.set()
-                wait(in_flight)
-                ended += _outcomes(in_flight)
-                if ended:
-                    try:
-                        self._exchange(ended, [], limit=0)
-                    except Exception:
-                        log.exception("mirror: settling at shutdown failed; leases run out")
-        self._turns.close()
+
+        def exchange(
+            ended: Sequence[Outcome], running: Sequence[Task], claiming: bool
+        ) -> list[Task]:
+            free = options.concurrency - len(running) if claiming else 0
+            return self._exchange(ended, [task.id for task in running], limit=free)
+
+        rounds = Rounds("mirror", log, exchange, self._attempts.outcome, _outcomes)
+        try:
+            go_rounds(
+                rounds,
+                threads=options.concurrency,
+                stop=self._stop,
+                poll_s=options.poll_s,
+                initializer=_lowest_priority,
+            )
+        finally:
+            self._turns.close()
 
     def run_once(self) -> int:
         """Claim what is due now, mirror it on this thread and settle it; how many tasks it took

@@ -48,14 +48,13 @@ from app.polling.schedule import Settled
 from app.providers.model import Provider
 from app.providers.registry import parse_jobs_page
 from app.providers.tencent_ci import JobsPage
+from app.work.pool import MAX_PAUSE_S
 from app.work.queue import QueueTable, claim, settle
 
 log = logging.getLogger(__name__)
 LISTINGS = QueueTable.of(models.CiListing)
 # How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
 _TURN_S = 30.0
-# The longest pause after the database failed the worker, however often it did.
-_MAX_PAUSE_S = 30.0
 # A stored page whose jobs were not merged is listed past (asked again, CI would answer the
 # same): the delivery keeps them, replayable once the parsers take them.
 UNMERGED = "the page stored as delivery {delivery} was not merged ({why}): replay it once it can be"
@@ -112,7 +111,8 @@ class QueueLister:
 
     def run(self) -> None:
         """List what is due, pausing a poll's time when nothing is, until stopped. A database
-        that fails the worker is tried again after a pause that doubles up to _MAX_PAUSE_S."""
+        that fails the worker is tried again after a pause that doubles up to
+        MAX_PAUSE_S (app/work/pool.py)."""
         pause = 0.0
         try:
             while not self._stop.is_set():
@@ -120,7 +120,7 @@ class QueueLister:
                     listed, pause = self.run_once(), 0.0
                 except Exception:
                     log.exception("lister: the database failed the worker")
-                    listed, pause = 0, min(max(2 * pause, self._options.poll_s), _MAX_PAUSE_S)
+                    listed, pause = 0, min(max(2 * pause, self._options.poll_s), MAX_PAUSE_S)
                 if not listed:
                     self._stop.wait(pause or self._options.poll_s)
         finally:

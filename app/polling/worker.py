@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,15 +41,13 @@ from app.polling.answers import ask, finishes, store, stored_error, submission
 from app.polling.requests import NotPollable, PollRequests, WatchedJob
 from app.polling.watches import WatchStatus
 from app.providers.model import Provider, State
-from app.work.pool import gathered, results
+from app.work.pool import Rounds, go_rounds, results
 from app.work.queue import QueueTable, claim, release, renew, settle
 
 log = logging.getLogger(__name__)
 WATCHES = QueueTable.of(models.JobWatch)
 # How long a write transaction may wait for SQLite writers' turn (app/ingest/turns.py).
 _TURN_S = 30.0
-# The longest pause after the database failed the worker, however often it did.
-_MAX_PAUSE_S = 30.0
 # Watches of providers without credentials put off in one transaction (nothing is asked).
 _UNCONFIGURED_BATCH = 100
 
@@ -137,38 +135,28 @@ class Poller:
 
     def run(self) -> None:
         """Settle, renew and claim, have the claimed polled, until stopped; then settle what
-        ended. A database that fails the worker is tried again after a pause that doubles up to
-        _MAX_PAUSE_S, never given up on; what ended meanwhile waits (its answer stored once)."""
-        options = self._options
-        in_flight: dict[Future[Polled], Watch] = {}
-        ended: list[_Ended] = []
-        pause = 0.0
-        threads = options.concurrency * max(1, len(self._providers))
-        with ThreadPoolExecutor(threads, thread_name_prefix="poller") as pool:
-            try:
-                while not self._stop.is_set():
-                    try:
-                        running = [watch.id for watch in in_flight.values()]
-                        claimed = self._exchange(ended, running, self._free(in_flight.values()))
-                        ended, pause = [], 0.0
-                    except Exception:
-                        log.exception("poller: the database failed the worker")
-                        claimed, pause = [], min(max(2 * pause, options.poll_s), _MAX_PAUSE_S)
-                        self._stop.wait(pause)
-                    for watch in claimed:
-                        in_flight[pool.submit(self.poll, watch)] = watch
-                    finished = gathered(in_flight, stop=self._stop, poll_s=options.poll_s)
-                    ended += self._stored(_polled(finished))
-            finally:
-                self._stop.set()
-                wait(in_flight)
-                ended += self._stored(_polled(in_flight))
-                if ended:
-                    try:
-                        self._exchange(ended, [], {})
-                    except Exception:
-                        log.exception("poller: settling at shutdown failed; leases run out")
-        self._turns.close()
+        ended (app/work/pool.py `go_rounds`; what ended while the database failed the worker
+        waits, its answer stored once)."""
+
+        def exchange(
+            ended: Sequence[_Ended], running: Sequence[Watch], claiming: bool
+        ) -> list[Watch]:
+            free = self._free(running) if claiming else {}
+            return self._exchange(ended, [watch.id for watch in running], free)
+
+        def ended(finished: dict[Future[Polled], Watch]) -> list[_Ended]:
+            return self._stored(_polled(finished))
+
+        threads = self._options.concurrency * max(1, len(self._providers))
+        try:
+            go_rounds(
+                Rounds("poller", log, exchange, self.poll, ended),
+                threads=threads,
+                stop=self._stop,
+                poll_s=self._options.poll_s,
+            )
+        finally:
+            self._turns.close()
 
     def run_once(self) -> int:
         """Claim what is due now, poll it on this thread, store the answers and settle; how many

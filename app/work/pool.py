@@ -1,20 +1,83 @@
 """What the background workers (app/mirror/worker.py, app/polling/worker.py) share about their
-tasks running on threads: gathering the ones that ended, and reading their results."""
+tasks running on threads: the rounds they go (`go_rounds`), gathering the tasks that ended, and
+reading their results."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 K = TypeVar("K")
+E = TypeVar("E")
 # After a task ends, how long the worker waits for others to end before it settles them
 # together: at most this many of its transactions a second.
 GATHER_S = 0.05
+# The longest pause after the database failed a worker, however often it did.
+MAX_PAUSE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rounds(Generic[K, T, E]):
+    """A worker's part in `go_rounds`: `exchange` settles what ended, renews the leases of the
+    tasks running and claims more, in one transaction (an empty list of running tasks and
+    `claiming` False: settle only, at shutdown); `work` does a task on a thread (no database);
+    `ended` turns the finished tasks into what `exchange` settles. `log`: the worker's own,
+    which says what failed it."""
+
+    name: str
+    log: logging.Logger
+    exchange: Callable[[Sequence[E], Sequence[K], bool], Sequence[K]]
+    work: Callable[[K], T]
+    ended: Callable[[dict[Future[T], K]], list[E]]
+
+
+def go_rounds(
+    rounds: Rounds[K, T, E],
+    *,
+    threads: int,
+    stop: threading.Event,
+    poll_s: float,
+    initializer: Callable[[], None] | None = None,
+) -> None:
+    """Exchange, have the claimed worked on threads, gather what ended, until `stop`; then wait
+    for the tasks running (they see `stop` too) and settle them. A database that fails the
+    worker is tried again after a pause that doubles up to MAX_PAUSE_S, never given up on; what
+    ended meanwhile waits for the next exchange."""
+    in_flight: dict[Future[T], K] = {}
+    ended: list[E] = []
+    pause = 0.0
+    with ThreadPoolExecutor(
+        threads, thread_name_prefix=rounds.name, initializer=initializer
+    ) as pool:
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = rounds.exchange(ended, list(in_flight.values()), True)
+                    ended, pause = [], 0.0
+                except Exception:
+                    rounds.log.exception("%s: the database failed the worker", rounds.name)
+                    claimed, pause = [], min(max(2 * pause, poll_s), MAX_PAUSE_S)
+                    stop.wait(pause)
+                for task in claimed:
+                    in_flight[pool.submit(rounds.work, task)] = task
+                ended += rounds.ended(gathered(in_flight, stop=stop, poll_s=poll_s))
+        finally:
+            stop.set()
+            wait(in_flight)
+            ended += rounds.ended(in_flight)
+            if ended:
+                try:
+                    rounds.exchange(ended, [], False)
+                except Exception:
+                    rounds.log.exception(
+                        "%s: settling at shutdown failed; leases run out", rounds.name
+                    )
 
 
 def gathered(

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, update
 
 from app import models
 from app.providers.model import Provider
-from bench.beside import Beside, Run
+from bench.beside import Beside, Rounds, Run
 from bench.ingest.databases import Backend as BenchBackend
 from bench.ingest.databases import Scratch
 from bench.ingest.facts import Context
@@ -62,7 +62,7 @@ def test_the_section_shows_poll_rates_and_ingest_beside_polls() -> None:
     )
     rate = PollRate(4, 600, 10.0, 1.2, 0.1, 0.05, None)
     outcome = Outcome(BenchBackend.SQLITE, 2.0, (rate,), Beside(KINDS, runs), ())
-    plan = Plan(10_000, (4,), 20, family("tencent-ci"), 1, 5, 128, 20, 64)
+    plan = Plan(10_000, (4,), 20, Rounds(family("tencent-ci"), 1, 5, 128), 20, 64)
 
     text = section([outcome], plan, Context("cmd", "abc", "today", "2 cores", ("start: 0",)))
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.beside import noise_line
+from bench.beside import Rounds, noise_line
 from bench.ingest.cli import PACED_CONNECTIONS, PROVIDERS
 from bench.ingest.databases import PG_SERVER, Backend
 from bench.ingest.facts import Context, load
@@ -79,10 +79,12 @@ def _plan(args: argparse.Namespace) -> Plan:
         watches=args.watches or (300 if quick else WATCHES),
         concurrencies=tuple(args.concurrency or ((4,) if quick else CONCURRENCIES)),
         window_s=5 if quick else 20,
-        family=family(args.family),
-        rounds=args.rounds or (2 if quick else 6),
-        duration_s=2 if quick else 5,
-        connections=128,
+        ingest=Rounds(
+            family(args.family),
+            rounds=args.rounds or (2 if quick else 6),
+            duration_s=2 if quick else 5,
+            connections=128,
+        ),
         paced_s=3 if quick else 20,
         paced_connections=PACED_CONNECTIONS,
     )

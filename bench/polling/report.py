@@ -79,16 +79,17 @@ def _rate_row(backend: str, r: PollRate) -> str:
 
 
 def _ingest(outcomes: list[Outcome], plan: Plan) -> str:
+    rounds = plan.ingest
     return "\n".join(
         [
             f"### Ingest while {plan.watches:,} polls are due",
             "",
-            f"{plan.family.label} callbacks (final: they write no watch) from wrk, saturating"
-            f" runs of {plan.duration_s:g} s from {plan.connections} connections on the server"
+            f"{rounds.family.label} callbacks (final: they write no watch) from wrk, saturating"
+            f" runs of {rounds.duration_s:g} s from {rounds.connections} connections on the server"
             " that polls: in each round one run while every watch is due and polled (*polls"
             " due*) and two while none is (*none due*, a and b), in an order that rotates from"
             " round to round. Ratios are taken within a round (polls due ÷ the mean of the two"
-            f" none due runs), median (min–max) over {plan.rounds} rounds. The ratio of the two"
+            f" none due runs), median (min–max) over {rounds.rounds} rounds. The ratio of the two"
             " none due runs is the noise: polling moves ingest beyond noise only where polls"
             " due ÷ none due falls outside its range.",
             "",

@@ -43,7 +43,6 @@ from bench.beside import Beside, Kinds, Rounds
 from bench.ingest import lua, wrk
 from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
-from bench.ingest.payloads import Family
 from bench.ingest.processes import PostgresCpu, group_cpu_s
 from bench.ingest.servers import Server, free_port, serving, stemhook_command
 from bench.stand_ins import StandIn
@@ -65,13 +64,9 @@ class Plan:
     watches: int  # jobs registered, and polled once they are due
     concurrencies: tuple[int, ...]  # of the polls-per-second runs; the first one's server ingests
     window_s: float  # the longest a polls-per-second run counts
-    family: Family
-    rounds: int
-    duration_s: float
-    connections: int
+    ingest: Rounds  # of saturating runs beside polls; the paced runs post the same family
     paced_s: float
     paced_connections: int
-    warmup_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +291,7 @@ def _ingest_rounds(
 
     return beside.measure(
         server.url,
-        Rounds(plan.family, plan.rounds, plan.duration_s, plan.connections, plan.warmup_s),
+        plan.ingest,
         KINDS,
         workdir,
         during=during,
@@ -314,15 +309,16 @@ def _paced(
     log: Callable[[str], None],
     backend: Backend,
 ) -> list[Paced]:
-    script = workdir / f"{plan.family.provider}-{lua.Mode.PACED}.lua"
-    script.write_text(lua.script(plan.family, lua.Mode.PACED))
+    family = plan.ingest.family
+    script = workdir / f"{family.provider}-{lua.Mode.PACED}.lua"
+    script.write_text(lua.script(family, lua.Mode.PACED))
     rate = HALF * ingest.idle_rate()
     paced = []
     for kind in (KINDS.busy, KINDS.idle_a):
         _set(watches, kind)
         invocation = wrk.paced(
             server.url,
-            plan.family.path,
+            family.path,
             script,
             duration_s=plan.paced_s,
             connections=plan.paced_connections,

@@ -1,5 +1,4 @@
-"""bench/polling's pieces: the watches it makes due or not on a real database, and its ratios,
-taken within each round."""
+"""bench/polling's pieces: the watches it makes due or not on a real database, and its report."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from sqlalchemy import Engine, select, update
 
 from app import models
 from app.providers.model import Provider
+from bench.beside import Beside, Rounds, Run
 from bench.ingest.databases import Backend as BenchBackend
 from bench.ingest.databases import Scratch
 from bench.ingest.facts import Context
@@ -17,7 +17,7 @@ from bench.ingest.payloads import family
 from bench.ingest.report import POLLING
 from bench.ingest.wrk import Load
 from bench.polling.report import section
-from bench.polling.runs import DUE, NONE_A, NONE_B, Outcome, Plan, PollRate, Watches, Window
+from bench.polling.runs import KINDS, Outcome, Plan, PollRate, Watches
 from tests.conftest import Backend
 from tests.polling.conftest import expect
 
@@ -52,24 +52,23 @@ def test_none_due_puts_off_every_open_watch_and_polls_are_counted(
         assert due[job_id] > now + timedelta(hours=23)
 
 
-def test_ratios_are_taken_within_each_round_and_shown_with_their_range() -> None:
-    rates = {0: {DUE: 90, NONE_A: 100, NONE_B: 100}, 1: {DUE: 110, NONE_A: 100, NONE_B: 120}}
-    windows = tuple(
-        Window(kind, number, _load(rate), polls=50 if kind == DUE else 0)
+def test_the_section_shows_poll_rates_and_ingest_beside_polls() -> None:
+    k = KINDS
+    rates = {0: {k.busy: 90, k.idle_a: 100, k.idle_b: 100}}
+    runs = tuple(
+        Run(kind, number, _load(rate), done=50 if kind == k.busy else 0)
         for number, by_kind in rates.items()
         for kind, rate in by_kind.items()
     )
     rate = PollRate(4, 600, 10.0, 1.2, 0.1, 0.05, None)
-    outcome = Outcome(BenchBackend.SQLITE, 2.0, (rate,), windows, ())
-    plan = Plan(10_000, (4,), 20, family("tencent-ci"), 2, 5, 128, 20, 64)
+    outcome = Outcome(BenchBackend.SQLITE, 2.0, (rate,), Beside(KINDS, runs), ())
+    plan = Plan(10_000, (4,), 20, Rounds(family("tencent-ci"), 1, 5, 128), 20, 64)
 
     text = section([outcome], plan, Context("cmd", "abc", "today", "2 cores", ("start: 0",)))
 
-    assert outcome.due_over_none() == [0.9, 1.0]
-    assert outcome.noise() == [1.0, 1.2]
     assert text.startswith(POLLING.begin) and text.endswith(POLLING.end + "\n")
     assert "| SQLite | 4 | 600 | 10.0 | 60.0 | 2,000 | 167 | — | 83 |" in text
-    assert "| 0.950 (0.900–1.000) | 1.100 (1.000–1.200) |" in text
+    assert "| SQLite | 100 | 90 | 0.900 (0.900–0.900) | 1.000 (1.000–1.000) | 10.0 | 0 |" in text
 
 
 def _load(rate: float) -> Load:

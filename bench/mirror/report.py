@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.beside import Beside, tables
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Context
 from bench.ingest.report import MIRROR
@@ -16,11 +17,19 @@ class Outcome:
     backend: Backend
     throughputs: tuple[Throughput, ...]
     latency: Latency
+    ingest: Beside  # what the mirror wrote, in MiB, is its `done`
 
 
 def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:
     return MIRROR.wrap(
-        "\n".join([_intro(context), _throughput(outcomes), _latency(outcomes, plan)])
+        "\n".join(
+            [
+                _intro(context),
+                _throughput(outcomes),
+                _latency(outcomes, plan),
+                _ingest(outcomes, plan),
+            ]
+        )
     )
 
 
@@ -127,6 +136,29 @@ def _latency(outcomes: list[Outcome], plan: Plan) -> str:
             "| backend | window | p50 | p90 | p99 | max | longest hiccup | the mirror wrote |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
+        ]
+    )
+
+
+def _ingest(outcomes: list[Outcome], plan: Plan) -> str:
+    rounds = plan.ingest
+    return "\n".join(
+        [
+            "",
+            "### Ingest while files stream in",
+            "",
+            f"The same callbacks from wrk, saturating runs of {rounds.duration_s:g} s from"
+            f" {rounds.connections} connections on a server of their own: in each round one run"
+            f" while the mirror downloads {size(plan.stream_size)} files one after another"
+            " (*streaming*, as above; wrk starts once a file's bytes reach the store) and two"
+            " while it has nothing to fetch (*idle*, a and b: every file posted stored), in an"
+            " order that rotates from round to round. Ratios are taken within a round"
+            " (streaming ÷ the mean of the two idle runs), median (min–max) over"
+            f" {rounds.rounds} rounds. The ratio of the two idle runs is the noise: mirroring"
+            " moves ingest beyond noise only where streaming ÷ idle falls outside its range."
+            " MiB: what the mirror process wrote (/proc/<pid>/io).",
+            "",
+            *tables([(o.backend.label, o.ingest) for o in outcomes], "MiB"),
         ]
     )
 

@@ -1,4 +1,6 @@
-"""The two measurements: mirror throughput per file set, and callback latency beside a download.
+"""The three measurements: mirror throughput per file set, callback latency beside a download,
+and saturating ingest beside downloads (bench/beside.py's rounds: "streaming" while the relay
+keeps 1 GiB files streaming in, "idle" once every file posted is stored).
 
 Each runs against a `stemhook serve` of its own (1 worker, mirroring on, fetches admitted to
 127.0.0.1/32 only, SQLite at synchronous=FULL) on a fresh database (bench/ingest/databases.py),
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench import beside
+from bench.beside import Beside, Kinds, Rounds
 from bench.ingest import lua, wrk
 from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
@@ -31,6 +35,7 @@ from bench.stand_ins import StandIn, started
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 # Far beyond what these sets take on a quiet machine: a run this slow has stalled.
 PATIENCE_S = 600
+KINDS = Kinds(busy="streaming", idle="idle")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Plan:
     window_s: float
     rate: float  # callbacks a second during each latency window
     connections: int  # wrk's during each latency window, one thread each
+    ingest: Rounds  # of saturating runs beside downloads
 
 
 @dataclass(frozen=True)
@@ -136,18 +142,53 @@ def latency(files: FileServer, plan: Plan, backend: Backend, workdir: Path) -> L
             rate=plan.rate,
         )
         idle = _window(invocation, workdir)
-
-        def stream(number: int, http: httpx.Client) -> None:
-            post_suno(http, f"stream-{number}", [files.url(plan.stream_size, f"{number}.wav")])
-
         mirror = server.background_pid()
-        with Relay(server.url, scratch, stream) as relay:
-            relay.until_streaming(files_dir)
+        with (
+            Relay(server.url, scratch, _streamer(files, plan)) as relay,
+            relay.streaming(files_dir),
+        ):
             before = written_bytes(mirror)
             streaming = _window(invocation, workdir)
             moved = written_bytes(mirror) - before
             stored = relay.stored
     return Latency(idle, streaming, moved, stored)
+
+
+def ingest(
+    files: FileServer, plan: Plan, backend: Backend, workdir: Path, log: Callable[[str], None]
+) -> Beside:
+    """Saturating Tencent CI callbacks (nothing fetched for them) while 1 GiB files stream in,
+    and while the mirror is idle; what the mirror wrote meanwhile counted in MiB."""
+    with _stemhook(backend, "stemhook_bench_mirror_ingest", workdir) as running:
+        server, scratch, files_dir = running
+        mirror = server.background_pid()
+        with Relay(server.url, scratch, _streamer(files, plan)) as relay:
+
+            @contextmanager
+            def during(kind: str) -> Iterator[None]:
+                if kind == KINDS.busy:
+                    with relay.streaming(files_dir):
+                        yield
+                else:
+                    relay.idle()
+                    yield
+
+            return beside.measure(
+                server.url,
+                plan.ingest,
+                KINDS,
+                workdir,
+                during=during,
+                done=lambda: written_bytes(mirror) / MIB,
+                log=lambda message: log(f"{backend.label} {message}"),
+            )
+
+
+def _streamer(files: FileServer, plan: Plan) -> Callable[[int, httpx.Client], None]:
+    def stream(number: int, http: httpx.Client) -> None:
+        post_suno(http, f"stream-{number}", [files.url(plan.stream_size, f"{number}.wav")])
+
+    return stream
 
 
 def post_suno(http: httpx.Client, task_id: str, urls: list[str]) -> None:

@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.beside import Rounds, noise_line
 from bench.ingest.cli import PACED_CONNECTIONS, PROVIDERS
 from bench.ingest.databases import PG_SERVER, Backend
 from bench.ingest.facts import Context, load
 from bench.ingest.payloads import family
 from bench.ingest.report import POLLING
-from bench.polling.report import noise_line, section
+from bench.polling.report import section
 from bench.polling.runs import Plan, measure
 from bench.stand_ins import started
 
@@ -64,7 +65,7 @@ def main() -> None:
         outcomes = [measure(backend, plan, provider, workdir, log) for backend in backends]
     loads.append(load("end"))
     for outcome in outcomes:
-        log(noise_line(outcome))
+        log(noise_line(outcome.backend.label, outcome.ingest))
     text = section(outcomes, plan, Context.of("bench.polling", loads, PG_SERVER))
     print(text)
     if args.output:
@@ -78,10 +79,12 @@ def _plan(args: argparse.Namespace) -> Plan:
         watches=args.watches or (300 if quick else WATCHES),
         concurrencies=tuple(args.concurrency or ((4,) if quick else CONCURRENCIES)),
         window_s=5 if quick else 20,
-        family=family(args.family),
-        rounds=args.rounds or (2 if quick else 6),
-        duration_s=2 if quick else 5,
-        connections=128,
+        ingest=Rounds(
+            family(args.family),
+            rounds=args.rounds or (2 if quick else 6),
+            duration_s=2 if quick else 5,
+            connections=128,
+        ),
         paced_s=3 if quick else 20,
         paced_connections=PACED_CONNECTIONS,
     )

@@ -3,19 +3,10 @@ report between its markers (bench/ingest/report.py's POLLING)."""
 
 from __future__ import annotations
 
-import statistics
-
+from bench.beside import tables
 from bench.ingest.facts import Context
 from bench.ingest.report import POLLING
-from bench.polling.runs import (
-    DUE,
-    NONE_A,
-    NONE_B,
-    REGISTERING_CLIENTS,
-    Outcome,
-    Plan,
-    PollRate,
-)
+from bench.polling.runs import REGISTERING_CLIENTS, Outcome, Plan, PollRate
 
 
 def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:
@@ -28,14 +19,6 @@ def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:
                 _latency(outcomes),
             ]
         )
-    )
-
-
-def noise_line(outcome: Outcome) -> str:
-    due, noise = outcome.due_over_none(), outcome.noise()
-    return (
-        f"{outcome.backend.label}: ingest polls due ÷ none due {_spread(due)},"
-        f" none ÷ none (the noise) {_spread(noise)}"
     )
 
 
@@ -96,48 +79,21 @@ def _rate_row(backend: str, r: PollRate) -> str:
 
 
 def _ingest(outcomes: list[Outcome], plan: Plan) -> str:
-    summary, rounds = [], []
-    for o in outcomes:
-        by_kind = {kind: [w for w in o.windows if w.kind == kind] for kind in (DUE, NONE_A, NONE_B)}
-        nones = by_kind[NONE_A] + by_kind[NONE_B]
-        during = [w.polls / w.load.duration_s for w in by_kind[DUE]]
-        summary.append(
-            f"| {o.backend.label} | {statistics.median(w.load.rate for w in nones):,.0f} |"
-            f" {statistics.median(w.load.rate for w in by_kind[DUE]):,.0f} |"
-            f" {_spread(o.due_over_none())} | {_spread(o.noise())} |"
-            f" {statistics.median(during):,.1f} | {sum(w.polls for w in nones)} |"
-        )
-        for number, due in enumerate(o.due_over_none()):
-            rates = {w.kind: w.load for w in o.windows if w.round == number}
-            rounds.append(
-                f"| {o.backend.label} | {number + 1} | {rates[DUE].rate:,.0f} |"
-                f" {rates[NONE_A].rate:,.0f} | {rates[NONE_B].rate:,.0f} | {due:.3f} |"
-                f" {rates[DUE].p99_ms:.1f} | {rates[NONE_A].p99_ms:.1f} |"
-            )
+    rounds = plan.ingest
     return "\n".join(
         [
             f"### Ingest while {plan.watches:,} polls are due",
             "",
-            f"{plan.family.label} callbacks (final: they write no watch) from wrk, saturating"
-            f" runs of {plan.duration_s:g} s from {plan.connections} connections on the server"
+            f"{rounds.family.label} callbacks (final: they write no watch) from wrk, saturating"
+            f" runs of {rounds.duration_s:g} s from {rounds.connections} connections on the server"
             " that polls: in each round one run while every watch is due and polled (*polls"
             " due*) and two while none is (*none due*, a and b), in an order that rotates from"
             " round to round. Ratios are taken within a round (polls due ÷ the mean of the two"
-            f" none due runs), median (min–max) over {plan.rounds} rounds. The ratio of the two"
+            f" none due runs), median (min–max) over {rounds.rounds} rounds. The ratio of the two"
             " none due runs is the noise: polling moves ingest beyond noise only where polls"
             " due ÷ none due falls outside its range.",
             "",
-            "| backend | none due req/s | polls due req/s | polls due ÷ none due | none b ÷ none a"
-            " (noise) | polls/s during polls due | polls during none due |",
-            "|---|---|---|---|---|---|---|",
-            *summary,
-            "",
-            "Each round (req/s; p99 from when each request left, in ms):",
-            "",
-            "| backend | round | polls due | none due a | none due b | polls due ÷ none due |"
-            " p99 polls due | p99 none due a |",
-            "|---|---|---|---|---|---|---|---|",
-            *rounds,
+            *tables([(o.backend.label, o.ingest) for o in outcomes], "polls"),
             "",
         ]
     )
@@ -169,7 +125,3 @@ def _latency(outcomes: list[Outcome]) -> str:
             *rows,
         ]
     )
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"

@@ -11,11 +11,10 @@ setting at its default.
   background process, the rest of stemhook, PostgreSQL (when it runs on this machine) and the
   fake provider spent per poll; once per STEMHOOK_POLL_CONCURRENCY asked, each on a server of
   its own over the same database.
-- Ingest beside polls (on the first server): rounds of saturating wrk runs of one family's
-  callbacks (bench/ingest/lua.py), each round one run while every watch is due and polled
-  ("polls due") and two while none is ("none due", whose ratio is the noise), in an order that
-  rotates from round to round; then one paced run of each kind at half the "none due" median
-  rate, latency counted from when each request was due.
+- Ingest beside polls (on the first server): bench/beside.py's rounds of saturating runs, the
+  background busy while every watch is due and polled ("polls due") and idle while none is
+  ("none due"); then one paced run of each kind at half the "none due" median rate, latency
+  counted from when each request was due.
 
 The provider answers PENDING: each poll is stored as a delivery that changes nothing and its
 watch is due again 15-30 s later, so with all of them due the poller never runs dry.
@@ -24,7 +23,6 @@ watch is due again 15-30 s later, so with all of them due the poller never runs 
 from __future__ import annotations
 
 import secrets
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +38,11 @@ from sqlalchemy.exc import OperationalError
 from app import models
 from app.db import sync_url
 from app.polling.watches import WatchStatus
+from bench import beside
+from bench.beside import Beside, Kinds, Rounds
 from bench.ingest import lua, wrk
 from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
 from bench.ingest.hiccups import Machine, MachineWatch
-from bench.ingest.payloads import Family
 from bench.ingest.processes import PostgresCpu, group_cpu_s
 from bench.ingest.servers import Server, free_port, serving, stemhook_command
 from bench.stand_ins import StandIn
@@ -54,8 +53,7 @@ SUNO_KEY = "bench-polling-key"
 REGISTERING_CLIENTS = 4
 # Far beyond what a run needs on a quiet machine: one this slow has stalled.
 PATIENCE_S = 300
-DUE, NONE_A, NONE_B = "polls due", "none due (a)", "none due (b)"
-KINDS = (DUE, NONE_A, NONE_B)
+KINDS = Kinds(busy="polls due", idle="none due")
 HALF = 0.5
 _OPEN = (WatchStatus.WAITING.value, WatchStatus.POLLING.value)
 _LOOK_S = 0.25
@@ -66,13 +64,9 @@ class Plan:
     watches: int  # jobs registered, and polled once they are due
     concurrencies: tuple[int, ...]  # of the polls-per-second runs; the first one's server ingests
     window_s: float  # the longest a polls-per-second run counts
-    family: Family
-    rounds: int
-    duration_s: float
-    connections: int
+    ingest: Rounds  # of saturating runs beside polls; the paced runs post the same family
     paced_s: float
     paced_connections: int
-    warmup_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,14 +88,6 @@ class PollRate:
 
 
 @dataclass(frozen=True)
-class Window:
-    kind: str
-    round: int
-    load: wrk.Load
-    polls: int  # made during the run
-
-
-@dataclass(frozen=True)
 class Paced:
     kind: str
     asked: float  # req/s
@@ -115,24 +101,8 @@ class Outcome:
     backend: Backend
     registered_s: float
     rates: tuple[PollRate, ...]
-    windows: tuple[Window, ...]
+    ingest: Beside  # the polls are its `done`
     paced: tuple[Paced, ...]
-
-    def noise(self) -> list[float]:
-        """Per round: the second none due run's rate ÷ the first's."""
-        return [rates[NONE_B] / rates[NONE_A] for rates in self._rounds()]
-
-    def due_over_none(self) -> list[float]:
-        """Per round: the polls due run's rate ÷ the mean of its two none due runs'."""
-        return [
-            rates[DUE] / statistics.mean((rates[NONE_A], rates[NONE_B])) for rates in self._rounds()
-        ]
-
-    def _rounds(self) -> list[dict[str, float]]:
-        rounds: dict[int, dict[str, float]] = {}
-        for w in self.windows:
-            rounds.setdefault(w.round, {})[w.kind] = w.load.rate
-        return [rounds[number] for number in sorted(rounds)]
 
 
 _DEADLOCK_TRIES = 5
@@ -205,8 +175,8 @@ def measure(
             registered_s = _register(server, plan.watches)
             log(f"{backend.label}: {plan.watches:,} jobs registered in {registered_s:.1f} s")
             rates = [_poll_rate(server, scratch, watches, provider, plan, first, log)]
-            windows = _ingest_rounds(server, watches, plan, workdir, log, backend)
-            paced = _paced(server, watches, plan, workdir, windows, log, backend)
+            ingest = _ingest_rounds(server, watches, plan, workdir, log, backend)
+            paced = _paced(server, watches, plan, workdir, ingest, log, backend)
         for concurrency in others:
             with (
                 _stemhook(scratch, provider, concurrency, workdir) as server,
@@ -215,7 +185,7 @@ def measure(
                 rates.append(_poll_rate(server, scratch, watches, provider, plan, concurrency, log))
     finally:
         scratch.drop()
-    return Outcome(backend, registered_s, tuple(rates), tuple(windows), tuple(paced))
+    return Outcome(backend, registered_s, tuple(rates), ingest, tuple(paced))
 
 
 def rate_line(r: PollRate) -> str:
@@ -313,38 +283,21 @@ def _ingest_rounds(
     workdir: Path,
     log: Callable[[str], None],
     backend: Backend,
-) -> list[Window]:
-    script = workdir / f"{plan.family.provider}-{lua.Mode.SATURATE}.lua"
-    script.write_text(lua.script(plan.family, lua.Mode.SATURATE))
+) -> Beside:
+    @contextmanager
+    def during(kind: str) -> Iterator[None]:
+        _set(watches, kind)
+        yield
 
-    def run(duration_s: float) -> wrk.Load:
-        # A fresh invocation each time: its run prefix keeps every job id new.
-        return wrk.run(
-            wrk.saturating(
-                server.url,
-                plan.family.path,
-                script,
-                duration_s=duration_s,
-                connections=plan.connections,
-                idle=False,
-            )
-        )
-
-    run(plan.warmup_s)
-    windows = []
-    for number in range(plan.rounds):
-        start = number % len(KINDS)
-        for kind in KINDS[start:] + KINDS[:start]:
-            _set(watches, kind)
-            before = watches.polls()
-            load = run(plan.duration_s)
-            windows.append(Window(kind, number, load, watches.polls() - before))
-            log(
-                f"{backend.label} r{number + 1} {kind:13} {load.rate:8,.0f} req/s"
-                f"  p50 {load.p50_ms:6.2f}  p99 {load.p99_ms:6.2f} ms;"
-                f" {windows[-1].polls / load.duration_s:6.1f} polls/s meanwhile"
-            )
-    return windows
+    return beside.measure(
+        server.url,
+        plan.ingest,
+        KINDS,
+        workdir,
+        during=during,
+        done=watches.polls,
+        log=lambda message: log(f"{backend.label} {message}"),
+    )
 
 
 def _paced(
@@ -352,19 +305,20 @@ def _paced(
     watches: Watches,
     plan: Plan,
     workdir: Path,
-    windows: list[Window],
+    ingest: Beside,
     log: Callable[[str], None],
     backend: Backend,
 ) -> list[Paced]:
-    script = workdir / f"{plan.family.provider}-{lua.Mode.PACED}.lua"
-    script.write_text(lua.script(plan.family, lua.Mode.PACED))
-    rate = HALF * statistics.median(w.load.rate for w in windows if w.kind != DUE)
+    family = plan.ingest.family
+    script = workdir / f"{family.provider}-{lua.Mode.PACED}.lua"
+    script.write_text(lua.script(family, lua.Mode.PACED))
+    rate = HALF * ingest.idle_rate()
     paced = []
-    for kind in (DUE, NONE_A):
+    for kind in (KINDS.busy, KINDS.idle_a):
         _set(watches, kind)
         invocation = wrk.paced(
             server.url,
-            plan.family.path,
+            family.path,
             script,
             duration_s=plan.paced_s,
             connections=plan.paced_connections,
@@ -384,7 +338,7 @@ def _paced(
 
 
 def _set(watches: Watches, kind: str) -> None:
-    if kind == DUE:
+    if kind == KINDS.busy:
         watches.all_due()
     else:
         watches.none_due()

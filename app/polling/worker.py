@@ -67,11 +67,12 @@ class PollOptions:
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """A claimed watch: its row's id and queue state, and its job."""
+    """A claimed watch: its row's id, queue state and due time as claimed, and its job."""
 
     id: int
     held: schedule.Held
     job: WatchedJob
+    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,17 +264,33 @@ class Poller:
             asked=polled.asked,
             rng=self._rng,
         )
-        if self._settled(connection, polled.watch.id, settled):
+        if self._settled(connection, polled.watch.id, settled, claimed_due=polled.watch.due_at):
             return
         if done.finished_job:
             _count_finishing_poll(connection, polled)
         else:
             log.debug("poller: watch %d ended while its job was polled", polled.watch.id)
 
-    def _settled(self, connection: Connection, watch_id: int, settled: schedule.Settled) -> bool:
+    def _settled(
+        self,
+        connection: Connection,
+        watch_id: int,
+        settled: schedule.Settled,
+        *,
+        claimed_due: datetime | None = None,
+    ) -> bool:
+        """`claimed_due`: after a poll, the watch's due time as claimed; one made due again
+        meanwhile (`POST .../poll`, a callback held for confirmation) keeps the sooner time, so
+        the poll it asked for, made after the one in flight, is not put off by its backoff."""
         values, retry_at = settled
         return settle(
-            connection, WATCHES, watch_id, worker=self._worker, values=values, retry_at=retry_at
+            connection,
+            WATCHES,
+            watch_id,
+            worker=self._worker,
+            values=values,
+            retry_at=retry_at,
+            claimed_due=claimed_due,
         )
 
     def _transaction(self) -> contextlib.AbstractContextManager[Connection]:
@@ -325,6 +342,7 @@ def _of(provider: Provider) -> ColumnElement[bool]:
 def _watch(row: Any, job: Any) -> Watch:
     return Watch(
         id=row.id,
+        due_at=row.run_after,
         held=schedule.Held(polls=row.polls, attempts=row.attempts, give_up_at=row.give_up_at),
         job=WatchedJob(
             provider=Provider(job.provider),

@@ -27,7 +27,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    and_,
+    case,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from app.db import Base
 
@@ -114,15 +125,22 @@ def settle(
     worker: str,
     values: Mapping[str, Any],
     retry_at: datetime | None = None,
+    claimed_due: datetime | None = None,
 ) -> bool:
     """End `worker`'s hold on a task: with `values` written, due again at `retry_at`, or, without
     one, done for good. False (nothing written) when the worker no longer holds the lease: it ran
-    out and another worker may have the task now."""
+    out and another worker may have the task now. `claimed_due`: the task's `run_after` when it
+    was claimed (a claim leaves it as it is); where something else has moved it since, the sooner
+    of the two times stays."""
     c = queue.table.c
+    run_after: Any = retry_at
+    if retry_at is not None and claimed_due is not None:
+        moved_sooner = and_(c.run_after != claimed_due, c.run_after < retry_at)
+        run_after = case((moved_sooner, c.run_after), else_=literal(retry_at, c.run_after.type))
     settled = (
         update(queue.table)
         .where(c.id == task_id, c.leased_by == worker)
-        .values(**values, run_after=retry_at, leased_by=None, leased_until=None)
+        .values(**values, run_after=run_after, leased_by=None, leased_until=None)
     )
     return connection.execute(settled).rowcount == 1
 

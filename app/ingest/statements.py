@@ -119,6 +119,11 @@ FILLABLE = (
     "template_name",
     "queue_id",
 )
+# Of those, where the provider's API is asked about the job (app/polling/requests.py): the first
+# value stands, whoever wins later, so that an unsigned callback cannot re-address the poll that
+# would confirm or contradict it (docs/decisions/0019; a job's bucket, region and queue never
+# change at the provider).
+FIRST_WORD = ("input_bucket", "input_region", "queue_id")
 # Columns that always follow the winning delivery, even to null (an error only while failed).
 FOLLOW_WINNER = ("kind", "state", "provider_state", "error_code", "error_message")
 
@@ -431,8 +436,13 @@ def _upsert_job(dialect: Dialect) -> Insert:
         name: case((wins, new[name]), else_=old[name]) for name in FOLLOW_WINNER
     }
     for name in FILLABLE:
-        set_[name] = case(
-            (wins, func.coalesce(new[name], old[name])), else_=func.coalesce(old[name], new[name])
+        set_[name] = (
+            func.coalesce(old[name], new[name])
+            if name in FIRST_WORD
+            else case(
+                (wins, func.coalesce(new[name], old[name])),
+                else_=func.coalesce(old[name], new[name]),
+            )
         )
     set_ |= {
         "finished_at": case(

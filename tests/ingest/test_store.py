@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
 import pytest
 from sqlalchemy import Connection, Engine, text
 
@@ -297,3 +298,40 @@ def test_a_job_merged_last_by_the_older_transaction_keeps_the_newer_ones_number(
 
     assert older_tx < newer_tx
     assert (last_tx, state) == (newer_tx, "succeeded")
+
+
+def test_a_jobs_bucket_region_and_queue_keep_their_first_value_whoever_wins_later(
+    engine: Engine,
+) -> None:
+    """Where the provider is asked about the job (a CI poll's host and queue): a later delivery
+    may win the job's state, never move its poll elsewhere (an unsigned callback re-addressing
+    the poll that would confirm it, record 19). A value the job lacked is still filled."""
+
+    def running_at(region: str | None, queue: str) -> Intake:
+        body = orjson.loads(ci_json("j-1", "Running"))
+        detail = body["JobsDetail"]
+        detail["QueueId"] = queue
+        if region is not None:
+            detail["Input"] = {"BucketId": "b-1250000000", "Region": region, "Object": "in.mp3"}
+        return admit(detected(orjson.dumps(body)), suno_key=None, max_jobs=1)
+
+    def paused_elsewhere() -> Intake:
+        body = orjson.loads(ci_json("j-1", "Pause"))
+        body["JobsDetail"] |= {
+            "QueueId": "q-other",
+            "Input": {"BucketId": "other-1250000000", "Region": "ap-other", "Object": "x.mp3"},
+        }
+        return admit(detected(orjson.dumps(body)), suno_key=None, max_jobs=1)
+
+    with engine.begin() as connection:
+        stored(connection, [running_at(None, "q-1")])
+    with engine.begin() as connection:
+        stored(connection, [running_at("ap-guangzhou", "q-1")])  # fills the bucket and region
+    with engine.begin() as connection:
+        [receipt] = stored(connection, [paused_elsewhere()])
+    assert outcome(receipt) == ("j-1", "paused", False, Outcome.ACCEPTED)  # it won the state
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT input_bucket, input_region, queue_id, input_object FROM job")
+        ).one()
+    assert tuple(row) == ("b-1250000000", "ap-guangzhou", "q-1", "x.mp3")

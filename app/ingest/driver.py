@@ -339,6 +339,22 @@ class Cursor:
             return self._inserted_with_new_ids(statement, batch, batch.new_ids, rows)
         return self._matched_by_key(statement, batch, rows)
 
+    def fetched(
+        self, statement: Compiled, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """Every row the statement returned for these rows, in no order: for a statement that
+        may return any number of rows for each (an UPDATE ... RETURNING)."""
+        if not rows:
+            return []
+        if statement.batch is not None:
+            self._cursor.execute(statement.sql, self._batched(statement, statement.batch, rows))
+            return list(self._cursor.fetchall())
+        found: list[Sequence[Any]] = []
+        for row in rows:
+            self._cursor.execute(statement.sql, statement.parameters(row, self._times))
+            found += self._cursor.fetchall()
+        return found
+
     def many(self, statement: Compiled, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return

@@ -5,9 +5,12 @@ batch's jobs in ascending order (so that batches in other processes never deadlo
 app/ingest/statements.py), then the signatures signed deliveries claim (which decide whether
 they are refused), then the deliveries' raw rows (whose ids the job rows point to), then their
 jobs (whose answers decide everything else: inserted where new, merged by the upsert where
-not), then events, links and duplicate marks. On PostgreSQL each is one statement over all its
-rows, or a few where a key comes back in the batch (app/ingest/driver.py); on SQLite each runs
-once a row.
+not), then the jobs whose final state an unsigned callback only claims (STEMHOOK_CONFIRM_BY_POLL:
+created as a registration would be where new, never merged), then events, links, duplicate marks,
+files and watches, and last the claims the batch lets the database judge. On PostgreSQL each is
+one statement over all its rows, or a few where a key comes back in the batch
+(app/ingest/driver.py); on SQLite each runs once a row. A batch that holds no claim and finishes
+no job of a provider the setting names runs none of the statements claims need.
 """
 
 from __future__ import annotations
@@ -18,36 +21,57 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from app.ingest.driver import Cursor
+from app.ingest.driver import Compiled, Cursor
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
 from app.mirror.sources import MAX_FILES_PER_JOB, MirrorPolicy
+from app.polling.expect import NO_PROVIDER_STATE, UNKNOWN_KIND
 from app.polling.watches import WatchPolicy
-from app.providers.model import Job, OutputFile, State
+from app.providers.model import Job, OutputFile, Provider, State
+
+# What a delivery's decided claims made of it: its outcome and error, by its id.
+Judged = dict[int, tuple[Outcome, str | None]]
 
 
 @dataclass(slots=True)
 class _RowsAfterJobs:
     """The events, links, duplicate marks and files to fetch the job rows' answers decide,
-    written last."""
+    written last; and the claims they let the database judge."""
 
     mirror: MirrorPolicy
     watch: WatchPolicy
+    # The providers STEMHOOK_CONFIRM_BY_POLL names: their jobs' claims are judged when final.
+    confirm: frozenset[Provider]
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     watches: list[dict[str, Any]] = field(default_factory=list)
     ended: list[dict[str, Any]] = field(default_factory=list)
+    # The links of held jobs, with the state each claims; the watches they make due now (one a
+    # job: a statement meets each row once); the final jobs whose claims are judged now.
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    due: dict[int, dict[str, Any]] = field(default_factory=dict)
+    judged: set[int] = field(default_factory=set)
 
-    def write(self, cursor: Cursor, sql: WriteStatements) -> None:
+    def write(self, cursor: Cursor, sql: WriteStatements) -> Judged:
+        """The rows written; what judging the claims decided."""
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
+        cursor.many(sql.insert_claim, self.claims)
         cursor.many(sql.mark_duplicate, self.duplicates)
         cursor.many(sql.insert_file, self.files)
         # In this order: a job created unfinished and finished in one batch ends its new watch.
         cursor.many(sql.insert_watch, self.watches)
+        cursor.many(sql.due_watch, list(self.due.values()))
         cursor.many(sql.end_watch, self.ended)
+        if not self.judged:
+            return {}
+        jobs = [{"job_pk": job_pk} for job_pk in sorted(self.judged)]
+        if sql.lock_claims is not None:
+            cursor.many(sql.lock_claims, jobs)
+        decided = cursor.fetched(sql.resolve_claims, jobs)
+        return {delivery_id: (Outcome(outcome), error) for delivery_id, outcome, error in decided}
 
 
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
@@ -68,10 +92,12 @@ def store_batch(
     tx: int,
     mirror: MirrorPolicy,
     watch: WatchPolicy,
+    confirm: frozenset[Provider] = frozenset(),
 ) -> list[Receipt]:
     """The batch written in the transaction numbered `tx` (begin's answer); the output files of
     the jobs it makes succeed queued for fetching as `mirror` says, the jobs it creates
-    unfinished watched as `watch` says, and the watches of those it finishes ended."""
+    unfinished watched as `watch` says, and the watches of those it finishes ended; the claims
+    held of those jobs of `confirm`'s providers it finishes judged."""
     _lock_jobs(cursor, sql, intakes)
     intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
@@ -86,39 +112,116 @@ def store_batch(
         _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
-    later = _RowsAfterJobs(mirror=mirror, watch=watch)
+    later = _RowsAfterJobs(mirror=mirror, watch=watch, confirm=confirm)
     merged: dict[int, list[JobReceipt]] = {}
-    for (index, job, delivery_id), result in zip(
-        merges, _jobs_written(cursor, sql, job_rows), strict=True
-    ):
+    # A job seen twice in the batch is inserted by its first row and merged by the later ones,
+    # still in their order: merges run after all inserts, and a job that existed for one row
+    # exists for every later one.
+    written = _written(cursor, sql.insert_job, sql.upsert_job, job_rows)
+    for (index, job, delivery_id), result in zip(merges, written, strict=True):
         receipt = _merged(result, job, delivery_id, intakes[index].arrival.received_at, later)
+        merged.setdefault(index, []).append(receipt)
+    for index, receipt in _held(cursor, sql, intakes, delivery_ids, later, tx=tx):
         merged.setdefault(index, []).append(receipt)
     receipts = [
         _receipt(intake, delivery_id, tuple(merged.get(index, ())), later)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
     ]
-    later.write(cursor, sql)
+    judged = later.write(cursor, sql)
+    return [_as_judged(receipt, judged) for receipt in receipts] if judged else receipts
+
+
+def _written(
+    cursor: Cursor, insert: Compiled, existing: Compiled, rows: list[dict[str, Any]]
+) -> list[Sequence[Any]]:
+    """What each job row's `insert` returned, in order, or where its job existed already (the
+    insert returned nothing), what `existing` returned for it."""
+    written = cursor.many_returning(insert, rows)
+    found = [index for index, row in enumerate(written) if row is None]
+    answers = cursor.many_returning(existing, [rows[index] for index in found])
+    for index, row in zip(found, answers, strict=True):
+        written[index] = row
+    return [_returned(row) for row in written]
+
+
+def _held(
+    cursor: Cursor,
+    sql: WriteStatements,
+    intakes: list[Intake],
+    delivery_ids: list[int],
+    later: _RowsAfterJobs,
+    *,
+    tx: int,
+) -> list[tuple[int, JobReceipt]]:
+    """The held jobs (after every merge of the batch, so each is seen as the batch leaves it):
+    created as a registration would be where new, their claims linked, their watches made due
+    now while unfinished, their claims judged at once where final. Nothing of the callback is
+    merged: the job row stays as it was."""
+    holds = [
+        (index, job, delivery_id)
+        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
+        for job in intake.held
+    ]
+    if not holds:
+        return []
+    rows = [
+        _placeholder_row(job, intakes[index].arrival.received_at, tx=tx) for index, job, _ in holds
+    ]
+    written = _written(cursor, sql.insert_placeholder, sql.find_job, rows)
+    receipts = []
+    for (index, job, delivery_id), (job_pk, stored_state) in zip(holds, written, strict=True):
+        state = State(stored_state)
+        later.claims.append(
+            {
+                "delivery_id": delivery_id,
+                "job_pk": job_pk,
+                "duplicate": True,
+                "claimed_state": job.state.value,
+            }
+        )
+        if state.is_final:
+            later.judged.add(job_pk)
+        else:
+            at = intakes[index].arrival.received_at
+            later.due[job_pk] = later.watch.claimed_row(job_pk=job_pk, provider=job.provider, at=at)
+        receipt = JobReceipt(provider=job.provider, job_id=job.job_id, state=state, duplicate=True)
+        receipts.append((index, receipt))
     return receipts
 
 
-def _jobs_written(
-    cursor: Cursor, sql: WriteStatements, rows: list[dict[str, Any]]
-) -> list[Sequence[Any]]:
-    """What each job row's statement returned, in order. A job seen twice in the batch is
-    inserted by its first row and merged by the later ones, still in their order: merges run
-    after all inserts, and a job that existed for one row exists for every later one."""
-    written = cursor.many_returning(sql.insert_job, rows)
-    existing = [index for index, row in enumerate(written) if row is None]
-    merged = cursor.many_returning(sql.upsert_job, [rows[index] for index in existing])
-    for index, row in zip(existing, merged, strict=True):
-        written[index] = row
-    return [_returned(row) for row in written]
+def _placeholder_row(job: Job, received_at: datetime, *, tx: int) -> dict[str, Any]:
+    """A held job as a registration creates one (app/polling/expect.py), registered by this
+    transaction, with only what its poll is addressed by (a CI job's bucket, region and queue):
+    the callback's word on anything else waits for the provider's."""
+    return {
+        "provider": job.provider.value,
+        "job_id": job.job_id,
+        "kind": UNKNOWN_KIND,
+        "state": State.SUBMITTED.value,
+        "provider_state": NO_PROVIDER_STATE,
+        "input_bucket": job.input.bucket,
+        "input_region": job.input.region,
+        "queue_id": job.queue_id,
+        "deliveries": 0,
+        "first_received_at": received_at,
+        "last_received_at": received_at,
+        "last_tx": tx,
+        "registered_tx": tx,
+    }
+
+
+def _as_judged(receipt: Receipt, judged: Judged) -> Receipt:
+    decided = judged.get(receipt.delivery_id)
+    if decided is None:
+        return receipt
+    outcome, error = decided
+    return replace(receipt, outcome=outcome, error=error)
 
 
 def _lock_jobs(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> None:
     if sql.lock_jobs is None:
         return
-    keys = sorted({_job_key(job) for intake in intakes for job in intake.jobs})
+    keys = sorted({_job_key(job) for intake in intakes for job in (*intake.jobs, *intake.held)})
     if keys:
         cursor.run(sql.lock_jobs, {"keys": keys})
 
@@ -189,7 +292,7 @@ def _first_outcome(intake: Intake) -> tuple[Outcome, str | None]:
     """What the delivery row says before its jobs are merged (a duplicate is marked after)."""
     if intake.error is not None:
         return _error_outcome(intake), intake.error
-    return Outcome.ACCEPTED, None
+    return (Outcome.UNCONFIRMED if intake.held else Outcome.ACCEPTED), None
 
 
 def _error_outcome(intake: Intake) -> Outcome:
@@ -205,6 +308,13 @@ def _receipt(
             outcome=_error_outcome(intake),
             provider=intake.provider,
             error=intake.error,
+        )
+    if intake.held:  # until its claims are judged
+        return Receipt(
+            delivery_id=delivery_id,
+            outcome=Outcome.UNCONFIRMED,
+            provider=intake.provider,
+            jobs=jobs,
         )
     outcome = Outcome.ACCEPTED
     if all(job.duplicate for job in jobs):
@@ -246,6 +356,8 @@ def _merged(
         )
     elif changed and State(state).is_final and _was_unfinished(previous_state):
         later.ended.append({"job_pk": job_pk})
+        if job.provider in later.confirm:
+            later.judged.add(job_pk)
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
         # The job succeeded with this delivery's outputs: they are the files it produced.
         for position, output in enumerate(job.outputs[:MAX_FILES_PER_JOB]):

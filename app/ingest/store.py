@@ -21,57 +21,40 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from app.ingest.driver import Compiled, Cursor
+from app.ingest.claims import Claims, Judged, as_judged
+from app.ingest.driver import Cursor, answered
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
 from app.mirror.sources import MAX_FILES_PER_JOB, MirrorPolicy
-from app.polling.expect import NO_PROVIDER_STATE, UNKNOWN_KIND
 from app.polling.watches import WatchPolicy
 from app.providers.model import Job, OutputFile, Provider, State
-
-# What a delivery's decided claims made of it: its outcome and error, by its id.
-Judged = dict[int, tuple[Outcome, str | None]]
 
 
 @dataclass(slots=True)
 class _RowsAfterJobs:
     """The events, links, duplicate marks and files to fetch the job rows' answers decide,
-    written last; and the claims they let the database judge."""
+    written last; and the held claims (app/ingest/claims.py)."""
 
     mirror: MirrorPolicy
     watch: WatchPolicy
-    # The providers STEMHOOK_CONFIRM_BY_POLL names: their jobs' claims are judged when final.
-    confirm: frozenset[Provider]
+    claims: Claims
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     watches: list[dict[str, Any]] = field(default_factory=list)
     ended: list[dict[str, Any]] = field(default_factory=list)
-    # The links of held jobs, with the state each claims; the watches they make due now (one a
-    # job: a statement meets each row once); the final jobs whose claims are judged now.
-    claims: list[dict[str, Any]] = field(default_factory=list)
-    due: dict[int, dict[str, Any]] = field(default_factory=dict)
-    judged: set[int] = field(default_factory=set)
 
     def write(self, cursor: Cursor, sql: WriteStatements) -> Judged:
         """The rows written; what judging the claims decided."""
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
-        cursor.many(sql.insert_claim, self.claims)
         cursor.many(sql.mark_duplicate, self.duplicates)
         cursor.many(sql.insert_file, self.files)
         # In this order: a job created unfinished and finished in one batch ends its new watch.
         cursor.many(sql.insert_watch, self.watches)
-        cursor.many(sql.due_watch, list(self.due.values()))
         cursor.many(sql.end_watch, self.ended)
-        if not self.judged:
-            return {}
-        jobs = [{"job_pk": job_pk} for job_pk in sorted(self.judged)]
-        if sql.lock_claims is not None:
-            cursor.many(sql.lock_claims, jobs)
-        decided = cursor.fetched(sql.resolve_claims, jobs)
-        return {delivery_id: (Outcome(outcome), error) for delivery_id, outcome, error in decided}
+        return self.claims.write(cursor, sql)
 
 
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
@@ -102,7 +85,7 @@ def store_batch(
     intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
     returned = cursor.many_returning(sql.insert_delivery, rows)
-    delivery_ids: list[int] = [_returned(row)[0] for row in returned]
+    delivery_ids: list[int] = [answered(row)[0] for row in returned]
     merges = [
         (index, job, delivery_id)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
@@ -112,110 +95,27 @@ def store_batch(
         _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
-    later = _RowsAfterJobs(mirror=mirror, watch=watch, confirm=confirm)
+    later = _RowsAfterJobs(mirror=mirror, watch=watch, claims=Claims(watch, confirm))
     merged: dict[int, list[JobReceipt]] = {}
     # A job seen twice in the batch is inserted by its first row and merged by the later ones,
     # still in their order: merges run after all inserts, and a job that existed for one row
     # exists for every later one.
-    written = _written(cursor, sql.insert_job, sql.upsert_job, job_rows)
+    written = cursor.either_returning(sql.insert_job, sql.upsert_job, job_rows)
     for (index, job, delivery_id), result in zip(merges, written, strict=True):
         receipt = _merged(result, job, delivery_id, intakes[index].arrival.received_at, later)
         merged.setdefault(index, []).append(receipt)
-    for index, receipt in _held(cursor, sql, intakes, delivery_ids, later, tx=tx):
+    held = [
+        (index, job, delivery_id, intake.arrival.received_at)
+        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
+        for job in intake.held
+    ]
+    for index, receipt in later.claims.hold(cursor, sql, held, tx=tx):
         merged.setdefault(index, []).append(receipt)
     receipts = [
         _receipt(intake, delivery_id, tuple(merged.get(index, ())), later)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
     ]
-    judged = later.write(cursor, sql)
-    return [_as_judged(receipt, judged) for receipt in receipts] if judged else receipts
-
-
-def _written(
-    cursor: Cursor, insert: Compiled, existing: Compiled, rows: list[dict[str, Any]]
-) -> list[Sequence[Any]]:
-    """What each job row's `insert` returned, in order, or where its job existed already (the
-    insert returned nothing), what `existing` returned for it."""
-    written = cursor.many_returning(insert, rows)
-    found = [index for index, row in enumerate(written) if row is None]
-    answers = cursor.many_returning(existing, [rows[index] for index in found])
-    for index, row in zip(found, answers, strict=True):
-        written[index] = row
-    return [_returned(row) for row in written]
-
-
-def _held(
-    cursor: Cursor,
-    sql: WriteStatements,
-    intakes: list[Intake],
-    delivery_ids: list[int],
-    later: _RowsAfterJobs,
-    *,
-    tx: int,
-) -> list[tuple[int, JobReceipt]]:
-    """The held jobs (after every merge of the batch, so each is seen as the batch leaves it):
-    created as a registration would be where new, their claims linked, their watches made due
-    now while unfinished, their claims judged at once where final. Nothing of the callback is
-    merged: the job row stays as it was."""
-    holds = [
-        (index, job, delivery_id)
-        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
-        for job in intake.held
-    ]
-    if not holds:
-        return []
-    rows = [
-        _placeholder_row(job, intakes[index].arrival.received_at, tx=tx) for index, job, _ in holds
-    ]
-    written = _written(cursor, sql.insert_placeholder, sql.find_job, rows)
-    receipts = []
-    for (index, job, delivery_id), (job_pk, stored_state) in zip(holds, written, strict=True):
-        state = State(stored_state)
-        later.claims.append(
-            {
-                "delivery_id": delivery_id,
-                "job_pk": job_pk,
-                "duplicate": True,
-                "claimed_state": job.state.value,
-            }
-        )
-        if state.is_final:
-            later.judged.add(job_pk)
-        else:
-            at = intakes[index].arrival.received_at
-            later.due[job_pk] = later.watch.claimed_row(job_pk=job_pk, provider=job.provider, at=at)
-        receipt = JobReceipt(provider=job.provider, job_id=job.job_id, state=state, duplicate=True)
-        receipts.append((index, receipt))
-    return receipts
-
-
-def _placeholder_row(job: Job, received_at: datetime, *, tx: int) -> dict[str, Any]:
-    """A held job as a registration creates one (app/polling/expect.py), registered by this
-    transaction, with only what its poll is addressed by (a CI job's bucket, region and queue):
-    the callback's word on anything else waits for the provider's."""
-    return {
-        "provider": job.provider.value,
-        "job_id": job.job_id,
-        "kind": UNKNOWN_KIND,
-        "state": State.SUBMITTED.value,
-        "provider_state": NO_PROVIDER_STATE,
-        "input_bucket": job.input.bucket,
-        "input_region": job.input.region,
-        "queue_id": job.queue_id,
-        "deliveries": 0,
-        "first_received_at": received_at,
-        "last_received_at": received_at,
-        "last_tx": tx,
-        "registered_tx": tx,
-    }
-
-
-def _as_judged(receipt: Receipt, judged: Judged) -> Receipt:
-    decided = judged.get(receipt.delivery_id)
-    if decided is None:
-        return receipt
-    outcome, error = decided
-    return replace(receipt, outcome=outcome, error=error)
+    return as_judged(receipts, later.write(cursor, sql))
 
 
 def _lock_jobs(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> None:
@@ -259,12 +159,6 @@ def _signature_row(intake: Intake, job: Job, signed_timestamp: str) -> dict[str,
         "signed_timestamp": signed_timestamp,
         "body_sha256": hashlib.sha256(intake.arrival.body).hexdigest(),
     }
-
-
-def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
-    if row is None:
-        raise RuntimeError("expected a returned row, got none")
-    return row
 
 
 def keep_raw(
@@ -356,8 +250,7 @@ def _merged(
         )
     elif changed and State(state).is_final and _was_unfinished(previous_state):
         later.ended.append({"job_pk": job_pk})
-        if job.provider in later.confirm:
-            later.judged.add(job_pk)
+        later.claims.finished(job_pk, job.provider)
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
         # The job succeeded with this delivery's outputs: they are the files it produced.
         for position, output in enumerate(job.outputs[:MAX_FILES_PER_JOB]):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,15 +14,14 @@ from sqlalchemy import Engine, select
 from app import models
 from app.ingest.committer import Committer
 from app.ingest.intake import Outcome, Receipt
-from app.mirror.sources import MirrorPolicy
 from app.polling.answers import store
-from app.polling.watches import DEFAULT_WATCH
 from app.polling.worker import Poller
 from app.providers.model import Provider
 from tests.conftest import FIXTURES
 from tests.ingest.submissions import detected
+from tests.ingest.test_claims import delivery, job
 from tests.mirror.conftest import Clock
-from tests.polling.conftest import FakeProviders, answer_of, replying, watch_of
+from tests.polling.conftest import FakeProviders, answer_of, committer_on, replying, watch_of
 
 CI = Provider.TENCENT_CI
 # A CI TaskFinish callback naming a job in the bucket the COS keys may read (tests/polling).
@@ -38,15 +36,7 @@ def ci_callback(job_id: str) -> bytes:
 @pytest.fixture
 def confirming(engine: Engine) -> Iterator[Committer]:
     """The writer's committer (and the poller's) with STEMHOOK_CONFIRM_BY_POLL=tencent-ci."""
-    made = Committer(
-        engine,
-        suno_key=None,
-        timeout_s=10,
-        max_jobs=100,
-        mirror=MirrorPolicy(enabled=True, cos=False),
-        watch=DEFAULT_WATCH,
-        confirm=frozenset({CI}),
-    )
+    made = committer_on(engine, confirm=frozenset({CI}))
     yield made
     made.close()
 
@@ -55,23 +45,6 @@ def received(committer: Committer, body: bytes, clock: Clock) -> Receipt:
     [stored] = store(committer, [detected(body, received_at=clock.now)], timeout_s=10).values()
     assert isinstance(stored, Receipt), stored
     return stored
-
-
-def delivery(engine: Engine, delivery_id: int) -> tuple[str, str | None]:
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(models.Delivery.outcome, models.Delivery.error).where(
-                models.Delivery.id == delivery_id
-            )
-        ).one()
-    return (row.outcome, row.error)
-
-
-def job(engine: Engine, job_id: str) -> dict[str, Any]:
-    table = models.Job.__table__
-    with engine.connect() as connection:
-        row = connection.execute(select(table).where(table.c.job_id == job_id)).one()
-    return dict(row._mapping)
 
 
 def files(engine: Engine, job_id: str) -> list[str | None]:

@@ -326,7 +326,7 @@ def _statements_run(
     tx = transaction_number(connection)
     cursor = Cursor(connection)
     seen: list[str] = []
-    cursor._cursor = _Recording(cursor._cursor, seen)  # noqa: SLF001 - the test's own spy
+    cursor._cursor = _Recording(cursor._cursor, seen)  # the test's own spy on the driver
     try:
         store_batch(
             cursor, sql, intakes, tx=tx, mirror=MIRROR_ON, watch=DEFAULT_WATCH, confirm=confirm

@@ -36,7 +36,8 @@ STEMHOOK_CONFIRM_BY_POLL names its provider (docs/decisions/0019): the job is cr
 registration creates it where it is new (submitted, the provider's own word still to come: the
 merge rule lets any delivery replace it), its watch is inserted or made due now, and the link
 keeps the state claimed. Claims are judged by the database, in the transaction of whichever
-delivery makes the job final, or at once where it is final already: a delivery one of whose
+delivery makes the job final (where the setting names its provider then), or at once where it
+is final already: a delivery one of whose
 claimed jobs is final in another state is rejected with the reason; one none of whose claimed
 jobs is still unfinished is confirmed (accepted if it merged something else, else a duplicate).
 On PostgreSQL the deliveries judged are locked first, in order of id: two transactions that

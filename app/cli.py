@@ -75,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     replay.add_argument(
         "--outcome",
         action="append",
-        choices=[Outcome.REJECTED, Outcome.ORPHANED, Outcome.ACCEPTED, Outcome.DUPLICATE],
+        choices=[
+            Outcome.REJECTED,
+            Outcome.ORPHANED,
+            Outcome.UNCONFIRMED,
+            Outcome.ACCEPTED,
+            Outcome.DUPLICATE,
+        ],
         required=True,
         help="which stored deliveries to replay; repeat for several",
     )

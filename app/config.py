@@ -36,6 +36,12 @@ _CREDENTIAL_PAIRS = (
     ("media_lab_secret_id", "media_lab_secret_key"),
     ("s3_access_key_id", "s3_secret_access_key"),
 )
+# What polling each provider needs (app/polling/requests.py).
+_POLL_CREDENTIALS = {
+    Provider.SUNO: "STEMHOOK_SUNO_API_KEY",
+    Provider.MEDIA_LAB: "STEMHOOK_MEDIA_LAB_SECRET_ID and STEMHOOK_MEDIA_LAB_SECRET_KEY",
+    Provider.TENCENT_CI: "the COS keys (STEMHOOK_COS_SECRET_ID and STEMHOOK_COS_SECRET_KEY)",
+}
 _ONE_TOKEN = re.compile(r"[\x21-\x7e]+")
 # CI's job tags: VoiceSeparate, Tts, Transcode, SDRtoHDR, ...
 _CI_TAG = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
@@ -192,6 +198,11 @@ class Settings(BaseSettings):
     # A poll whose process stopped renewing its hold (at each of its worker's one-second rounds)
     # is made by another process once this has passed.
     poll_lease_s: float = Field(default=60, ge=10, le=3600)
+    # Providers whose unsigned callbacks are not believed when they say a job is final (suno,
+    # tencent-ci, tencent-media-lab; comma-separated): such a job is polled at once, and what
+    # its provider answers is merged; the callback stays unconfirmed until then, and is rejected
+    # if the provider contradicts it (docs/decisions/0019). Each needs its poll credentials.
+    confirm_by_poll: Annotated[tuple[Provider, ...], NoDecode] = ()
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -225,6 +236,13 @@ class Settings(BaseSettings):
     def _parse_ci_queues(cls, value: object) -> object:
         return _comma_separated(
             value, lambda item: parse_ci_queue(item) if isinstance(item, str) else item
+        )
+
+    @field_validator("confirm_by_poll", mode="before")
+    @classmethod
+    def _parse_providers(cls, value: object) -> object:
+        return _comma_separated(
+            value, lambda item: parse_provider(item) if isinstance(item, str) else item
         )
 
     @field_validator(
@@ -330,6 +348,28 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _confirmed_by_a_poll_that_can_be_made(self) -> Settings:
+        for provider in self.confirm_by_poll:
+            if provider not in self.polled_providers:
+                raise ValueError(
+                    f"STEMHOOK_CONFIRM_BY_POLL names {provider}, whose jobs cannot be polled"
+                    f" without {_POLL_CREDENTIALS[provider]}: its callbacks' claims would wait"
+                    " for an answer that never comes"
+                )
+        if Provider.SUNO in self.confirm_by_poll and self.suno_hmac_key is not None:
+            raise ValueError(
+                "STEMHOOK_CONFIRM_BY_POLL names suno while STEMHOOK_SUNO_HMAC_KEY is set: every"
+                " Suno callback must then be signed (an unsigned one is refused), so there is no"
+                " unsigned one to confirm"
+            )
+        return self
+
+    @property
+    def confirmed_providers(self) -> frozenset[Provider]:
+        """The providers whose unsigned callbacks' final states wait for a poll's answer."""
+        return frozenset(self.confirm_by_poll)
+
     @property
     def polled_providers(self) -> frozenset[Provider]:
         """The providers whose credentials are configured: their unfinished jobs are polled."""
@@ -423,6 +463,15 @@ def parse_cos_bucket(text: str) -> CosBucket:
         return CosBucket(check_bucket(bucket), check_region(region) if at else None)
     except ValueError as error:
         raise ValueError(f"{text.strip()!r} is not bucket or bucket@region: {error}") from None
+
+
+def parse_provider(text: str) -> Provider:
+    """ "tencent-ci" -> Provider.TENCENT_CI."""
+    try:
+        return Provider(text.strip())
+    except ValueError:
+        names = ", ".join(provider.value for provider in Provider)
+        raise ValueError(f"{text.strip()[:80]!r} is not a provider ({names})") from None
 
 
 def parse_ci_queue(text: str) -> CiQueue:

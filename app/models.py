@@ -4,7 +4,8 @@ delivery      every callback as it arrived (body, headers, outcome), kept even w
 job           one row per (provider, provider's job id): the merged, current view of the job,
               its output files included
 job_event     every state change of a job, with the delivery that caused it
-delivery_job  which deliveries touched which jobs, and whether each was a duplicate
+delivery_job  which deliveries touched which jobs, whether each was a duplicate, and the state
+              an unconfirmed callback claimed
 signature_use which body each signed (provider, task id, timestamp) was first stored with
 purge_state   how far retention has got, and which process runs it now (app/retention.py)
 job_file      each output file of a succeeded job that stemhook keeps a copy of: where it comes
@@ -179,6 +180,10 @@ class DeliveryJob(Base):
         ForeignKey("job.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     duplicate: Mapped[bool]
+    # The final state an unsigned callback claimed for the job, which was not merged but kept
+    # for the provider's word to decide (STEMHOOK_CONFIRM_BY_POLL, app/ingest/statements.py);
+    # null for every delivery that was merged. Kept once decided: what it claimed.
+    claimed_state: Mapped[str | None] = mapped_column(String(SHORT))
 
     # On SQLite one B-tree keyed by the primary key, not a table and the key's index besides.
     __table_args__ = {"sqlite_with_rowid": False}

@@ -13,6 +13,7 @@ from app.config import Settings, format_duration, parse_duration
 from app.fetching.addresses import why_refused
 from app.mirror.sources import CosBucket
 from app.polling.queues import CiQueue
+from app.providers.model import Provider
 
 _HOLDS_IPV4_MAPPED = (
     "it holds ::ffff:0:0/96, all of IPv4 in IPv4-mapped form, which it would not admit:"
@@ -387,3 +388,44 @@ def test_a_ci_queue_is_listed_only_with_the_cos_keys_in_a_bucket_they_may_read(
 
     _with_cos_keys(monkeypatch, "media-1250000000@ap-guangzhou")
     assert len(Settings(_env_file=None).ci_queues) == 1  # type: ignore[call-arg]
+
+
+def test_confirm_by_poll_names_providers_each_polled_with_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_CONFIRM_BY_POLL", "tencent-ci, suno,tencent-media-lab")
+    with pytest.raises(
+        ValidationError, match="names tencent-ci, whose jobs cannot be polled without the COS keys"
+    ):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    _with_cos_keys(monkeypatch, "media-1250000000")
+    monkeypatch.setenv("STEMHOOK_SUNO_API_KEY", "suno-api-key-0123")
+    with pytest.raises(ValidationError, match="STEMHOOK_MEDIA_LAB_SECRET_ID and"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    monkeypatch.setenv("STEMHOOK_MEDIA_LAB_SECRET_ID", "AKIDmedialab0123")
+    monkeypatch.setenv("STEMHOOK_MEDIA_LAB_SECRET_KEY", "media-lab-secret-0123")
+    assert Settings(_env_file=None).confirmed_providers == frozenset(Provider)  # type: ignore[call-arg]
+
+
+def test_confirm_by_poll_refuses_suno_while_its_callbacks_must_be_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_CONFIRM_BY_POLL", "suno")
+    monkeypatch.setenv("STEMHOOK_SUNO_API_KEY", "suno-api-key-0123")
+    monkeypatch.setenv("STEMHOOK_SUNO_HMAC_KEY", "suno-hmac-key")
+
+    with pytest.raises(ValidationError, match="names suno while STEMHOOK_SUNO_HMAC_KEY is set"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_confirm_by_poll_refuses_a_name_that_is_no_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STEMHOOK_CONFIRM_BY_POLL", "tencent")
+
+    with pytest.raises(ValidationError, match="'tencent' is not a provider"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("STEMHOOK_CONFIRM_BY_POLL", "")
+    assert Settings(_env_file=None).confirmed_providers == frozenset()  # type: ignore[call-arg]

@@ -278,6 +278,39 @@ def test_watches_take_their_jobs_provider(backend: Backend, fresh_database_url: 
         engine.dispose()
 
 
+def test_claims_are_kept_on_their_links_and_unconfirmed_deliveries_go_down_as_rejected(
+    backend: Backend, fresh_database_url: str
+) -> None:
+    """Migration 0014 adds the state a held callback claims to its link, in place; down again,
+    a delivery still unconfirmed becomes rejected (the version before knows no such outcome),
+    with the reason, and every link stays."""
+    config, engine = _at_revision(backend, fresh_database_url, "0014")
+    try:
+        with engine.begin() as connection:
+            _insert_delivery(connection, 1)
+            _insert_delivery(connection, 2)
+            connection.execute(text("UPDATE delivery SET outcome = 'unconfirmed' WHERE id = 2"))
+            _insert_job(connection, 1, "held", state="submitted")
+            connection.execute(
+                text(
+                    "INSERT INTO delivery_job (delivery_id, job_pk, duplicate, claimed_state)"
+                    " VALUES (1, 1, false, NULL), (2, 1, true, 'succeeded')"
+                )
+            )
+        command.downgrade(config, "0013")
+        with engine.connect() as connection:
+            outcomes = connection.execute(
+                text("SELECT id, outcome, error FROM delivery ORDER BY id")
+            ).all()
+            links = connection.execute(text("SELECT count(*) FROM delivery_job")).scalar_one()
+        assert [(row.id, row.outcome) for row in outcomes] == [(1, "accepted"), (2, "rejected")]
+        assert outcomes[0].error is None and "unconfirmed" in outcomes[1].error
+        assert links == 2
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
 def _at_revision(backend: Backend, url: str, revision: str) -> tuple[Config, Engine]:
     """A fresh database of the backend's kind migrated up to `revision`: its Alembic config and
     an engine on it."""

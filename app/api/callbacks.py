@@ -48,8 +48,8 @@ _MAX_HEADER_VALUE = 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": description}
     for code, description in {
-        400: "Malformed, unrecognized or unstorable payload; kept as a rejected or orphaned"
-        " delivery.",
+        400: "Malformed, unrecognized or unstorable payload, or a final state its provider"
+        " contradicts (STEMHOOK_CONFIRM_BY_POLL); kept as a rejected or orphaned delivery.",
         401: "Wrong or missing ?token= or Suno signature; or a Suno signature already used for"
         " another body (kept as a refused delivery, with its id).",
         408: "The body did not arrive in time.",
@@ -256,8 +256,9 @@ async def store(request: Request, submission: Submission) -> Receipt:
 
 
 def answer(receipt: Receipt) -> Response:
-    """Committed: 200, 400 for a body kept as rejected or orphaned (it will not improve), or 401
-    for one kept as refused (its signature vouches for another body)."""
+    """Committed: 200 (an unconfirmed one too: stored, its provider asked), 400 for a body kept
+    as rejected or orphaned (it will not improve), or 401 for one kept as refused (its signature
+    vouches for another body)."""
     if receipt.outcome is Outcome.REFUSED:
         raise RefusedDelivery(receipt.error or "", delivery_id=receipt.delivery_id)
     if receipt.outcome is Outcome.REJECTED:

@@ -11,6 +11,12 @@ the intake carries its timestamp. A poll answer has no signature to check: stemh
 provider's API for it over TLS, and no sender can choose a poll endpoint
 (app/providers/registry.py).
 
+An unsigned callback of a provider STEMHOOK_CONFIRM_BY_POLL names (`confirm`) has its final jobs
+held rather than merged: anyone who knows the callback URL can say a job succeeded, so only the
+provider's own answer to a poll may make it final (docs/decisions/0019). Unsigned is every
+Tencent CI and Media Lab callback, and a Suno one while no Suno key is set (with one, an unsigned
+Suno callback is refused above). A replay is admitted by the settings of the day it is replayed.
+
 Whatever parsing raises is the body's fault, not only ParseError: a parser that trips over input
 nobody foresaw (an unknown XML encoding is a LookupError inside expat) rejects that delivery,
 stored raw, with a warning line naming the exception. The line is drawn around parsing alone: a
@@ -23,7 +29,7 @@ import logging
 
 from app.ingest.intake import Arrival, Intake, Submission
 from app.providers import suno
-from app.providers.model import ParseError, Provider
+from app.providers.model import Job, ParseError, Provider
 from app.providers.registry import (
     ParsedCallback,
     parse_callback,
@@ -34,14 +40,22 @@ from app.providers.registry import (
 log = logging.getLogger(__name__)
 # The stored reason quotes an unforeseen exception's text, which a body can make long.
 _MAX_UNFORESEEN = 500
+_NONE_HELD: tuple[Job, ...] = ()
 
 
 class BadSignature(Exception):
     """A Suno signature is required and missing, stale or wrong."""
 
 
-def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Intake:
-    """The Intake the committer stores for one submission: its jobs, or why it has none.
+def admit(
+    submission: Submission,
+    *,
+    suno_key: str | None,
+    max_jobs: int,
+    confirm: frozenset[Provider] = frozenset(),
+) -> Intake:
+    """The Intake the committer stores for one submission: its jobs, or why it has none; the
+    final ones held when it is an unsigned callback of a provider in `confirm`.
 
     Raises BadSignature when a required Suno signature is missing, stale or wrong (answered 401).
     """
@@ -57,17 +71,22 @@ def admit(submission: Submission, *, suno_key: str | None, max_jobs: int) -> Int
             " may create (STEMHOOK_MAX_JOBS_PER_DELIVERY)"
         )
         return Intake(arrival=arrival, provider=parsed.provider, error=error, replay_of=replay_of)
-    signed_timestamp = None
+    signed_timestamp, signed = None, False
     if parsed.provider is Provider.SUNO and suno_key is not None and polled is None:
         signed_at = (submission.signed_at or arrival.received_at).timestamp()
         _verify_suno(arrival, suno_key, [job.job_id for job in parsed.jobs], signed_at)
-        signed_timestamp = arrival.headers.get("x-webhook-timestamp")
+        signed_timestamp, signed = arrival.headers.get("x-webhook-timestamp"), True
+    jobs, held = parsed.jobs, _NONE_HELD
+    if polled is None and not signed and parsed.provider in confirm:
+        jobs = tuple(job for job in parsed.jobs if not job.state.is_final)
+        held = tuple(job for job in parsed.jobs if job.state.is_final)
     return Intake(
         arrival=arrival,
         provider=parsed.provider,
-        jobs=parsed.jobs,
+        jobs=jobs,
         replay_of=replay_of,
         signed_timestamp=signed_timestamp,
+        held=held,
     )
 
 

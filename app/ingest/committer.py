@@ -63,6 +63,7 @@ from app.ingest.store import begin, keep_raw, store_batch
 from app.ingest.turns import Turn, writer_turns
 from app.mirror.sources import MirrorPolicy
 from app.polling.watches import WatchPolicy
+from app.providers.model import Provider
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,10 +113,14 @@ class Committer:
         max_jobs: int,
         mirror: MirrorPolicy,
         watch: WatchPolicy,
+        confirm: frozenset[Provider] = frozenset(),
     ) -> None:
+        """`confirm`: the providers whose unsigned callbacks' final states wait for their own
+        word (STEMHOOK_CONFIRM_BY_POLL)."""
         self._engine = engine
         self._mirror = mirror
         self._watch = watch
+        self._confirm = confirm
         self._sql: WriteStatements = build_statements(engine.dialect)
         self._suno_key = suno_key
         self._max_jobs = max_jobs
@@ -156,7 +161,12 @@ class Committer:
         admitted: list[_Pending] = []
         for index, (submission, deadline) in enumerate(zip(submissions, deadlines, strict=True)):
             try:
-                intake = admit(submission, suno_key=self._suno_key, max_jobs=self._max_jobs)
+                intake = admit(
+                    submission,
+                    suno_key=self._suno_key,
+                    max_jobs=self._max_jobs,
+                    confirm=self._confirm,
+                )
             except BadSignature as exc:
                 refused.append((index, exc))
             except Exception as exc:  # a bug outside parsing: answer 500, keep the others going
@@ -212,7 +222,13 @@ class Committer:
 
     def _store(self, intakes: list[Intake], cursor: Cursor, tx: int) -> list[Receipt]:
         return store_batch(
-            cursor, self._sql, intakes, tx=tx, mirror=self._mirror, watch=self._watch
+            cursor,
+            self._sql,
+            intakes,
+            tx=tx,
+            mirror=self._mirror,
+            watch=self._watch,
+            confirm=self._confirm,
         )
 
     def _attempt_until(
@@ -297,6 +313,7 @@ def committer_for(engine: Engine, settings: Settings) -> Committer:
         max_jobs=settings.max_jobs_per_delivery,
         mirror=settings.mirror_policy,
         watch=settings.watch_policy,
+        confirm=settings.confirmed_providers,
     )
 
 
@@ -306,7 +323,7 @@ def _by_jobs(admitted: list[_Pending], most: int) -> Iterator[list[_Pending]]:
     part: list[_Pending] = []
     jobs = 0
     for pending in admitted:
-        size = len(pending.intake.jobs)
+        size = len(pending.intake.jobs) + len(pending.intake.held)
         if part and jobs + size > most:
             yield part
             part, jobs = [], 0

@@ -313,9 +313,7 @@ class Cursor:
 
     def one(self, statement: Compiled, values: Mapping[str, Any]) -> Sequence[Any]:
         (row,) = self.many_returning(statement, [values])
-        if row is None:
-            raise RuntimeError("expected a returned row, got none")
-        return row
+        return answered(row)
 
     def run(self, statement: Compiled, values: Mapping[str, Any]) -> None:
         self._cursor.execute(statement.sql, statement.parameters(values, self._times))
@@ -338,6 +336,34 @@ class Cursor:
         if batch.new_ids is not None:
             return self._inserted_with_new_ids(statement, batch, batch.new_ids, rows)
         return self._matched_by_key(statement, batch, rows)
+
+    def either_returning(
+        self, first: Compiled, then: Compiled, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """Each row's answer from `first` (an insert that does nothing where its row exists) or,
+        where it returned none, from `then`, in order; each statement runs over the rows at once."""
+        answers = self.many_returning(first, rows)
+        missing = [index for index, answer in enumerate(answers) if answer is None]
+        found = self.many_returning(then, [rows[index] for index in missing])
+        for index, answer in zip(missing, found, strict=True):
+            answers[index] = answer
+        return [answered(answer) for answer in answers]
+
+    def fetched(
+        self, statement: Compiled, rows: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """Every row the statement returned for these rows, in no order: for a statement that
+        may return any number of rows for each (an UPDATE ... RETURNING)."""
+        if not rows:
+            return []
+        if statement.batch is not None:
+            self._cursor.execute(statement.sql, self._batched(statement, statement.batch, rows))
+            return list(self._cursor.fetchall())
+        found: list[Sequence[Any]] = []
+        for row in rows:
+            self._cursor.execute(statement.sql, statement.parameters(row, self._times))
+            found += self._cursor.fetchall()
+        return found
 
     def many(self, statement: Compiled, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -382,6 +408,13 @@ class Cursor:
         """The statement's parameters for these rows: their document, and each array column's
         values as one list, which the column's array type converts value by value."""
         return statement.parameters(batch.values(rows), self._times)
+
+
+def answered(answer: Sequence[Any] | None) -> Sequence[Any]:
+    """A statement's answer that must be there."""
+    if answer is None:
+        raise RuntimeError("expected a returned row, got none")
+    return answer
 
 
 def _rounds(keys: list[tuple[Any, ...]]) -> list[list[int]]:

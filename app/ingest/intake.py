@@ -31,6 +31,9 @@ _MICROSECOND = timedelta(microseconds=1)
 class Outcome(StrEnum):
     ACCEPTED = "accepted"  # at least one job was created or changed state
     DUPLICATE = "duplicate"  # every job was already known in this state (or a later one)
+    # An unsigned callback claiming a final state its provider has not confirmed yet
+    # (STEMHOOK_CONFIRM_BY_POLL): that job was not merged; the provider's answer decides.
+    UNCONFIRMED = "unconfirmed"
     REJECTED = "rejected"  # the payload could not be parsed; kept for inspection and replay
     ORPHANED = "orphaned"  # parsed, but the database refused its jobs; kept for replay
     # Its Suno signature was first used for another body: a forgery, kept as evidence, no jobs.
@@ -114,6 +117,9 @@ class Intake:
     # The X-Webhook-Timestamp of a verified Suno signature, which vouches for one body only.
     signed_timestamp: str | None = None
     refused: bool = False  # with `error`: the signature vouches for another body
+    # Final jobs of an unsigned callback of a provider STEMHOOK_CONFIRM_BY_POLL names: not
+    # merged, their claims kept until the provider's own answer decides them.
+    held: tuple[Job, ...] = ()
 
 
 @normalized

@@ -31,6 +31,19 @@ insert, in one transaction or in several processes: the second meets the first's
 waits for its transaction to end (on SQLite there is only one writer at a time anyway), and then
 compares against its committed row under that row's lock, or inserts if it rolled back.
 
+An unsigned callback's claim that a job is final is held, not merged, where
+STEMHOOK_CONFIRM_BY_POLL names its provider (docs/decisions/0019): the job is created as a
+registration creates it where it is new (submitted, the provider's own word still to come: the
+merge rule lets any delivery replace it), its watch is inserted or made due now, and the link
+keeps the state claimed. Claims are judged by the database, in the transaction of whichever
+delivery makes the job final (where the setting names its provider then), or at once where it
+is final already: a delivery one of whose
+claimed jobs is final in another state is rejected with the reason; one none of whose claimed
+jobs is still unfinished is confirmed (accepted if it merged something else, else a duplicate).
+On PostgreSQL the deliveries judged are locked first, in order of id: two transactions that
+finish two jobs one delivery claims then judge it one after the other, the second seeing the
+first's job, so that neither leaves it unconfirmed for good.
+
 Writers in several processes commit in parallel
 (docs/decisions/0012-parallel-writers-and-transaction-marks.md):
 - Each transaction first learns its number (`begin`), written into every delivery row and every
@@ -61,12 +74,14 @@ from sqlalchemy import (
     Insert,
     Integer,
     Select,
+    String,
     Table,
     Update,
     and_,
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal_column,
     not_,
@@ -83,6 +98,7 @@ from sqlalchemy.types import TypeEngine
 from app import models
 from app.db import Base
 from app.ingest.driver import Compiled, JsonRows, carries_bytes, compile_for
+from app.ingest.intake import Outcome
 from app.polling.watches import WatchStatus
 from app.providers.model import State
 
@@ -147,6 +163,7 @@ SIGNATURE_KEY = ("provider", "task_id", "signed_timestamp")
 JOB_KEY = ("provider", "job_id")
 EVENT_COLUMNS = ("job_pk", "delivery_id", "from_state", "to_state", "at")
 LINK_COLUMNS = ("delivery_id", "job_pk", "duplicate")
+CLAIM_COLUMNS = (*LINK_COLUMNS, "claimed_state")
 WATCH_COLUMNS = ("job_pk", "provider", "status", "run_after", "give_up_at")
 FILE_COLUMNS = (
     "job_pk",
@@ -176,6 +193,23 @@ JOB_COLUMNS = (
     "previous_state",
     "last_tx",
 )
+# A held job created where it is new: what a registration writes (app/polling/expect.py), with
+# what its poll is addressed by.
+PLACEHOLDER_COLUMNS = (
+    "provider",
+    "job_id",
+    "kind",
+    "state",
+    "provider_state",
+    "input_bucket",
+    "input_region",
+    "queue_id",
+    "deliveries",
+    "first_received_at",
+    "last_received_at",
+    "last_tx",
+    "registered_tx",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +226,13 @@ class WriteStatements:
     insert_file: Compiled
     insert_watch: Compiled
     end_watch: Compiled
+    # Only where a callback's claim is held (STEMHOOK_CONFIRM_BY_POLL): nothing else runs them.
+    insert_placeholder: Compiled
+    find_job: Compiled
+    insert_claim: Compiled
+    due_watch: Compiled
+    lock_claims: Compiled | None
+    resolve_claims: Compiled
 
 
 def build_statements(dialect: Dialect) -> WriteStatements:
@@ -217,6 +258,12 @@ def build_statements(dialect: Dialect) -> WriteStatements:
         insert_file=compiled(_insert_file(dialect)),
         insert_watch=compiled(_insert_watch(dialect)),
         end_watch=compiled(_end_watch(dialect)),
+        insert_placeholder=compiled(_insert_placeholder(dialect), key=JOB_KEY),
+        find_job=compiled(_find_job(dialect), key=JOB_KEY),
+        insert_claim=compiled(insert_rows(dialect, models.DeliveryJob, CLAIM_COLUMNS)),
+        due_watch=compiled(_due_watch(dialect)),
+        lock_claims=compiled(_lock_claims(dialect)) if dialect.name == "postgresql" else None,
+        resolve_claims=compiled(_resolve_claims(dialect)),
     )
 
 
@@ -363,6 +410,10 @@ _JOB_ANSWER = (
 )
 
 
+# What a held job's statements return after its key: its id and its state now.
+_HELD_ANSWER = (*_JOB_KEY, models.Job.id, models.Job.state)
+
+
 def _job_values(dialect: Dialect) -> postgresql.Insert | sqlite.Insert:
     return insert_rows(dialect, models.Job, JOB_COLUMNS)
 
@@ -415,6 +466,117 @@ def _end_watch(dialect: Dialect) -> Update:
     else:
         _, (job_pk,), _ = _incoming(dialect, _table(watch), ("job_pk",))
     return ended.where(watch.job_pk == job_pk, watch.status != _const(WatchStatus.DONE.value))
+
+
+def _insert_placeholder(dialect: Dialect) -> Insert:
+    """Creates a held job as a registration would; returns no row where it exists (find_job
+    then says what it is)."""
+    new_only: Insert = insert_rows(dialect, models.Job, PLACEHOLDER_COLUMNS).on_conflict_do_nothing(
+        index_elements=_JOB_KEY
+    )
+    return new_only.returning(*_HELD_ANSWER)
+
+
+def _find_job(dialect: Dialect) -> Select[Any]:
+    """An existing held job's id and state. No lock: the batch holds its job's advisory lock
+    (PostgreSQL) or the write lock (SQLite), and every writer of a job row takes it."""
+    job = _table(models.Job)
+    if dialect.name != "postgresql":
+        key = and_(*(job.c[name] == bindparam(name) for name in JOB_KEY))
+        return select(*_HELD_ANSWER).where(key)
+    rows, values, _ = _incoming(dialect, job, JOB_KEY)
+    key = and_(*(job.c[name] == value for name, value in zip(JOB_KEY, values, strict=True)))
+    return select(*_HELD_ANSWER).select_from(rows.join(job, key))
+
+
+def _due_watch(dialect: Dialect) -> Insert:
+    """The watch of a job a held claim speaks of: inserted due now where it has none (a job the
+    claim created), or an open one made due now (one given up on too: polled once more), its
+    status `polling`, which the first poll's wait for a job heard of lately does not hold up
+    (app/polling/schedule.py). A watch already done stays done."""
+    statement = insert_rows(dialect, models.JobWatch, WATCH_COLUMNS)
+    stored, new = models.JobWatch.__table__.c, statement.excluded
+    due: Insert = statement.on_conflict_do_update(
+        index_elements=[stored.job_pk],
+        set_={"status": new.status, "run_after": new.run_after},
+        where=stored.status != _const(WatchStatus.DONE.value),
+    )
+    return due
+
+
+def _claimed_on_jobs(dialect: Dialect) -> ColumnElement[bool]:
+    """Deliveries with a claim on one of the batch's jobs (`job_pk`)."""
+    link = _table(models.DeliveryJob)
+    if dialect.name != "postgresql":
+        on_jobs: ColumnElement[bool] = link.c.job_pk == bindparam("job_pk")
+        claims = select(link.c.delivery_id).where(on_jobs, link.c.claimed_state.is_not(None))
+    else:
+        rows, (job_pk,), _ = _incoming(dialect, link, ("job_pk",))
+        claims = (
+            select(link.c.delivery_id)
+            .select_from(link.join(rows, link.c.job_pk == job_pk))
+            .where(link.c.claimed_state.is_not(None))
+        )
+    return and_(
+        models.Delivery.outcome == _const(Outcome.UNCONFIRMED.value),
+        models.Delivery.id.in_(claims),
+    )
+
+
+def _lock_claims(dialect: Dialect) -> Select[Any]:
+    """The unconfirmed deliveries with a claim on the batch's jobs, locked in order of id
+    before they are judged (module docstring)."""
+    delivery = models.Delivery
+    return (
+        select(delivery.id).where(_claimed_on_jobs(dialect)).order_by(delivery.id).with_for_update()
+    )
+
+
+def _resolve_claims(dialect: Dialect) -> Update:
+    """Judges the unconfirmed deliveries with a claim on the batch's jobs against the states
+    of all the jobs they claim, as they are now (module docstring); returns each delivery it
+    decided, with its outcome and error."""
+    delivery = models.Delivery
+    claim = _table(models.DeliveryJob).alias("claim")
+    claimed = _table(models.Job).alias("claimed_job")
+    link = _table(models.DeliveryJob)
+    its_claims = and_(
+        claim.c.delivery_id == delivery.id,
+        claim.c.claimed_state.is_not(None),
+        claimed.c.id == claim.c.job_pk,
+    )
+    final = claimed.c.state.in_([_const(state.value) for state in State if state.is_final])
+    contradicted = and_(its_claims, final, claim.c.claimed_state != claimed.c.state)
+    contradiction = exists().where(contradicted)
+    # One reason, the same whichever plan finds it, should several jobs contradict it.
+    reason = (
+        select(
+            func.min(
+                _text("the provider says ")
+                + claimed.c.state
+                + _text("; the callback claimed ")
+                + claim.c.claimed_state
+                + _text(" (job ")
+                + claimed.c.job_id
+                + _text(")")
+            )
+        )
+        .where(contradicted)
+        .scalar_subquery()
+    )
+    pending = exists().where(its_claims, not_(final))
+    merged = exists().where(link.c.delivery_id == delivery.id, link.c.duplicate.is_(False))
+    outcome = case(
+        (contradiction, _const(Outcome.REJECTED.value)),
+        (merged, _const(Outcome.ACCEPTED.value)),
+        else_=_const(Outcome.DUPLICATE.value),
+    )
+    return (
+        update(delivery)
+        .where(_claimed_on_jobs(dialect), or_(contradiction, not_(pending)))
+        .values(outcome=outcome, error=reason)
+        .returning(delivery.id, delivery.outcome, delivery.error)
+    )
 
 
 def _insert_job(dialect: Dialect) -> Insert:
@@ -485,6 +647,11 @@ def _const(value: str | int) -> ColumnElement[Any]:
     """A constant written into the SQL text, so that the statement is prepared once with it
     instead of carrying hundreds of bound parameters into every execution."""
     return literal_column(f"'{value}'" if isinstance(value, str) else str(value))
+
+
+def _text(value: str) -> ColumnElement[str]:
+    """A string constant in the SQL text that joins others with ||."""
+    return literal_column(f"'{value}'", String())
 
 
 def _lookup(table: dict[State, int], state: ColumnElement[Any]) -> ColumnElement[int]:

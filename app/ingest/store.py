@@ -5,9 +5,12 @@ batch's jobs in ascending order (so that batches in other processes never deadlo
 app/ingest/statements.py), then the signatures signed deliveries claim (which decide whether
 they are refused), then the deliveries' raw rows (whose ids the job rows point to), then their
 jobs (whose answers decide everything else: inserted where new, merged by the upsert where
-not), then events, links and duplicate marks. On PostgreSQL each is one statement over all its
-rows, or a few where a key comes back in the batch (app/ingest/driver.py); on SQLite each runs
-once a row.
+not), then the jobs whose final state an unsigned callback only claims (STEMHOOK_CONFIRM_BY_POLL:
+created as a registration would be where new, never merged), then events, links, duplicate marks,
+files and watches, and last the claims the batch lets the database judge. On PostgreSQL each is
+one statement over all its rows, or a few where a key comes back in the batch
+(app/ingest/driver.py); on SQLite each runs once a row. A batch that holds no claim and finishes
+no job of a provider the setting names runs none of the statements claims need.
 """
 
 from __future__ import annotations
@@ -18,21 +21,23 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from app.ingest.driver import Cursor
+from app.ingest.claims import Claims, Judged, as_judged
+from app.ingest.driver import Cursor, answered
 from app.ingest.intake import Intake, JobReceipt, Outcome, Receipt
 from app.ingest.statements import WriteStatements
 from app.mirror.sources import MAX_FILES_PER_JOB, MirrorPolicy
 from app.polling.watches import WatchPolicy
-from app.providers.model import Job, OutputFile, State
+from app.providers.model import Job, OutputFile, Provider, State
 
 
 @dataclass(slots=True)
 class _RowsAfterJobs:
     """The events, links, duplicate marks and files to fetch the job rows' answers decide,
-    written last."""
+    written last; and the held claims (app/ingest/claims.py)."""
 
     mirror: MirrorPolicy
     watch: WatchPolicy
+    claims: Claims
     events: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -40,7 +45,8 @@ class _RowsAfterJobs:
     watches: list[dict[str, Any]] = field(default_factory=list)
     ended: list[dict[str, Any]] = field(default_factory=list)
 
-    def write(self, cursor: Cursor, sql: WriteStatements) -> None:
+    def write(self, cursor: Cursor, sql: WriteStatements) -> Judged:
+        """The rows written; what judging the claims decided."""
         cursor.many(sql.insert_event, self.events)
         cursor.many(sql.insert_link, self.links)
         cursor.many(sql.mark_duplicate, self.duplicates)
@@ -48,6 +54,7 @@ class _RowsAfterJobs:
         # In this order: a job created unfinished and finished in one batch ends its new watch.
         cursor.many(sql.insert_watch, self.watches)
         cursor.many(sql.end_watch, self.ended)
+        return self.claims.write(cursor, sql)
 
 
 REUSED_SIGNATURE = "X-Webhook-Signature was already used for another body of this task"
@@ -68,15 +75,17 @@ def store_batch(
     tx: int,
     mirror: MirrorPolicy,
     watch: WatchPolicy,
+    confirm: frozenset[Provider] = frozenset(),
 ) -> list[Receipt]:
     """The batch written in the transaction numbered `tx` (begin's answer); the output files of
     the jobs it makes succeed queued for fetching as `mirror` says, the jobs it creates
-    unfinished watched as `watch` says, and the watches of those it finishes ended."""
+    unfinished watched as `watch` says, and the watches of those it finishes ended; the claims
+    held of those jobs of `confirm`'s providers it finishes judged."""
     _lock_jobs(cursor, sql, intakes)
     intakes = _claim_signatures(cursor, sql, intakes)
     rows = [_delivery_row(intake, *_first_outcome(intake), tx=tx) for intake in intakes]
     returned = cursor.many_returning(sql.insert_delivery, rows)
-    delivery_ids: list[int] = [_returned(row)[0] for row in returned]
+    delivery_ids: list[int] = [answered(row)[0] for row in returned]
     merges = [
         (index, job, delivery_id)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
@@ -86,39 +95,33 @@ def store_batch(
         _job_row(job, delivery_id, intakes[index].arrival.received_at, tx=tx)
         for index, job, delivery_id in merges
     ]
-    later = _RowsAfterJobs(mirror=mirror, watch=watch)
+    later = _RowsAfterJobs(mirror=mirror, watch=watch, claims=Claims(watch, confirm))
     merged: dict[int, list[JobReceipt]] = {}
-    for (index, job, delivery_id), result in zip(
-        merges, _jobs_written(cursor, sql, job_rows), strict=True
-    ):
+    # A job seen twice in the batch is inserted by its first row and merged by the later ones,
+    # still in their order: merges run after all inserts, and a job that existed for one row
+    # exists for every later one.
+    written = cursor.either_returning(sql.insert_job, sql.upsert_job, job_rows)
+    for (index, job, delivery_id), result in zip(merges, written, strict=True):
         receipt = _merged(result, job, delivery_id, intakes[index].arrival.received_at, later)
+        merged.setdefault(index, []).append(receipt)
+    held = [
+        (index, job, delivery_id, intake.arrival.received_at)
+        for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
+        for job in intake.held
+    ]
+    for index, receipt in later.claims.hold(cursor, sql, held, tx=tx):
         merged.setdefault(index, []).append(receipt)
     receipts = [
         _receipt(intake, delivery_id, tuple(merged.get(index, ())), later)
         for index, (intake, delivery_id) in enumerate(zip(intakes, delivery_ids, strict=True))
     ]
-    later.write(cursor, sql)
-    return receipts
-
-
-def _jobs_written(
-    cursor: Cursor, sql: WriteStatements, rows: list[dict[str, Any]]
-) -> list[Sequence[Any]]:
-    """What each job row's statement returned, in order. A job seen twice in the batch is
-    inserted by its first row and merged by the later ones, still in their order: merges run
-    after all inserts, and a job that existed for one row exists for every later one."""
-    written = cursor.many_returning(sql.insert_job, rows)
-    existing = [index for index, row in enumerate(written) if row is None]
-    merged = cursor.many_returning(sql.upsert_job, [rows[index] for index in existing])
-    for index, row in zip(existing, merged, strict=True):
-        written[index] = row
-    return [_returned(row) for row in written]
+    return as_judged(receipts, later.write(cursor, sql))
 
 
 def _lock_jobs(cursor: Cursor, sql: WriteStatements, intakes: list[Intake]) -> None:
     if sql.lock_jobs is None:
         return
-    keys = sorted({_job_key(job) for intake in intakes for job in intake.jobs})
+    keys = sorted({_job_key(job) for intake in intakes for job in (*intake.jobs, *intake.held)})
     if keys:
         cursor.run(sql.lock_jobs, {"keys": keys})
 
@@ -158,12 +161,6 @@ def _signature_row(intake: Intake, job: Job, signed_timestamp: str) -> dict[str,
     }
 
 
-def _returned(row: Sequence[Any] | None) -> Sequence[Any]:
-    if row is None:
-        raise RuntimeError("expected a returned row, got none")
-    return row
-
-
 def keep_raw(
     cursor: Cursor,
     sql: WriteStatements,
@@ -189,7 +186,7 @@ def _first_outcome(intake: Intake) -> tuple[Outcome, str | None]:
     """What the delivery row says before its jobs are merged (a duplicate is marked after)."""
     if intake.error is not None:
         return _error_outcome(intake), intake.error
-    return Outcome.ACCEPTED, None
+    return (Outcome.UNCONFIRMED if intake.held else Outcome.ACCEPTED), None
 
 
 def _error_outcome(intake: Intake) -> Outcome:
@@ -205,6 +202,13 @@ def _receipt(
             outcome=_error_outcome(intake),
             provider=intake.provider,
             error=intake.error,
+        )
+    if intake.held:  # until its claims are judged
+        return Receipt(
+            delivery_id=delivery_id,
+            outcome=Outcome.UNCONFIRMED,
+            provider=intake.provider,
+            jobs=jobs,
         )
     outcome = Outcome.ACCEPTED
     if all(job.duplicate for job in jobs):
@@ -246,6 +250,7 @@ def _merged(
         )
     elif changed and State(state).is_final and _was_unfinished(previous_state):
         later.ended.append({"job_pk": job_pk})
+        later.claims.finished(job_pk, job.provider)
     if state == State.SUCCEEDED and outputs_delivery_id == delivery_id:
         # The job succeeded with this delivery's outputs: they are the files it produced.
         for position, output in enumerate(job.outputs[:MAX_FILES_PER_JOB]):

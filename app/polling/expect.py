@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, ColumnElement, Text, case, cast, func, literal, update
+from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -110,10 +110,9 @@ async def poll_now(
         .where(watch.job_pk == job_pk, watch.status != WatchStatus.DONE.value)
         .values(
             run_after=now,
-            status=case(
-                (watch.status == WatchStatus.GAVE_UP.value, WatchStatus.POLLING.value),
-                else_=watch.status,
-            ),
+            # Not `waiting`: the wait for a job heard of lately would put the poll off
+            # (app/polling/schedule.py).
+            status=WatchStatus.POLLING.value,
         )
         .returning(watch.id)
         .execution_options(synchronize_session=False)

@@ -3,8 +3,9 @@
 - Its job is final already: done, no poll.
 - Its provider has no credentials: left as it is, looked at again `STEMHOOK_POLL_AFTER` later (so
   credentials configured later find it), no poll counted; given up at its give-up time.
-- Not polled yet, and a delivery spoke of its job less than `STEMHOOK_POLL_AFTER` ago: put off
-  until that long after it (no poll counted).
+- Waiting for its first poll, and a delivery spoke of its job less than `STEMHOOK_POLL_AFTER`
+  ago: put off until that long after it (no poll counted). Not a watch made due on purpose
+  (`POST .../poll`, a callback's claim held for confirmation), whose status says `polling`.
 - Polled: one more poll, the error if it failed (an HTTP failure, or an answer the parsers
   reject), next polled after a backoff from 30 s doubling to 30 min (with jitter: the watches of
   many jobs registered together, or due together after an outage, spread out rather than ask a
@@ -54,10 +55,11 @@ def not_configured(now: datetime, *, poll_after: timedelta, give_up_at: datetime
 
 
 def heard_of_lately(row: Any, job: Any, now: datetime, poll_after: timedelta) -> Settled | None:
-    """A watch not polled yet whose job a delivery spoke of less than `poll_after` ago is put
-    off until `poll_after` after that delivery (a poll is for a job last heard of that long
-    ago); None: poll it now. A registered job's own delay counts until its first delivery."""
-    if row.polls > 0 or job.deliveries == 0:
+    """A watch waiting for its first poll whose job a delivery spoke of less than `poll_after`
+    ago is put off until `poll_after` after that delivery (a poll is for a job last heard of
+    that long ago); None: poll it now. A registered job's own delay counts until its first
+    delivery; a watch made due on purpose (`polling`) is polled now."""
+    if row.status != WatchStatus.WAITING or row.polls > 0 or job.deliveries == 0:
         return None
     due = job.last_received_at + poll_after
     if due <= now or due > row.give_up_at:  # past its give-up time: polled once, then given up

@@ -4,7 +4,8 @@ A job first heard of unfinished (a callback saying submitted or running, or a re
 `PUT .../expect`) gets a watch row in the transaction that creates it, due for its first poll
 `STEMHOOK_POLL_AFTER` after it was heard of and given up `STEMHOOK_POLL_GIVE_UP_AFTER` after.
 The delivery that makes the job final ends the watch in its own transaction. A job that arrives
-final is never watched.
+final is never watched, unless an unsigned callback says so where its provider's word is needed
+(STEMHOOK_CONFIRM_BY_POLL): its watch is then due at once.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class WatchPolicy:
             "give_up_at": heard_at
             + (self.give_up_after if give_up_after is None else give_up_after),
         }
+
+    def claimed_row(self, *, job_pk: int, provider: Provider, at: datetime) -> dict[str, Any]:
+        """The watch of an unfinished job whose final state a callback received `at` claims,
+        unconfirmed (STEMHOOK_CONFIRM_BY_POLL): polled now, given up as any watch; for a job
+        with a watch already, what it is made (app/ingest/statements.py, due_watch)."""
+        due = self.watch_row(job_pk=job_pk, provider=provider, heard_at=at, poll_after=timedelta())
+        return due | {"status": WatchStatus.POLLING.value}
 
 
 DEFAULT_WATCH = WatchPolicy(poll_after=timedelta(minutes=10), give_up_after=timedelta(hours=48))

@@ -53,6 +53,7 @@ class LinkedJob:
     provider: str
     job_id: str
     duplicate: bool
+    claimed_state: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +176,11 @@ async def find_delivery(session: AsyncSession, delivery_id: int) -> DeliveryDeta
     delivery = await session.get(models.Delivery, delivery_id)
     if delivery is None:
         return None
+    link = models.DeliveryJob
     linked = await session.execute(
-        select(models.Job.provider, models.Job.job_id, models.DeliveryJob.duplicate)
-        .join(models.DeliveryJob, models.DeliveryJob.job_pk == models.Job.id)
-        .where(models.DeliveryJob.delivery_id == delivery_id)
+        select(models.Job.provider, models.Job.job_id, link.duplicate, link.claimed_state)
+        .join(link, link.job_pk == models.Job.id)
+        .where(link.delivery_id == delivery_id)
         .order_by(models.Job.id)
     )
     replays = await session.scalars(
@@ -188,7 +190,7 @@ async def find_delivery(session: AsyncSession, delivery_id: int) -> DeliveryDeta
     )
     return DeliveryDetail(
         delivery,
-        [LinkedJob(provider, job_id, duplicate) for provider, job_id, duplicate in linked],
+        [LinkedJob(*row) for row in linked],
         list(replays.all()),
     )
 

@@ -161,13 +161,16 @@ async def _touched_since(
     limit: int,
 ) -> list[tuple[datetime, models.Job]]:
     """Jobs changed at or after the mark, keyed by their newest delivery below it, or where
-    none is, by their registration if that was below it."""
+    none is, by their registration if that was below it. A delivery whose claim was held
+    (STEMHOOK_CONFIRM_BY_POLL) merged nothing into the job, its receipt time included, so it
+    keys nothing either."""
     job = models.Job
     delivered = (
         select(func.max(models.Delivery.received_at))
         .join(models.DeliveryJob, models.DeliveryJob.delivery_id == models.Delivery.id)
         .where(
             models.DeliveryJob.job_pk == job.id,
+            models.DeliveryJob.claimed_state.is_(None),
             models.Delivery.tx < mark,
         )
         .scalar_subquery()

@@ -90,7 +90,9 @@ async def test_delivery_detail_shows_what_arrived_and_what_came_of_it(
 
     assert detail["body"] == {"encoding": "text", "content": body.decode()}
     assert detail["headers"]["x-request-id"] == "r-1"
-    assert detail["jobs"] == [{"provider": "tencent-ci", "job_id": "j-d", "duplicate": False}]
+    assert detail["jobs"] == [
+        {"provider": "tencent-ci", "job_id": "j-d", "duplicate": False, "claimed_state": None}
+    ]
     assert (detail["outcome"], detail["error"], detail["replays"]) == ("accepted", None, [])
     assert rejected["outcome"] == "rejected"
     assert rejected["error"] == bad["message"]

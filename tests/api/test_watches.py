@@ -177,6 +177,19 @@ async def test_poll_makes_the_watch_due_now_even_one_given_up_on(
     assert before - timedelta(seconds=1) <= _seconds(watch["next_poll_at"]) <= datetime.now(UTC)
 
 
+async def test_poll_makes_a_waiting_watch_polling_so_that_it_is_not_put_off(
+    polled: httpx.AsyncClient,
+) -> None:
+    """The first poll of a job heard of lately waits (app/polling/schedule.py), unless asked
+    for: a watch made due on request says so."""
+    await expect(polled, "suno/t-1", poll_after_s=3600)
+
+    answer = await polled.post("/v1/jobs/suno/t-1/poll", headers=AUTH)
+
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["watch"]["status"] == "polling"
+
+
 async def test_there_is_nothing_to_poll_of_a_final_job_or_an_unconfigured_provider(
     polled: httpx.AsyncClient,
 ) -> None:

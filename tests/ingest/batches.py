@@ -13,6 +13,7 @@ from app.ingest.statements import build_statements
 from app.ingest.store import begin, store_batch
 from app.mirror.sources import MirrorPolicy
 from app.polling.watches import DEFAULT_WATCH
+from app.providers.model import Provider
 
 MIRROR_ON = MirrorPolicy(enabled=True, cos=False)
 
@@ -28,10 +29,15 @@ def transaction_number(connection: Connection) -> int:
 
 
 def stored(
-    connection: Connection, intakes: list[Intake], *, mirror: MirrorPolicy = MIRROR_ON
+    connection: Connection,
+    intakes: list[Intake],
+    *,
+    mirror: MirrorPolicy = MIRROR_ON,
+    confirm: frozenset[Provider] = frozenset(),
 ) -> list[Receipt]:
     """The intakes written in the connection's transaction, not committed; output files queued
-    as `mirror` says (the default's: fetched, COS files skipped)."""
+    as `mirror` says (the default's: fetched, COS files skipped), the claims of jobs of
+    `confirm`'s providers judged when they finish."""
     tx = transaction_number(connection)
     cursor = Cursor(connection)
     try:
@@ -42,6 +48,7 @@ def stored(
             tx=tx,
             mirror=mirror,
             watch=DEFAULT_WATCH,
+            confirm=confirm,
         )
     finally:
         cursor.close()

@@ -355,8 +355,9 @@ def fake(clock: Clock) -> Iterator[Callable[..., FakeProviders]]:
         providers.stop()
 
 
-def committer_on(engine: Engine) -> Committer:
-    """A committer as the writer process's and the poller's: mirroring on, no Suno key."""
+def committer_on(engine: Engine, *, confirm: frozenset[Provider] = frozenset()) -> Committer:
+    """A committer as the writer process's and the poller's: mirroring on, no Suno key, the
+    final states of unsigned callbacks of `confirm`'s providers held for a poll."""
     return Committer(
         engine,
         suno_key=None,
@@ -364,6 +365,7 @@ def committer_on(engine: Engine) -> Committer:
         max_jobs=100,
         mirror=MirrorPolicy(enabled=True, cos=False),
         watch=DEFAULT_WATCH,
+        confirm=confirm,
     )
 
 

@@ -102,24 +102,26 @@ def test_a_watch_of_a_provider_without_credentials_is_given_up_in_time() -> None
 
 
 @pytest.mark.parametrize(
-    ("polls", "deliveries", "heard", "expected"),
+    ("status", "polls", "deliveries", "heard", "expected"),
     [
         # A progress report 3 minutes ago: the first poll waits until 10 minutes after it.
-        (0, 1, NOW - timedelta(minutes=3), ({}, NOW + timedelta(minutes=7))),
+        ("waiting", 0, 1, NOW - timedelta(minutes=3), ({}, NOW + timedelta(minutes=7))),
         # Heard of 10 minutes ago or more: polled now.
-        (0, 1, NOW - timedelta(minutes=10), None),
+        ("waiting", 0, 1, NOW - timedelta(minutes=10), None),
         # Only registered: its own delay stands.
-        (0, 0, NOW - timedelta(minutes=3), None),
+        ("waiting", 0, 0, NOW - timedelta(minutes=3), None),
         # Polled already: the backoff stands, whatever callbacks said meanwhile.
-        (2, 3, NOW - timedelta(minutes=3), None),
+        ("polling", 2, 3, NOW - timedelta(minutes=3), None),
+        # Made due on purpose (POST .../poll, a callback's claim held): polled now.
+        ("polling", 0, 1, NOW - timedelta(minutes=3), None),
         # Past its give-up time by then: polled now, once, then given up.
-        (0, 1, FAR - timedelta(minutes=3), None),
+        ("waiting", 0, 1, FAR - timedelta(minutes=3), None),
     ],
 )
 def test_the_first_poll_waits_for_a_job_last_heard_of_lately(
-    polls: int, deliveries: int, heard: datetime, expected: object
+    status: str, polls: int, deliveries: int, heard: datetime, expected: object
 ) -> None:
-    row = SimpleNamespace(polls=polls, give_up_at=FAR)
+    row = SimpleNamespace(status=status, polls=polls, give_up_at=FAR)
     job = SimpleNamespace(deliveries=deliveries, last_received_at=heard)
     now = NOW if heard < NOW else FAR
 

@@ -211,9 +211,10 @@ async def missing_through_api(http: httpx.AsyncClient, acks: list[Ack]) -> set[i
         if answer.status_code != 200:
             return False
         detail = answer.json()
+        linked = {"provider": ack.provider, "job_id": ack.job_id, "duplicate": False}
         return detail["body"] == {"encoding": "text", "content": ack.body.decode()} and detail[
             "jobs"
-        ] == [{"provider": ack.provider, "job_id": ack.job_id, "duplicate": False}]
+        ] == [linked | {"claimed_state": None}]
 
     found = await asyncio.gather(*(served(ack) for ack in acks))
     return {ack.delivery_id for ack, ok in zip(acks, found, strict=True) if not ok}

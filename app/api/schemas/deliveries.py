@@ -13,7 +13,7 @@ from app.api.schemas.common import BodyOut, Out
 from app.api.schemas.receipts import JobReceiptOut
 from app.headers import shown
 from app.ingest.intake import Outcome, Receipt
-from app.providers.model import Provider
+from app.providers.model import Provider, State
 from app.queries.deliveries import DeliveryDetail
 
 
@@ -28,7 +28,10 @@ class DeliveryOut(Out):
     )
     provider: Provider | None
     outcome: Outcome
-    error: str | None = Field(description="why it was rejected or orphaned")
+    error: str | None = Field(
+        description="why it was rejected or orphaned (or refused); for a callback its provider"
+        " contradicted, what each said"
+    )
     content_type: str | None
     client_addr: str | None
     body_size: int
@@ -60,6 +63,11 @@ class LinkedJobOut(Out):
     provider: Provider
     job_id: str
     duplicate: bool
+    claimed_state: State | None = Field(
+        description="the final state an unsigned callback said the job was in, held until the"
+        " provider's own answer decided it (STEMHOOK_CONFIRM_BY_POLL); null where the delivery"
+        " was merged"
+    )
 
 
 class ReplayRefOut(Out):
@@ -87,7 +95,10 @@ class DeliveryDetailOut(DeliveryOut):
             body=BodyOut.of(delivery.body),
             jobs=[
                 LinkedJobOut(
-                    provider=Provider(job.provider), job_id=job.job_id, duplicate=job.duplicate
+                    provider=Provider(job.provider),
+                    job_id=job.job_id,
+                    duplicate=job.duplicate,
+                    claimed_state=None if job.claimed_state is None else State(job.claimed_state),
                 )
                 for job in detail.jobs
             ],

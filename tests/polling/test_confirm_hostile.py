@@ -1,0 +1,82 @@
+"""Review of STEMHOOK_CONFIRM_BY_POLL (docs/decisions/0019) against a sender who knows the callback
+URL, on SQLite and PostgreSQL, fake CI on loopback: a true CI success, held for the provider's
+word, must end confirmed by CI's answer whatever a stranger posted about the job meanwhile, and
+the poll its claim makes due must not be lost."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from app.ingest.committer import Committer
+from app.ingest.intake import Outcome
+from app.polling.worker import Poller
+from app.providers.model import Provider
+from tests.conftest import FIXTURES
+from tests.ingest.test_claims import delivery, job
+from tests.mirror.conftest import Clock
+from tests.polling.conftest import (
+    FakeProviders,
+    answer_of,
+    committer_on,
+    replying,
+    watch_of,
+)
+from tests.polling.test_confirm import received
+
+CI = Provider.TENCENT_CI
+_CALLBACK = (FIXTURES / "tencent-ci" / "seed000_case1_voice_separate.xml").read_text()
+
+
+def ci_callback(job_id: str, *, state: str = "Success", region: str | None = None) -> bytes:
+    """CI's TaskFinish callback of `job_id` in `state`, its input in the bucket the COS keys may
+    read, in `region` where given (CI's own says ap-chongqing)."""
+    body = re.sub(r"<JobId>[^<]*</JobId>", f"<JobId>{job_id}</JobId>", _CALLBACK)
+    body = re.sub(r"<State>[^<]*</State>", f"<State>{state}</State>", body)
+    if region is not None:
+        body = re.sub(
+            r"(<Input>.*?<Region>)[^<]*(</Region>)", rf"\g<1>{region}\g<2>", body, flags=re.S
+        )
+    return body.encode()
+
+
+@pytest.fixture
+def confirming(engine: Engine) -> Iterator[Committer]:
+    made = committer_on(engine, confirm=frozenset({CI}))
+    yield made
+    made.close()
+
+
+def test_a_forged_progress_report_cannot_misaddress_the_poll_that_confirms_a_true_success(
+    engine: Engine,
+    clock: Clock,
+    fake: Callable[..., FakeProviders],
+    poller_for: Callable[..., Poller],
+    confirming: Committer,
+) -> None:
+    """Bug: the confirming poll is addressed by the job's input bucket and region, which an
+    unsigned *unfinished* callback may still set (`Pause` wins sideways over `Running`, and the
+    winner's fillable fields replace the job's). A stranger who knows a job id posts a `Pause`
+    naming another region: CI is then asked on a host that does not know the job, CI's true
+    `Success` callback is held for good, and the job never becomes final (before the setting,
+    that callback was merged as it came). Record 19 says an unfinished callback can neither
+    undo nor delay a provider's final answer."""
+    job_id = "j-real"
+    providers = fake(
+        ci={job_id: [replying(answer_of(CI, "describe_media_job_success.xml", job_id))]}
+    )
+    poller = poller_for(providers, storing=confirming)
+    received(confirming, ci_callback(job_id, state="Running"), clock)  # CI's own progress report
+
+    forged = received(confirming, ci_callback(job_id, state="Pause", region="ap-beijing"), clock)
+    true = received(confirming, ci_callback(job_id), clock)  # CI's own success, held
+
+    assert forged.outcome is Outcome.ACCEPTED
+    assert true.outcome is Outcome.UNCONFIRMED
+    assert poller.run_once() == 1  # the claim made the watch due at once
+    assert watch_of(engine, job_id)["last_error"] is None
+    assert job(engine, job_id)["state"] == "succeeded"
+    assert delivery(engine, true.delivery_id) == ("duplicate", None)

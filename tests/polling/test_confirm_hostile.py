@@ -9,13 +9,15 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
+from app import models
 from app.ingest.committer import Committer
 from app.ingest.intake import Outcome
 from app.polling.worker import Poller
 from app.providers.model import Provider
 from tests.conftest import FIXTURES
+from tests.fetching.servers import Handler
 from tests.ingest.test_claims import delivery, job
 from tests.mirror.conftest import Clock
 from tests.polling.conftest import (
@@ -80,3 +82,47 @@ def test_a_forged_progress_report_cannot_misaddress_the_poll_that_confirms_a_tru
     assert watch_of(engine, job_id)["last_error"] is None
     assert job(engine, job_id)["state"] == "succeeded"
     assert delivery(engine, true.delivery_id) == ("duplicate", None)
+
+
+def test_a_claim_held_while_its_job_is_being_polled_keeps_its_poll_due_now(
+    engine: Engine,
+    clock: Clock,
+    fake: Callable[..., FakeProviders],
+    poller_for: Callable[..., Poller],
+    confirming: Committer,
+) -> None:
+    """Bug: a claim makes the job's open watch due now (`due_watch`), but where that watch is
+    leased by a poll in flight, the poll's settle then writes its own backoff over it (up to 30
+    minutes, or gives the watch up past its give-up time): the poll the true callback asked for
+    is lost. Here CI's success callback arrives while CI is still answering the poll sent just
+    before the job ended (`Running`); the next poll should be due at once."""
+    job_id = "j-race"
+    writer = committer_on(engine, confirm=frozenset({CI}))  # the writer process's
+
+    def callback_arrives_meanwhile(handler: Handler) -> None:
+        held = received(writer, ci_callback(job_id), clock)
+        assert held.outcome is Outcome.UNCONFIRMED
+        replying(answer_of(CI, "describe_media_job_running.xml", job_id))(handler)
+
+    success = replying(answer_of(CI, "describe_media_job_success.xml", job_id))
+    providers = fake(ci={job_id: [callback_arrives_meanwhile, success]})
+    poller = poller_for(providers, storing=confirming)
+    try:
+        received(confirming, ci_callback(job_id, state="Running"), clock)
+        with engine.begin() as connection:  # polled for a while: its backoff is long
+            connection.execute(
+                update(models.JobWatch)
+                .where(
+                    models.JobWatch.job_pk
+                    == select(models.Job.id).where(models.Job.job_id == job_id).scalar_subquery()
+                )
+                .values(status="polling", polls=10, run_after=clock.now)
+            )
+
+        assert poller.run_once() == 1  # asked; the callback came while CI answered
+        assert watch_of(engine, job_id)["run_after"] <= clock.now
+
+        assert poller.run_once() == 1
+        assert job(engine, job_id)["state"] == "succeeded"
+    finally:
+        writer.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -59,13 +60,12 @@ def test_a_forged_progress_report_cannot_misaddress_the_poll_that_confirms_a_tru
     poller_for: Callable[..., Poller],
     confirming: Committer,
 ) -> None:
-    """Bug: the confirming poll is addressed by the job's input bucket and region, which an
-    unsigned *unfinished* callback may still set (`Pause` wins sideways over `Running`, and the
-    winner's fillable fields replace the job's). A stranger who knows a job id posts a `Pause`
-    naming another region: CI is then asked on a host that does not know the job, CI's true
-    `Success` callback is held for good, and the job never becomes final (before the setting,
-    that callback was merged as it came). Record 19 says an unfinished callback can neither
-    undo nor delay a provider's final answer."""
+    """The confirming poll is addressed by the job's input bucket and region, which an unsigned
+    *unfinished* callback that wins the job (`Pause` wins sideways over `Running`) must not
+    move: a stranger who knows a job id posts a `Pause` naming another region, and CI would be
+    asked on a host that does not know the job, its true `Success` callback held for good. They
+    keep their first value (statements.py FIRST_WORD): an unfinished callback can neither undo
+    nor delay a provider's final answer (record 19)."""
     job_id = "j-real"
     providers = fake(
         ci={job_id: [replying(answer_of(CI, "describe_media_job_success.xml", job_id))]}
@@ -91,15 +91,15 @@ def test_a_claim_held_while_its_job_is_being_polled_keeps_its_poll_due_now(
     poller_for: Callable[..., Poller],
     confirming: Committer,
 ) -> None:
-    """Bug: a claim makes the job's open watch due now (`due_watch`), but where that watch is
-    leased by a poll in flight, the poll's settle then writes its own backoff over it (up to 30
-    minutes, or gives the watch up past its give-up time): the poll the true callback asked for
-    is lost. Here CI's success callback arrives while CI is still answering the poll sent just
-    before the job ended (`Running`); the next poll should be due at once."""
+    """A claim makes the job's open watch due now (`due_watch`); where a poll in flight holds
+    that watch, its settle keeps that sooner time rather than write its backoff over it (up to
+    30 minutes). Here CI's success callback arrives while CI is still answering the poll sent
+    just before the job ended (`Running`): the next poll is due at once, and confirms it."""
     job_id = "j-race"
     writer = committer_on(engine, confirm=frozenset({CI}))  # the writer process's
 
     def callback_arrives_meanwhile(handler: Handler) -> None:
+        clock.now += timedelta(seconds=1)  # after the poll was claimed and sent
         held = received(writer, ci_callback(job_id), clock)
         assert held.outcome is Outcome.UNCONFIRMED
         replying(answer_of(CI, "describe_media_job_running.xml", job_id))(handler)

@@ -66,7 +66,8 @@ DELIVERIES = _Family(
 )
 JOBS_FINISHED = _Family(
     "stemhook_jobs_finished",
-    "Jobs that reached a final state, by provider and state.",
+    "Jobs that a delivery this service received brought to a final state, by provider and"
+    " state (not those a poll answer finished).",
     labels=("provider", "state"),
 )
 DATABASE_ERRORS = _Family(

@@ -442,3 +442,11 @@ def lister_for(
         )
 
     return make
+
+
+@pytest.fixture
+def confirming(engine: Engine) -> Iterator[Committer]:
+    """The writer's committer (and the poller's) with STEMHOOK_CONFIRM_BY_POLL=tencent-ci."""
+    made = committer_on(engine, confirm=frozenset({Provider.TENCENT_CI}))
+    yield made
+    made.close()

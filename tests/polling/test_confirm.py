@@ -6,9 +6,8 @@ a duplicate of that answer, or rejected with the reason where CI contradicts it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from sqlalchemy import Engine, select
 
 from app import models
@@ -21,24 +20,23 @@ from tests.conftest import FIXTURES
 from tests.ingest.submissions import detected
 from tests.ingest.test_claims import delivery, job
 from tests.mirror.conftest import Clock
-from tests.polling.conftest import FakeProviders, answer_of, committer_on, replying, watch_of
+from tests.polling.conftest import FakeProviders, answer_of, replying, watch_of
 
 CI = Provider.TENCENT_CI
 # A CI TaskFinish callback naming a job in the bucket the COS keys may read (tests/polling).
 _CALLBACK = (FIXTURES / "tencent-ci" / "seed000_case1_voice_separate.xml").read_text()
 
 
-def ci_callback(job_id: str) -> bytes:
-    """CI's success callback of `job_id`, as anyone who knows the callback URL may post it."""
-    return re.sub(r"<JobId>[^<]*</JobId>", f"<JobId>{job_id}</JobId>", _CALLBACK).encode()
-
-
-@pytest.fixture
-def confirming(engine: Engine) -> Iterator[Committer]:
-    """The writer's committer (and the poller's) with STEMHOOK_CONFIRM_BY_POLL=tencent-ci."""
-    made = committer_on(engine, confirm=frozenset({CI}))
-    yield made
-    made.close()
+def ci_callback(job_id: str, *, state: str = "Success", region: str | None = None) -> bytes:
+    """CI's TaskFinish callback of `job_id` in `state`, its input in the bucket the COS keys may
+    read, in `region` where given (CI's own says ap-chongqing)."""
+    body = re.sub(r"<JobId>[^<]*</JobId>", f"<JobId>{job_id}</JobId>", _CALLBACK)
+    body = re.sub(r"<State>[^<]*</State>", f"<State>{state}</State>", body)
+    if region is not None:
+        body = re.sub(
+            r"(<Input>.*?<Region>)[^<]*(</Region>)", rf"\g<1>{region}\g<2>", body, flags=re.S
+        )
+    return body.encode()
 
 
 def received(committer: Committer, body: bytes, clock: Clock) -> Receipt:

@@ -5,11 +5,9 @@ the poll its claim makes due must not be lost."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine, select, update
 
 from app import models
@@ -17,7 +15,6 @@ from app.ingest.committer import Committer
 from app.ingest.intake import Outcome
 from app.polling.worker import Poller
 from app.providers.model import Provider
-from tests.conftest import FIXTURES
 from tests.fetching.servers import Handler
 from tests.ingest.test_claims import delivery, job
 from tests.mirror.conftest import Clock
@@ -28,29 +25,9 @@ from tests.polling.conftest import (
     replying,
     watch_of,
 )
-from tests.polling.test_confirm import received
+from tests.polling.test_confirm import ci_callback, received
 
 CI = Provider.TENCENT_CI
-_CALLBACK = (FIXTURES / "tencent-ci" / "seed000_case1_voice_separate.xml").read_text()
-
-
-def ci_callback(job_id: str, *, state: str = "Success", region: str | None = None) -> bytes:
-    """CI's TaskFinish callback of `job_id` in `state`, its input in the bucket the COS keys may
-    read, in `region` where given (CI's own says ap-chongqing)."""
-    body = re.sub(r"<JobId>[^<]*</JobId>", f"<JobId>{job_id}</JobId>", _CALLBACK)
-    body = re.sub(r"<State>[^<]*</State>", f"<State>{state}</State>", body)
-    if region is not None:
-        body = re.sub(
-            r"(<Input>.*?<Region>)[^<]*(</Region>)", rf"\g<1>{region}\g<2>", body, flags=re.S
-        )
-    return body.encode()
-
-
-@pytest.fixture
-def confirming(engine: Engine) -> Iterator[Committer]:
-    made = committer_on(engine, confirm=frozenset({CI}))
-    yield made
-    made.close()
 
 
 def test_a_forged_progress_report_cannot_misaddress_the_poll_that_confirms_a_true_success(

@@ -32,6 +32,7 @@ from app.config import Settings
 from app.db import create_sync_engine
 from app.fetching.fetcher import Fetcher
 from app.ingest.committer import Committer, committer_for
+from app.ingest.in_flight import WritesInFlight
 from app.logs import json_lines, log_config
 from app.mirror.cos import CosKeys
 from app.mirror.worker import Mirror, MirrorOptions
@@ -136,14 +137,15 @@ def fetcher(settings: Settings, *, max_bytes: int, total_timeout_s: float) -> Fe
     )
 
 
-def serve(settings: Settings) -> None:
-    """The background process's body: its workers until SIGTERM, or until one breaks."""
+def serve(settings: Settings, in_flight: WritesInFlight) -> None:
+    """The background process's body: its workers until SIGTERM, or until one breaks; they
+    work between the web process's writes (`in_flight`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the web process decides when this one stops
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
     engine = create_sync_engine(settings, background=True)
     closing: list[Callable[[], None]] = [engine.dispose]
     try:
-        broke = _run(workers(settings, engine, closing))
+        broke = _run(workers(settings, engine, closing, in_flight))
     finally:
         for close in reversed(closing):
             close()
@@ -152,7 +154,10 @@ def serve(settings: Settings) -> None:
 
 
 def workers(
-    settings: Settings, engine: Engine, closing: list[Callable[[], None]]
+    settings: Settings,
+    engine: Engine,
+    closing: list[Callable[[], None]],
+    in_flight: WritesInFlight | None = None,
 ) -> dict[str, _Worker]:
     """The workers the settings call for; what they hold is closed by `closing`, last first."""
     worker = secrets.token_hex(8)
@@ -170,6 +175,7 @@ def workers(
             worker=worker,
             cos=cos_keys(settings),
             cos_buckets=frozenset(settings.cos_buckets),
+            in_flight=in_flight,
         )
     if settings.polled_providers:
         answers = fetcher(settings, max_bytes=POLL_ANSWER_MAX_BYTES, total_timeout_s=POLL_TIMEOUT_S)
@@ -182,6 +188,7 @@ def workers(
             providers=settings.polled_providers,
             options=poll_options(settings),
             worker=worker,
+            in_flight=in_flight,
         )
         if settings.ci_queues:  # listed with the COS keys, which CI's jobs are polled with
             made["lister"] = QueueLister(
@@ -235,8 +242,9 @@ def _run(workers: dict[str, _Worker]) -> bool:
 class BackgroundProcess:
     """Keeps one background process running until stopped."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, in_flight: WritesInFlight) -> None:
         self._settings = settings
+        self._in_flight = in_flight
         self._process: BaseProcess | None = None
         self._watching: asyncio.Task[None] | None = None
 
@@ -259,7 +267,10 @@ class BackgroundProcess:
 
     async def _spawn(self) -> None:
         process = _PROCESSES.Process(
-            target=serve, args=(self._settings,), name="stemhook-background", daemon=True
+            target=serve,
+            args=(self._settings, self._in_flight),
+            name="stemhook-background",
+            daemon=True,
         )
         await asyncio.to_thread(process.start)
         self._process = process

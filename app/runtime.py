@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from app.background import BackgroundProcess, needed
 from app.config import Settings
 from app.db import ReadDatabase, open_read_database
+from app.ingest.in_flight import WritesInFlight
 from app.ingest.writer import Writer
 from app.retention import PeriodicPurge, retention_plan
 from app.storage.factory import open_store
@@ -44,7 +45,9 @@ def _start_retention(settings: Settings, files: FileStore) -> PeriodicPurge | No
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
-    writer = Writer(settings)
+    # The writes awaited, seen by the background process, which works between them.
+    in_flight = WritesInFlight.shared()
+    writer = Writer(settings, in_flight)
     read_db = open_read_database(settings)
     watch = JobWatch(
         read_db.sessions, poll_s=settings.wait_poll_s, max_waiters=settings.max_waiters
@@ -58,7 +61,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     gc.freeze()
     files = open_store(settings)
     retention = _start_retention(settings, files)
-    background = BackgroundProcess(settings) if needed(settings) else None
+    background = BackgroundProcess(settings, in_flight) if needed(settings) else None
     if background is not None:
         await background.start()
     try:

@@ -38,6 +38,7 @@ from app.config import Settings
 from app.errors import Overloaded, StorageUnavailable
 from app.ingest.committer import UNAVAILABLE, Answer, answer_from_wire
 from app.ingest.frames import Unframer, frame
+from app.ingest.in_flight import WritesInFlight
 from app.ingest.intake import Receipt, Submission
 from app.ingest.writer_process import serve
 
@@ -55,8 +56,11 @@ _PROCESSES = multiprocessing.get_context("forkserver")
 
 
 class Writer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, in_flight: WritesInFlight | None = None) -> None:
+        """`in_flight`: counts the writes awaited, for the background process (a count of
+        this writer's own if not given)."""
         self._settings = settings
+        self._in_flight = WritesInFlight() if in_flight is None else in_flight
         self._timeout_s = settings.write_timeout_s
         self._sequence = itertools.count()
         # Until the writer process answers, in submission order, hence in deadline order: an
@@ -123,7 +127,8 @@ class Writer:
         self._pending_bytes += size
         link.send(data)
         try:
-            return await future
+            with self._in_flight.one():
+                return await future
         finally:
             # A 503 is the future's exception, whose traceback holds this frame: holding the
             # future too would make a cycle (with the body) that only a full collection frees.

@@ -22,6 +22,7 @@ from typing import Any
 
 from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable, retry_wait
 from app.fetching.fetcher import Fetcher
+from app.ingest.in_flight import WritesInFlight
 from app.mirror.cos import CosKeys, signed_get
 from app.mirror.sources import (
     BUCKET_NOT_ALLOWED,
@@ -87,7 +88,10 @@ class Attempts:
         clock: Callable[[], datetime],
         cos: CosKeys | None = None,
         cos_buckets: frozenset[CosBucket] = frozenset(),
+        in_flight: WritesInFlight | None = None,
     ) -> None:
+        """`in_flight`: the web process's writes, between which each piece of a file is read."""
+        self._writes = WritesInFlight() if in_flight is None else in_flight
         self._fetcher = fetcher
         self._store = store
         self._retries = retries
@@ -194,9 +198,14 @@ class Attempts:
         return {"error": error}, self._clock() + retry_wait(wait_for, retry_after_s)
 
     def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
+        """The chunks, each read once no write is awaited (or after a second's wait)."""
+        while True:
+            self._writes.wait_for_none(self._stop)
             if self._stop.is_set():
                 raise _Stopping
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
             yield chunk
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, select
 
 from app import models
 from app.fetching.fetcher import Fetcher
+from app.ingest.in_flight import WritesInFlight
 from app.ingest.turns import turn_transaction, writer_turns
 from app.mirror.attempt import Attempts, Outcome, Retries, Task
 from app.mirror.cos import CosKeys
@@ -67,15 +68,18 @@ class Mirror:
         cos: CosKeys | None = None,
         cos_buckets: frozenset[CosBucket] = frozenset(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        in_flight: WritesInFlight | None = None,
     ) -> None:
         """`cos`: the keys that sign fetches from COS buckets, and the buckets they may read;
-        `clock` tells the time leases, retries and signatures are reckoned in (a test's own)."""
+        `clock` tells the time leases, retries and signatures are reckoned in (a test's own);
+        `in_flight`: the web process's writes, between which the mirror works."""
         self._engine = engine
         self._clock = clock
         self._options = options
         self._worker = worker
         self._turns = writer_turns(engine)
         self._stop = threading.Event()
+        self._writes = WritesInFlight() if in_flight is None else in_flight
         self._attempts = Attempts(
             fetcher=fetcher,
             store=store,
@@ -84,6 +88,7 @@ class Mirror:
             clock=clock,
             cos=cos,
             cos_buckets=cos_buckets,
+            in_flight=self._writes,
         )
 
     def stop(self) -> None:
@@ -107,6 +112,7 @@ class Mirror:
                 threads=options.concurrency,
                 stop=self._stop,
                 poll_s=options.poll_s,
+                writes=self._writes,
                 initializer=_lowest_priority,
             )
         finally:

@@ -34,6 +34,7 @@ from app import models
 from app.fetching.fetcher import Answer, Fetcher
 from app.ingest.committer import Answer as Stored
 from app.ingest.committer import Committer
+from app.ingest.in_flight import WritesInFlight
 from app.ingest.intake import Submission
 from app.ingest.turns import turn_transaction, writer_turns
 from app.polling import schedule
@@ -113,10 +114,12 @@ class Poller:
         worker: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        in_flight: WritesInFlight | None = None,
     ) -> None:
         """`providers`: those whose credentials are configured (the others' watches are only
         put off); `clock` tells the time leases, polls and backoffs are reckoned in, `rng`
-        draws the backoffs' jitter (a test's own, both)."""
+        draws the backoffs' jitter (a test's own, both); `in_flight`: the web process's writes,
+        between which the poller claims and settles."""
         self._engine = engine
         self._committer = committer
         self._fetcher = fetcher
@@ -128,6 +131,7 @@ class Poller:
         self._rng = rng
         self._turns = writer_turns(engine)
         self._stop = threading.Event()
+        self._writes = WritesInFlight() if in_flight is None else in_flight
         # When the due watches of providers without credentials are next looked at.
         self._unconfigured_at = datetime.min.replace(tzinfo=UTC)
 
@@ -155,6 +159,7 @@ class Poller:
                 threads=threads,
                 stop=self._stop,
                 poll_s=self._options.poll_s,
+                writes=self._writes,
             )
         finally:
             self._turns.close()

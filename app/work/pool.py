@@ -11,6 +11,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from app.ingest.in_flight import WritesInFlight
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 K = TypeVar("K")
@@ -43,12 +45,14 @@ def go_rounds(
     threads: int,
     stop: threading.Event,
     poll_s: float,
+    writes: WritesInFlight,
     initializer: Callable[[], None] | None = None,
 ) -> None:
     """Exchange, have the claimed worked on threads, gather what ended, until `stop`; then wait
-    for the tasks running (they see `stop` too) and settle them. A database that fails the
-    worker is tried again after a pause that doubles up to MAX_PAUSE_S, never given up on; what
-    ended meanwhile waits for the next exchange."""
+    for the tasks running (they see `stop` too) and settle them. Each exchange waits for a
+    moment without `writes` (app/ingest/in_flight.py). A database that fails the worker is
+    tried again after a pause that doubles up to MAX_PAUSE_S, never given up on; what ended
+    meanwhile waits for the next exchange."""
     in_flight: dict[Future[T], K] = {}
     ended: list[E] = []
     pause = 0.0
@@ -57,6 +61,7 @@ def go_rounds(
     ) as pool:
         try:
             while not stop.is_set():
+                writes.wait_for_none(stop)
                 try:
                     claimed = rounds.exchange(ended, list(in_flight.values()), True)
                     ended, pause = [], 0.0

@@ -18,6 +18,7 @@ from app import models
 from app.config import Settings
 from app.db import create_sync_engine
 from app.errors import Overloaded, StorageUnavailable
+from app.ingest.in_flight import WritesInFlight
 from app.ingest.intake import Outcome, Receipt, Submission
 from app.ingest.turns import writer_turns
 from app.ingest.writer import Writer
@@ -223,3 +224,33 @@ async def test_the_pending_bytes_count_the_kept_headers_with_the_body(settings: 
         await writer.stop()
 
     assert [type(answer) for answer in answers] == [Receipt, Overloaded]
+
+
+async def test_a_write_counts_as_in_flight_from_its_submission_until_its_answer(
+    settings: Settings,
+) -> None:
+    """What the background process waits on (app/ingest/in_flight.py): held by a writer process
+    that answers nothing, a write is counted; answered (committed, or 503 past its deadline on a
+    starved machine), it is not, and neither is one refused."""
+    in_flight = WritesInFlight.shared()
+    update = {"max_pending_writes": 1, "write_timeout_s": 10}
+    writer = Writer(settings.model_copy(update=update), in_flight)
+    await writer.start()
+    try:
+        held = writer.process_id
+        assert held is not None
+        os.kill(held, signal.SIGSTOP)
+        try:
+            pending = asyncio.create_task(writer.write(intake(ci_json("j-held", "Success"), T0)))
+            await until(lambda: in_flight.count == 1, within_s=60)
+            with pytest.raises(Overloaded):
+                await writer.write(intake(ci_json("j-refused", "Success"), T0))
+            assert in_flight.count == 1
+        finally:
+            os.kill(held, signal.SIGCONT)
+        answered = await asyncio.gather(pending, return_exceptions=True)
+    finally:
+        await writer.stop()
+
+    assert isinstance(answered[0], Receipt | StorageUnavailable)
+    assert in_flight.count == 0

@@ -11,12 +11,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.fetching.fetcher import CHUNK_BYTES
+from app.ingest.in_flight import WritesInFlight
 from app.mirror.worker import Mirror
 from app.storage.local import LocalStore
 from tests.api.payloads import suno_json
 from tests.fetching.servers import FileServer, Listener
 from tests.ingest.file_rows import store
-from tests.mirror.conftest import OPTIONS, Clock
+from tests.mirror.conftest import OPTIONS, Clock, loopback_fetcher
 from tests.mirror.routes import Flaky, Stalling
 
 VOCALS = bytes(range(256)) * 1000
@@ -214,3 +216,46 @@ def test_a_stopping_worker_abandons_its_fetch_and_gives_the_task_back(
     assert (row["status"], row["attempts"], row["leased_by"]) == ("pending", 0, None)
     assert row["run_after"] is not None
     assert stored_files(files.root) == []
+
+
+class Watched(WritesInFlight):
+    """The web process's writes as the mirror sees them, and how often it waited on them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait_for_none(
+        self, stop: threading.Event, *, sleep: Callable[[float], bool] | None = None
+    ) -> None:
+        self.waits += 1
+        super().wait_for_none(stop, sleep=sleep)
+
+
+def test_under_writes_that_never_end_a_file_is_still_stored_a_piece_at_a_time(
+    engine: Engine, files: LocalStore, clock: Clock, serve: Callable[..., FileServer]
+) -> None:
+    """Each piece (64 KiB) is read once no write is awaited, or after a second's wait."""
+    content = b"p" * (CHUNK_BYTES + 1)
+    server = serve({"/v.mp3": lambda h: h.answer(200, content, {"Content-Type": "audio/mpeg"})})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+    in_flight = Watched()
+    fetcher = loopback_fetcher()
+    mirror = Mirror(
+        engine,
+        fetcher=fetcher,
+        store=files,
+        options=OPTIONS,
+        worker="w1",
+        clock=clock,
+        in_flight=in_flight,
+    )
+    try:
+        with in_flight.one():
+            assert mirror.run_once() == 1
+    finally:
+        fetcher.close()
+
+    [row] = file_rows(engine)
+    assert (row["status"], row["bytes"]) == ("stored", len(content))
+    assert in_flight.waits == 3  # before each of the two pieces, and before the body's end

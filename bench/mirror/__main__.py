@@ -4,9 +4,9 @@
         [--output PATH]
 
 Per backend, on loopback only (bench/mirror/runs.py): the mirror's throughput for many small
-files and for a few large ones, callback latency at a fixed rate with the mirror idle and while
-it streams large files, then saturating ingest side by side with both (bench/beside.py's
-rounds). Figures only, never a verdict: on a shared machine they move with
+files and for a few large ones, then callback latency at a fixed rate and saturating ingest,
+each side by side with the mirror idle and streaming large files (bench/beside.py's rounds).
+Figures only, never a verdict: on a shared machine they move with
 its load (printed with them). --output PATH places the section in that markdown file between its
 markers (bench/ingest/report.py's MIRROR), as bench.retention does with BENCHMARKS.md; --quick
 runs small sets and short windows, a smoke run whose figures go into no report.
@@ -20,21 +20,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.beside import Rounds, noise_line
+from bench.beside import P50, P99, Rounds, noise_line
 from bench.ingest.databases import PG_SERVER, Backend
 from bench.ingest.facts import Context, load
 from bench.ingest.payloads import family
 from bench.ingest.report import MIRROR
-from bench.mirror.report import Outcome, latency_line, section, throughput_line
+from bench.mirror.report import Outcome, section, throughput_line
 from bench.mirror.runs import (
     GIB,
     KIB,
     MIB,
     FileSet,
     Plan,
+    beside_downloads,
     file_server,
-    ingest,
-    latency,
     throughput,
 )
 
@@ -42,17 +41,13 @@ _CI = family("tencent-ci")  # final callbacks whose COS outputs are skipped: not
 FULL = Plan(
     (FileSet("small", 400, 256 * KIB), FileSet("large", 8, 64 * MIB)),
     GIB,
-    20,
-    300,
-    32,
+    Rounds(_CI, rounds=4, duration_s=10, connections=32, rate=300),
     Rounds(_CI, rounds=6, duration_s=5, connections=128),
 )
 QUICK = Plan(
     (FileSet("small", 40, 256 * KIB), FileSet("large", 2, 64 * MIB)),
     GIB,
-    5,
-    300,
-    32,
+    Rounds(_CI, rounds=2, duration_s=3, connections=32, rate=300),
     Rounds(_CI, rounds=2, duration_s=2, connections=128),
 )
 
@@ -61,7 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
-    parser.add_argument("--rounds", type=int, help="ingest rounds (default 6, quick 2)")
+    parser.add_argument(
+        "--rounds", type=int, help="latency and ingest rounds (default 4 and 6, quick 2)"
+    )
     parser.add_argument("--output", type=Path, help="a markdown file to place the section in")
     args = parser.parse_args()
     if args.quick and args.output:
@@ -69,7 +66,9 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = dataclasses.replace(
-            plan, ingest=dataclasses.replace(plan.ingest, rounds=args.rounds)
+            plan,
+            latency=dataclasses.replace(plan.latency, rounds=args.rounds),
+            ingest=dataclasses.replace(plan.ingest, rounds=args.rounds),
         )
     backends = list(Backend) if args.backend == "both" else [Backend(args.backend)]
     workdir = Path(tempfile.mkdtemp(prefix="stemhook-mirror-"))
@@ -87,9 +86,9 @@ def main() -> None:
             for file_set in plan.sets:
                 throughputs.append(measured := throughput(files, file_set, backend, workdir))
                 log(throughput_line(backend, measured))
-            paced = latency(files, plan, backend, workdir)
-            log(latency_line(backend, paced))
-            rounds = ingest(files, plan, backend, workdir, log)
+            paced = beside_downloads(files, plan, plan.latency, backend, workdir, log)
+            log(noise_line(backend.label, paced, "callback", (P99, P50)))
+            rounds = beside_downloads(files, plan, plan.ingest, backend, workdir, log)
             log(noise_line(backend.label, rounds))
             outcomes.append(Outcome(backend, tuple(throughputs), paced, rounds))
     loads.append(load("end"))

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.beside import Beside, tables
+from bench.beside import HICCUP, P50, P99, Beside, Figure, tables
 from bench.ingest.databases import Backend
 from bench.ingest.facts import Context
 from bench.ingest.report import MIRROR
-from bench.mirror.runs import GIB, KIB, MIB, Latency, Plan, Throughput, Window
+from bench.mirror.runs import GIB, KIB, MIB, Plan, Throughput
+
+WROTE = Figure("MiB ", "MiB", "what the mirror wrote, in MiB", lambda run: run.done, 0)
 
 
 @dataclass(frozen=True)
 class Outcome:
     backend: Backend
     throughputs: tuple[Throughput, ...]
-    latency: Latency
-    ingest: Beside  # what the mirror wrote, in MiB, is its `done`
+    latency: Beside  # paced; what the mirror wrote, in MiB, is its `done`
+    ingest: Beside  # saturating; likewise
 
 
 def section(outcomes: list[Outcome], plan: Plan, context: Context) -> str:
@@ -39,17 +41,6 @@ def throughput_line(backend: Backend, t: Throughput) -> str:
         f" {t.set.files / t.seconds:,.1f} files/s, {t.mib / t.seconds:,.1f} MiB/s; CPU s: mirror"
         f" {t.mirror_cpu_s:.2f} ({1000 * t.mirror_cpu_s / t.mib:.2f} ms/MiB), rest of stemhook"
         f" {t.rest_cpu_s:.2f}, file server {t.files_cpu_s:.2f}"
-    )
-
-
-def latency_line(backend: Backend, latency: Latency) -> str:
-    idle, streaming = (
-        "/".join(f"{ms:.1f}" for ms in (p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms))
-        for p in (latency.idle.paced, latency.streaming.paced)
-    )
-    return (
-        f"{backend.label}: callback p50/p90/p99/max ms idle {idle}, streaming {streaming};"
-        f" the mirror wrote {latency.streamed_bytes / MIB:,.0f} MiB meanwhile"
     )
 
 
@@ -101,41 +92,32 @@ def _throughput(outcomes: list[Outcome]) -> str:
 
 
 def _latency(outcomes: list[Outcome], plan: Plan) -> str:
-    rows = []
-    for o in outcomes:
-        latency = o.latency
-        wrote = latency.streamed_bytes / MIB
-        rows += [
-            _row(o.backend.label, "idle", latency.idle, "—"),
-            _row(
-                o.backend.label,
-                f"{size(plan.stream_size)} files streaming",
-                latency.streaming,
-                f"{wrote:,.0f} MiB ({wrote / plan.window_s:,.0f} MiB/s), {latency.stored} stored",
-            ),
-            f"| {o.backend.label} | streaming ÷ idle | "
-            + " | ".join(f"{s / i:.2f}×" if i else "—" for s, i in _pairs(latency))
-            + " | | |",
-        ]
+    rounds = plan.latency
+    assert rounds.rate is not None, "latency is measured at a fixed rate"
     return "\n".join(
         [
             "### Callback latency while a file streams in",
             "",
             f"Tencent CI callbacks (their outputs are COS objects, skipped without COS"
-            f" credentials: nothing is fetched for them) paced by wrk at {plan.rate:,.0f}/s from"
-            f" {plan.connections} connections for {plan.window_s:g} s, latency counted from when"
-            f" each request was due (bench/ingest/lua.py), in ms: once with the mirror idle,"
-            f" then on the same server while it downloads {size(plan.stream_size)} files one"
-            " after another (a Suno callback each, the next posted once the last is stored; the"
-            " mirror polls its queue once a second, so it idles up to a second between two). What"
-            " the mirror process wrote in the window (/proc/<pid>/io) shows how much of it was"
-            " spent downloading. The longest hiccup is the longest a 1 ms sleep of the"
-            " benchmark's overslept (bench/ingest/hiccups.py): a latency no longer than it may be"
-            " the machine's.",
+            f" credentials: nothing is fetched for them) paced by wrk at {rounds.rate:,.0f}/s"
+            f" from {rounds.connections} connections, runs of {rounds.duration_s:g} s on a server"
+            " of their own, latency counted from when each request was due"
+            " (bench/ingest/lua.py): in each round one run while the mirror downloads"
+            f" {size(plan.stream_size)} files one after another (*streaming*: a Suno callback"
+            " each, the next posted once the last is stored; wrk starts once a file's bytes reach"
+            " the store) and two while it has nothing to fetch (*idle*, a and b: every file posted"
+            " stored), in an order that rotates from round to round. Ratios of p99 and of p50 are"
+            " taken within a round (streaming ÷ the mean of the two idle runs), median (min–max)"
+            f" over {rounds.rounds} rounds. The ratio of the two idle runs is the noise: mirroring"
+            " moves callback latency beyond noise only where streaming ÷ idle falls outside its"
+            " range. MiB: what the mirror process wrote (/proc/<pid>/io); it polls its queue once"
+            " a second, so it idles up to a second between two files. The longest hiccup is the"
+            " longest a 1 ms sleep of the benchmark's overslept (bench/ingest/hiccups.py): a"
+            " latency no longer than it may be the machine's.",
             "",
-            "| backend | window | p50 | p90 | p99 | max | longest hiccup | the mirror wrote |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
+            *tables(
+                [(o.backend.label, o.latency) for o in outcomes], "MiB", (P99, P50), (HICCUP, WROTE)
+            ),
         ]
     )
 
@@ -161,21 +143,3 @@ def _ingest(outcomes: list[Outcome], plan: Plan) -> str:
             *tables([(o.backend.label, o.ingest) for o in outcomes], "MiB"),
         ]
     )
-
-
-def _row(backend: str, window: str, figures: Window, wrote: str) -> str:
-    p = figures.paced
-    return (
-        f"| {backend} | {window} | {p.p50_ms:.1f} | {p.p90_ms:.1f} | {p.p99_ms:.1f} |"
-        f" {p.max_ms:.1f} | {figures.machine.longest_hiccup_ms:.1f} | {wrote} |"
-    )
-
-
-def _pairs(latency: Latency) -> list[tuple[float, float]]:
-    idle, streaming = latency.idle.paced, latency.streaming.paced
-    return [
-        (streaming.p50_ms, idle.p50_ms),
-        (streaming.p90_ms, idle.p90_ms),
-        (streaming.p99_ms, idle.p99_ms),
-        (streaming.max_ms, idle.max_ms),
-    ]

@@ -1,6 +1,6 @@
-"""The three measurements: mirror throughput per file set, callback latency beside a download,
-and saturating ingest beside downloads (bench/beside.py's rounds: "streaming" while the relay
-keeps 1 GiB files streaming in, "idle" once every file posted is stored).
+"""The three measurements: mirror throughput per file set, then paced callbacks (their latency)
+and saturating ones (ingest) beside downloads, both in bench/beside.py's rounds: "streaming"
+while the relay keeps 1 GiB files streaming in, "idle" once every file posted is stored.
 
 Each runs against a `stemhook serve` of its own (1 worker, mirroring on, fetches admitted to
 127.0.0.1/32 only, SQLite at synchronous=FULL) on a fresh database (bench/ingest/databases.py),
@@ -23,10 +23,7 @@ import orjson
 
 from bench import beside
 from bench.beside import Beside, Kinds, Rounds
-from bench.ingest import lua, wrk
 from bench.ingest.databases import PG_SERVER, Backend, Scratch, fresh
-from bench.ingest.hiccups import Machine, MachineWatch
-from bench.ingest.payloads import family
 from bench.ingest.processes import group_cpu_s
 from bench.ingest.servers import Server, free_port, serving, stemhook_command
 from bench.mirror.relay import Relay, written_bytes
@@ -49,9 +46,7 @@ class FileSet:
 class Plan:
     sets: tuple[FileSet, ...]
     stream_size: int
-    window_s: float
-    rate: float  # callbacks a second during each latency window
-    connections: int  # wrk's during each latency window, one thread each
+    latency: Rounds  # of paced runs beside downloads
     ingest: Rounds  # of saturating runs beside downloads
 
 
@@ -66,20 +61,6 @@ class Throughput:
     @property
     def mib(self) -> float:
         return self.set.files * self.set.size / MIB
-
-
-@dataclass(frozen=True)
-class Window:
-    paced: wrk.Paced
-    machine: Machine
-
-
-@dataclass(frozen=True)
-class Latency:
-    idle: Window
-    streaming: Window
-    streamed_bytes: int  # what the mirror wrote during the streaming window
-    stored: int  # large files stored by the end of it
 
 
 @dataclass(frozen=True)
@@ -127,39 +108,18 @@ def throughput(files: FileServer, file_set: FileSet, backend: Backend, workdir: 
     )
 
 
-def latency(files: FileServer, plan: Plan, backend: Backend, workdir: Path) -> Latency:
-    ci = family("tencent-ci")
-    script = workdir / "tencent-ci-paced.lua"
-    script.write_text(lua.script(ci, lua.Mode.PACED))
-    with _stemhook(backend, "stemhook_bench_mirror_latency", workdir) as running:
-        server, scratch, files_dir = running
-        invocation = wrk.paced(
-            server.url,
-            ci.path,
-            script,
-            duration_s=plan.window_s,
-            connections=plan.connections,
-            rate=plan.rate,
-        )
-        idle = _window(invocation, workdir)
-        mirror = server.background_pid()
-        with (
-            Relay(server.url, scratch, _streamer(files, plan)) as relay,
-            relay.streaming(files_dir),
-        ):
-            before = written_bytes(mirror)
-            streaming = _window(invocation, workdir)
-            moved = written_bytes(mirror) - before
-            stored = relay.stored
-    return Latency(idle, streaming, moved, stored)
-
-
-def ingest(
-    files: FileServer, plan: Plan, backend: Backend, workdir: Path, log: Callable[[str], None]
+def beside_downloads(
+    files: FileServer,
+    plan: Plan,
+    rounds: Rounds,
+    backend: Backend,
+    workdir: Path,
+    log: Callable[[str], None],
 ) -> Beside:
-    """Saturating Tencent CI callbacks (nothing fetched for them) while 1 GiB files stream in,
+    """Tencent CI callbacks (nothing fetched for them) in `rounds` while 1 GiB files stream in,
     and while the mirror is idle; what the mirror wrote meanwhile counted in MiB."""
-    with _stemhook(backend, "stemhook_bench_mirror_ingest", workdir) as running:
+    measured = "ingest" if rounds.rate is None else "latency"
+    with _stemhook(backend, f"stemhook_bench_mirror_{measured}", workdir) as running:
         server, scratch, files_dir = running
         mirror = server.background_pid()
         with Relay(server.url, scratch, _streamer(files, plan)) as relay:
@@ -175,12 +135,12 @@ def ingest(
 
             return beside.measure(
                 server.url,
-                plan.ingest,
+                rounds,
                 KINDS,
                 workdir,
                 during=during,
                 done=lambda: written_bytes(mirror) / MIB,
-                log=lambda message: log(f"{backend.label} {message}"),
+                log=lambda message: log(f"{backend.label} {measured} {message}"),
             )
 
 
@@ -196,13 +156,6 @@ def post_suno(http: httpx.Client, task_id: str, urls: list[str]) -> None:
     stems = dict(zip(("vocal_url", "instrumental_url"), urls, strict=False))
     body = {"code": 200, "msg": "ok", "data": {"task_id": task_id, "vocal_removal_info": stems}}
     http.post("/callbacks/suno", content=orjson.dumps(body)).raise_for_status()
-
-
-def _window(invocation: wrk.Invocation, workdir: Path) -> Window:
-    with MachineWatch(workdir) as watch:
-        load = wrk.run(invocation)
-    assert load.paced is not None and watch.machine is not None
-    return Window(load.paced, watch.machine)
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
-import multiprocessing
 import secrets
 import signal
 import sys
@@ -40,10 +39,10 @@ from app.polling.lister import ListOptions, QueueLister
 from app.polling.listing import MOST_PER_PAGE
 from app.polling.requests import MediaLabKeys, PollApis
 from app.polling.worker import Poller, PollOptions
+from app.processes import processes
 from app.storage.factory import open_store
 
 log = logging.getLogger(__name__)
-_PROCESSES = multiprocessing.get_context("forkserver")
 # How often a dead background process is looked for, and how long a stopping one may take.
 _WATCH_S = 2.0
 _STOP_GRACE_S = 10.0
@@ -266,7 +265,7 @@ class BackgroundProcess:
             await asyncio.to_thread(process.join)
 
     async def _spawn(self) -> None:
-        process = _PROCESSES.Process(
+        process = processes().Process(
             target=serve,
             args=(self._settings, self._in_flight),
             name="stemhook-background",

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import multiprocessing
 import socket
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from app.ingest.frames import Unframer, frame
 from app.ingest.in_flight import WritesInFlight
 from app.ingest.intake import Receipt, Submission
 from app.ingest.writer_process import serve
+from app.processes import processes
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,6 @@ _RESTART_AFTER_S = 1.0
 # How often submissions past their deadline are answered 503 (the timeout's resolution), and a
 # dead writer process is looked for.
 _SWEEP_EVERY_S = 0.1
-# The writer process forks from a server that has imported it already: a start costs
-# milliseconds, not an interpreter's start-up, and shares the imported code's memory.
-_PROCESSES = multiprocessing.get_context("forkserver")
 
 
 class Writer:
@@ -135,9 +132,8 @@ class Writer:
             del future
 
     async def _spawn(self) -> None:
-        _PROCESSES.set_forkserver_preload(["app.ingest.writer_process"])
         ours, theirs = socket.socketpair()
-        process = _PROCESSES.Process(
+        process = processes().Process(
             target=serve, args=(theirs, self._settings), name="stemhook-writer", daemon=True
         )
         self._started_at = time.monotonic()

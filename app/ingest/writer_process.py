@@ -46,6 +46,10 @@ def serve(channel: socket.socket, settings: Settings) -> None:
     # it was writing is not acknowledged, and the senders retry.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.config.dictConfig(log_config(json=json_lines(), level=settings.log_level))
+    # What this process inherited from the fork server lives as long as it: frozen at once
+    # (a splice of the collector's lists), it is never walked, not even by the collection
+    # below, which walked it in ~130 ms, each writer start waiting.
+    gc.freeze()
     engine = create_sync_engine(settings)
     committer = committer_for(engine, settings)
     inbox = _Inbox(channel, max_batch=settings.write_batch_max)

@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     fetch_read_timeout_s: float = Field(default=60.0, gt=0, le=600)
     # A whole fetch (connecting, redirects, body) past this is cut off and retried later, however
     # steadily its bytes arrive: a source sending a byte per read timeout would otherwise hold a
-    # worker for years. An hour lets the 2 GiB cap arrive at ~600 KB/s.
+    # worker for years. An hour lets the 2 GiB cap arrive at ~600 KB/s; the mirror's own waits
+    # for a moment without callbacks (app/ingest/in_flight.py) are not counted.
     fetch_timeout_s: float = Field(default=DEFAULT_FETCH_TIMEOUT_S, ge=1, le=86400)
 
     # A job heard of unfinished (or registered by PUT .../expect) whose final state has not come

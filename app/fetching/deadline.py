@@ -23,20 +23,32 @@ Clock = Callable[[], float]
 DEFAULT_FETCH_TIMEOUT_S = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deadline:
-    """`total_s` after the `clock` (a monotonic one) read `started`."""
+    """`total_s` after the `clock` (a monotonic one) read `started`, not counting the time the
+    fetch itself chose to wait (`paused`)."""
 
     total_s: float
     started: float
     clock: Clock
+    paused_s: float = 0.0
 
     def remaining_s(self) -> float:
         """Seconds left, always more than 0; Retryable once the deadline has passed."""
-        remaining = self.started + self.total_s - self.clock()
+        remaining = self.started + self.total_s + self.paused_s - self.clock()
         if remaining <= 0:
             raise Retryable(f"the whole fetch took longer than {self.total_s:g} s")
         return remaining
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The block's time is the caller's own wait (the mirror yielding to callbacks between
+        two pieces, app/ingest/in_flight.py), not the source's: the deadline moves by it."""
+        began = self.clock()
+        try:
+            yield
+        finally:
+            self.paused_s += self.clock() - began
 
 
 _current: ContextVar[Deadline | None] = ContextVar("fetch_deadline", default=None)

@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -67,6 +67,11 @@ class Download:
         self.content_type: str | None = response.headers.get("content-type")
         self.length: int | None = _content_length(response)
         self.final_url: str = str(response.url)
+
+    def paused(self) -> AbstractContextManager[None]:
+        """A wait of the caller's own between two pieces, which the fetch's deadline does not
+        count (Deadline.paused)."""
+        return self._deadline.paused()
 
     def chunks(self) -> Iterator[bytes]:
         """The body in pieces of at most CHUNK_BYTES; TooLarge past the cap, Retryable if the

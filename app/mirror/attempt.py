@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.fetching.errors import FetchError, Gone, PermanentFetchError, Retryable, retry_wait
-from app.fetching.fetcher import Fetcher
+from app.fetching.fetcher import Download, Fetcher
 from app.ingest.in_flight import WritesInFlight
 from app.mirror.cos import CosKeys, signed_get
 from app.mirror.sources import (
@@ -127,7 +127,7 @@ class Attempts:
             return _failed(f"refused: {error}"), None
         try:
             with self._fetcher.open(url, headers) as download:
-                stored = self._store.write(task.key, self._until_stopped(download.chunks()))
+                stored = self._store.write(task.key, self._until_stopped(download))
                 content_type = download.content_type
         except _Stopping:
             raise
@@ -197,10 +197,13 @@ class Attempts:
         wait_for = backoff(task.attempts, base=self._retries.base, cap=self._retries.cap)
         return {"error": error}, self._clock() + retry_wait(wait_for, retry_after_s)
 
-    def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """The chunks, each read once no write is awaited (or after a second's wait)."""
+    def _until_stopped(self, download: Download) -> Iterator[bytes]:
+        """The download's chunks, each read once no write is awaited (or after a second's wait,
+        which its deadline does not count)."""
+        chunks = download.chunks()
         while True:
-            self._writes.wait_for_none(self._stop)
+            with download.paused():
+                self._writes.wait_for_none(self._stop)
             if self._stop.is_set():
                 raise _Stopping
             chunk = next(chunks, None)

@@ -49,8 +49,9 @@ def go_rounds(
     initializer: Callable[[], None] | None = None,
 ) -> None:
     """Exchange, have the claimed worked on threads, gather what ended, until `stop`; then wait
-    for the tasks running (they see `stop` too) and settle them. Each exchange waits for a
-    moment without `writes` (app/ingest/in_flight.py). A database that fails the worker is
+    for the tasks running (they see `stop` too) and settle them. Each round's writes (what the
+    ended tasks store, then the exchange) wait for a moment without `writes`
+    (app/ingest/in_flight.py). A database that fails the worker is
     tried again after a pause that doubles up to MAX_PAUSE_S, never given up on; what ended
     meanwhile waits for the next exchange."""
     in_flight: dict[Future[T], K] = {}
@@ -61,7 +62,6 @@ def go_rounds(
     ) as pool:
         try:
             while not stop.is_set():
-                writes.wait_for_none(stop)
                 try:
                     claimed = rounds.exchange(ended, list(in_flight.values()), True)
                     ended, pause = [], 0.0
@@ -71,7 +71,11 @@ def go_rounds(
                     stop.wait(pause)
                 for task in claimed:
                     in_flight[pool.submit(rounds.work, task)] = task
-                ended += rounds.ended(gathered(in_flight, stop=stop, poll_s=poll_s))
+                finished = gathered(in_flight, stop=stop, poll_s=poll_s)
+                # What the ended tasks write (the poller stores its answers) and the exchange
+                # after it go in one moment without the web process's writes.
+                writes.wait_for_none(stop)
+                ended += rounds.ended(finished)
         finally:
             stop.set()
             wait(in_flight)

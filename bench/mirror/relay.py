@@ -20,6 +20,10 @@ import httpx
 from bench.ingest.databases import Scratch
 
 _POLL_S = 0.1
+# How often the files' statuses are read while one streams in: each read is a connection of
+# its own, which on PostgreSQL costs the server a backend's start, every window streaming and
+# none idle; the mirror looks at its queue once a second anyway.
+_STATUS_POLL_S = 1.0
 # Far beyond a 1 GiB file's download on a quiet machine: one this slow has stalled.
 _PATIENCE_S = 300
 
@@ -89,7 +93,7 @@ class Relay:
                             continue
                         self.posted += 1
                     self._post(self.posted - 1, http)
-                    while self.stored < self.posted and not self._stop.wait(_POLL_S):
+                    while self.stored < self.posted and not self._stop.wait(_STATUS_POLL_S):
                         statuses = self._scratch.file_statuses()
                         if statuses.get("failed"):
                             raise RuntimeError(f"a streamed file failed: {statuses}")

@@ -4,7 +4,6 @@ and how background work waits for a moment without any."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -12,6 +11,7 @@ from multiprocessing.connection import Connection
 import pytest
 
 from app.ingest.in_flight import PATIENCE_S, WritesInFlight
+from app.processes import processes
 
 
 def test_each_awaited_write_counts_until_its_block_ends_however_it_ends() -> None:
@@ -82,10 +82,10 @@ def _report_count(in_flight: WritesInFlight, pipe: Connection) -> None:
 
 def test_a_process_started_with_the_shared_count_sees_it_change() -> None:
     in_flight = WritesInFlight.shared()
-    ours, theirs = multiprocessing.get_context("forkserver").Pipe()
-    child = multiprocessing.get_context("forkserver").Process(
-        target=_report_count, args=(in_flight, theirs)
-    )
+    # The context stemhook's processes come from: a fork server started here with another's
+    # preloads would serve every later writer of this test run.
+    ours, theirs = processes().Pipe()
+    child = processes().Process(target=_report_count, args=(in_flight, theirs))
     child.start()
     try:
         seen = []

@@ -6,13 +6,14 @@ import hashlib
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from app.fetching.fetcher import CHUNK_BYTES
-from app.ingest.in_flight import WritesInFlight
+from app.fetching.fetcher import CHUNK_BYTES, Fetcher
+from app.ingest.in_flight import PATIENCE_S, WritesInFlight
 from app.mirror.worker import Mirror
 from app.storage.local import LocalStore
 from tests.api.payloads import suno_json
@@ -259,3 +260,62 @@ def test_under_writes_that_never_end_a_file_is_still_stored_a_piece_at_a_time(
     [row] = file_rows(engine)
     assert (row["status"], row["bytes"]) == ("stored", len(content))
     assert in_flight.waits == 3  # before each of the two pieces, and before the body's end
+
+
+class Monotonic:
+    """The fetch's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class WritesThatNeverEnd(WritesInFlight):
+    """Each wait for a moment without writes lasts the whole patience, on the fetch's clock."""
+
+    def __init__(self, monotonic: Monotonic) -> None:
+        super().__init__()
+        self._monotonic = monotonic
+
+    def wait_for_none(
+        self, stop: threading.Event, *, sleep: Callable[[float], bool] | None = None
+    ) -> None:
+        self._monotonic.now += PATIENCE_S
+
+
+def test_waiting_between_writes_does_not_count_against_the_whole_fetch_deadline(
+    engine: Engine, files: LocalStore, clock: Clock, serve: Callable[..., FileServer]
+) -> None:
+    """A download paced by callbacks for longer than STEMHOOK_FETCH_TIMEOUT_S is still stored:
+    the deadline cuts off a source that drips, not the mirror's own yielding."""
+    content = b"p" * (8 * CHUNK_BYTES)
+    server = serve({"/v.mp3": lambda h: h.answer(200, content, {"Content-Type": "audio/mpeg"})})
+    queue_stems(engine, server, vocal_url="/v.mp3")
+    monotonic = Monotonic()
+    fetcher = Fetcher(
+        admitted=[ip_network("127.0.0.1/32")],
+        max_bytes=1_000_000,
+        connect_timeout_s=10,
+        read_timeout_s=30,
+        total_timeout_s=5,
+        clock=monotonic,
+    )
+    mirror = Mirror(
+        engine,
+        fetcher=fetcher,
+        store=files,
+        options=OPTIONS,
+        worker="w1",
+        clock=clock,
+        in_flight=WritesThatNeverEnd(monotonic),
+    )
+    try:
+        assert mirror.run_once() == 1
+    finally:
+        fetcher.close()
+
+    [row] = file_rows(engine)
+    assert monotonic.now > 5  # the waits alone outlasted the deadline
+    assert (row["status"], row["bytes"], row["error"]) == ("stored", len(content), None)

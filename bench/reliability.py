@@ -63,6 +63,9 @@ def run() -> Suite:
         "-m",
         "pytest",
         "-s",
+        # One process: the figures the tests print come through -s only without xdist workers.
+        "-n",
+        "0",
         "-p",
         "no:cacheprovider",
         "--hypothesis-show-statistics",

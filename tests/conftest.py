@@ -82,7 +82,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked postgres_only (sqlite_only) are not generated for the other backend at all
-    (not even as skips); those marked long (minutes each) only with --long."""
+    (not even as skips); those marked long (minutes each) only with --long. Those marked
+    `servers` share one pytest-xdist group: one worker runs them one after another."""
     only = {"sqlite": "postgres_only", "postgresql": "sqlite_only"}
     long_ones = bool(config.getoption("--long"))
     kept, dropped = [], []
@@ -92,6 +93,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         excluded = backend in only and item.get_closest_marker(only[backend]) is not None
         excluded = excluded or (not long_ones and item.get_closest_marker("long") is not None)
         (dropped if excluded else kept).append(item)
+        if item.get_closest_marker("servers") is not None:
+            item.add_marker(pytest.mark.xdist_group("servers"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

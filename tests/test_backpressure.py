@@ -24,7 +24,7 @@ from tests.proxy import FaultyProxy
 from tests.reliability.support import figures, server_env, tree_memory_kib
 from tests.servers import server_process
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only, pytest.mark.servers]
 
 # The longest allowed: the writer process answers nothing of a stalled write within the burst.
 WRITE_TIMEOUT_S = 10

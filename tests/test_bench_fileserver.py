@@ -10,6 +10,8 @@ import pytest
 
 from bench.stand_ins import started
 
+pytestmark = pytest.mark.servers
+
 SOURCE = bytes(range(256)) * 3 + b"end"  # 771 bytes: a size that is no multiple of it shows
 
 

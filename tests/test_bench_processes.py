@@ -12,7 +12,10 @@ import pytest
 
 from bench.ingest.processes import group_cpu_s, processes, server_cpu_s
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+    pytest.mark.servers,
+]
 COMM = Path("/proc/self/comm")
 
 

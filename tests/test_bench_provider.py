@@ -13,6 +13,8 @@ from app.providers.model import Provider, State
 from app.providers.registry import parse_poll_answer
 from bench.stand_ins import started
 
+pytestmark = pytest.mark.servers
+
 
 @pytest.fixture
 def base_url() -> Iterator[str]:

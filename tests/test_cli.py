@@ -18,6 +18,8 @@ from app.held_writes import HeldWritesProtocol
 from tests.api.payloads import ci_json
 from tests.servers import free_port, running_server, server_process
 
+pytestmark = pytest.mark.servers
+
 _OPEN_CALLBACK_SETTINGS = ("STEMHOOK_CALLBACK_TOKEN", "STEMHOOK_ALLOW_UNAUTHENTICATED_CALLBACKS")
 
 

@@ -20,7 +20,7 @@ from tests.conftest import Backend
 from tests.reliability.support import server_env
 from tests.servers import running_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 COPIES = 50
 
 

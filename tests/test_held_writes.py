@@ -20,7 +20,7 @@ from app.held_writes import HeldWrites, HeldWritesProtocol
 from app.main import create_app
 from tests.api.payloads import ci_json
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 ANSWER = b'{"delivery_id": 1}'
 PARTS = [b"a" * 100_000, b"b" * 10, b"c" * 70_000]
 

@@ -24,7 +24,7 @@ from tests.servers import running_server
 # Far beyond what the scrapes take on a quiet machine.
 PATIENCE_S = 60
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 
 def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

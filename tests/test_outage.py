@@ -19,7 +19,7 @@ from tests.conftest import API_TOKEN, PROVIDER_PATIENCE_S, Backend, open_client
 from tests.proxy import FaultyProxy
 from tests.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 

@@ -10,7 +10,7 @@ from app.schema import alembic_config, head_revision
 from tests.conftest import Backend, open_client
 from tests.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 
 async def test_ready_when_the_schema_is_at_head(

@@ -20,7 +20,7 @@ from tests.conftest import API_TOKEN, Backend, open_client
 from tests.reliability.support import server_env
 from tests.servers import running_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 JOB = "/v1/jobs/tencent-ci/{}"
 # The longest wait (STEMHOOK_MAX_WAIT_S), and half of it: an answer within that came before the

@@ -23,7 +23,7 @@ from tests.api.payloads import ci_json
 from tests.conftest import API_TOKEN, Backend
 from tests.servers import running_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 JOB = "/v1/jobs/tencent-ci/{}"
 PATIENCE_S = 30  # generous: only a broken implementation takes this long

@@ -39,6 +39,8 @@ from tests.ingest.file_rows import store
 from tests.reliability.support import server_env
 from tests.servers import Server, server_process
 
+pytestmark = pytest.mark.servers
+
 STEM_JOB = "suno-stem-1"
 STEM_URL = f"/ui/jobs/suno/{STEM_JOB}/files/1"
 # Long enough that the browser does not buffer all of it before a seek to the middle.

@@ -22,6 +22,8 @@ import yaml
 from app.config import Settings
 from tests.deploy.nginx import NGINX_CONF, check_config, placeholders
 
+pytestmark = pytest.mark.servers
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

@@ -7,9 +7,12 @@ import re
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.conftest import API_TOKEN
 from tests.deploy.conftest import ROOT_PATH
+
+pytestmark = pytest.mark.servers
 
 
 def test_the_console_is_served_under_the_prefix(proxy: str) -> None:

@@ -17,12 +17,15 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from deploy.lock import needed_by, project_requirements
 from tests.servers import free_port
 from tests.test_supported_pythons import supported_pythons
+
+pytestmark = pytest.mark.servers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

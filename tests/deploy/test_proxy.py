@@ -28,6 +28,8 @@ from tests.deploy.nginx import directive, running_nginx
 from tests.reliability.rawhttp import stream
 from tests.reliability.support import figures, media_lab_json
 
+pytestmark = pytest.mark.servers
+
 SPOOFED = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
 MIB = 1024 * 1024
 HEAD_START = f"POST {ROOT_PATH}/callbacks HTTP/1.1\r\nHost: stemhook\r\n".encode()

@@ -26,6 +26,8 @@ from tests.mirror.routes import Stalling
 from tests.reliability.support import AUTH, figures, server_env
 from tests.servers import server_process
 
+pytestmark = pytest.mark.servers
+
 # Far above what a quiet machine needs (a second or two); polled, never slept through.
 PATIENCE_S = 120
 

@@ -23,6 +23,8 @@ from tests.polling.conftest import SUNO_KEY, FakeProviders, answer_of, replying
 from tests.reliability.support import AUTH, server_env
 from tests.servers import server_process
 
+pytestmark = pytest.mark.servers
+
 # Far above what a quiet machine needs (a second or two); polled, never slept through.
 PATIENCE_S = 120
 

@@ -35,6 +35,8 @@ from tests.polling.senders import sender_pid
 from tests.reliability.support import AUTH, figures, server_env
 from tests.servers import Server, server_process
 
+pytestmark = pytest.mark.servers
+
 SUNO = Provider.SUNO
 SUCCESS = "record_info_separate_vocal.json"
 # A dead process's polls are taken over this long after its last renewal.

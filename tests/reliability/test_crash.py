@@ -37,7 +37,7 @@ from tests.reliability.support import (
 )
 from tests.servers import Server, server_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 SENDERS = 32
 ROUNDS = 3

@@ -29,7 +29,7 @@ from tests.reliability.support import (
 )
 from tests.servers import server_process
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only, pytest.mark.servers]
 
 JOBS = 50
 COPIES = 20

@@ -35,7 +35,7 @@ from tests.reliability.rawhttp import (
 from tests.reliability.support import figures, last_delivery_id, memory_kib, server_env
 from tests.servers import server_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 BODY_TIMEOUT_S = 1
 MEMORY_GROWTH_BOUND_KIB = 150 * 1024

@@ -30,7 +30,7 @@ from tests.proxy import FaultyProxy
 from tests.reliability.support import assert_consistent, figures, server_env
 from tests.servers import server_process
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only, pytest.mark.servers]
 
 WRITE_TIMEOUT_S = 2
 # stemhook's aim for an answer while the database is away; asserted of its default settings,

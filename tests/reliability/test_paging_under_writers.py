@@ -21,7 +21,7 @@ from tests.conftest import API_TOKEN, Backend
 from tests.reliability.support import figures, server_env
 from tests.servers import running_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 EXISTING = [f"j-{n:03d}" for n in range(60)]
 PAGE = 7

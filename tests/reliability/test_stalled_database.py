@@ -34,7 +34,7 @@ from tests.reliability.support import (
 from tests.reliability.test_outage import missing_deliveries, through
 from tests.servers import server_process
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only, pytest.mark.long]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only, pytest.mark.long, pytest.mark.servers]
 
 STALL_S = 120
 CONNECTIONS = 300

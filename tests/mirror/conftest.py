@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from app.fetching.fetcher import Fetcher
+from app.ingest.in_flight import WritesInFlight
 from app.mirror.worker import Mirror, MirrorOptions
 from app.storage.local import LocalStore
 from tests.fetching.servers import FileServer
@@ -69,8 +70,27 @@ def clock() -> Clock:
     return Clock()
 
 
+def mirror_of(
+    engine: Engine,
+    files: LocalStore,
+    clock: Clock,
+    fetcher: Fetcher,
+    in_flight: WritesInFlight | None = None,
+) -> Mirror:
+    """The worker w1 with the test's options, fetching with `fetcher`."""
+    return Mirror(
+        engine,
+        fetcher=fetcher,
+        store=files,
+        options=OPTIONS,
+        worker="w1",
+        clock=clock,
+        in_flight=in_flight,
+    )
+
+
 @pytest.fixture
 def mirror(engine: Engine, files: LocalStore, clock: Clock) -> Iterator[Mirror]:
     fetcher = loopback_fetcher()
-    yield Mirror(engine, fetcher=fetcher, store=files, options=OPTIONS, worker="w1", clock=clock)
+    yield mirror_of(engine, files, clock, fetcher)
     fetcher.close()

@@ -19,7 +19,7 @@ from app.storage.local import LocalStore
 from tests.api.payloads import suno_json
 from tests.fetching.servers import FileServer, Listener
 from tests.ingest.file_rows import store
-from tests.mirror.conftest import OPTIONS, Clock, loopback_fetcher
+from tests.mirror.conftest import OPTIONS, Clock, loopback_fetcher, mirror_of
 from tests.mirror.routes import Flaky, Stalling
 
 VOCALS = bytes(range(256)) * 1000
@@ -242,15 +242,7 @@ def test_under_writes_that_never_end_a_file_is_still_stored_a_piece_at_a_time(
     queue_stems(engine, server, vocal_url="/v.mp3")
     in_flight = Watched()
     fetcher = loopback_fetcher()
-    mirror = Mirror(
-        engine,
-        fetcher=fetcher,
-        store=files,
-        options=OPTIONS,
-        worker="w1",
-        clock=clock,
-        in_flight=in_flight,
-    )
+    mirror = mirror_of(engine, files, clock, fetcher, in_flight)
     try:
         with in_flight.one():
             assert mirror.run_once() == 1
@@ -302,15 +294,7 @@ def test_waiting_between_writes_does_not_count_against_the_whole_fetch_deadline(
         total_timeout_s=5,
         clock=monotonic,
     )
-    mirror = Mirror(
-        engine,
-        fetcher=fetcher,
-        store=files,
-        options=OPTIONS,
-        worker="w1",
-        clock=clock,
-        in_flight=WritesThatNeverEnd(monotonic),
-    )
+    mirror = mirror_of(engine, files, clock, fetcher, WritesThatNeverEnd(monotonic))
     try:
         assert mirror.run_once() == 1
     finally:

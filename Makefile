@@ -42,6 +42,7 @@ ifeq ($(NGINX),)
 	  >/dev/null 2>&1 || echo "nginx could not be installed: tests/deploy will skip (fail in CI)"
 endif
 	$(BIN)/pytest
+	$(BIN)/pytest -n 0 tests/test_openapi.py  # skipped by the xdist workers above (it says why)
 
 .PHONY: browser
 browser:

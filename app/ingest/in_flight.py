@@ -5,8 +5,8 @@ Niceness leaves background threads only the CPU that ingest does not use, but no
 nor the moment after each wake-up of a writer: a mirror streaming files at niceness 19 took a
 quarter of saturating ingest's rate on SQLite
 (docs/decisions/0021-background-work-between-writes.md). So the mirror reads the next piece of
-a file, and the mirror and the poller store, claim and settle, only when no write is awaited, or once
-they have waited a second: a trickle that keeps a download's connection alive and lets
+a file, and the mirror and the poller store, claim and settle, only when no write is awaited,
+or once they have waited a second: a trickle that keeps a download's connection alive and lets
 background work go on under a load that never pauses.
 
 The web process's event loop alone changes the count; the background process only reads it.
